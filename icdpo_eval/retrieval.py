@@ -1,0 +1,388 @@
+"""Demonstration retrievers over a demo pool (ICDPO paper, section 2.4, "R").
+
+A *demo pool* is a list of dicts ``{"prompt", "chosen", "rejected", "id"}``. A retriever maps a
+test prompt to ``k`` pool indices, **ordered least similar first, most similar last**, so that
+the most similar demo sits right before the test prompt in the in-context prompt.
+
+Kinds (``make_retriever(kind, pool, ...)``):
+
+* ``random``: ``k`` distinct indices drawn with a generator seeded from
+  ``sha256(seed, query)``; the same query always gets the same demos, whatever the call order
+  or batching.
+* ``bm25``: BM25 (``rank_bm25.BM25Okapi``, default k1/b/epsilon) over the *last*
+  ``bm25_window`` tokens of every pool prompt; the query is cut to its last ``bm25_window``
+  tokens as well (an autoregressive model is most influenced by the end of its context).
+  Ties are broken by pool index (lower index counts as more similar).
+* ``bm25_sbert``: the BM25 tail retriever proposes ``bm25_top`` candidates, an SBERT encoder
+  re-ranks them by cosine similarity between the full query and the full candidate prompts
+  (both cut by the encoder's own ``max_seq_length``); ties keep the BM25 order.
+
+Tokens for BM25 (:func:`tokenize`): the role markers ``Human:`` / ``Assistant:`` are removed
+(they occur in every HH prompt and would dominate the tail), the text is lower-cased and split
+with the regex ``[a-z0-9]+(?:'[a-z]+)?`` (words, numbers, simple contractions like ``don't``).
+
+``exclude`` (a prompt text or a demo id) drops every pool item whose prompt or id equals it, so a
+pool that contains the test prompt itself does not leak it as a demo.
+
+The BM25 index is built once per (pool prompts, window) and memoised in-process; SBERT pool
+embeddings are cached on disk under ``cache_dir()/retrieval/`` keyed by
+``sha256(encoder name, pool prompts)``, and the SBERT model is only loaded by ``bm25_sbert``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from scipy import sparse
+
+log = logging.getLogger(__name__)
+
+KINDS = ("random", "bm25", "bm25_sbert")
+DEFAULT_SBERT = "embedded:all-minilm-l6-v2"
+
+_ROLE_RE = re.compile(r"\b(?:Human|Assistant)\s*:")
+_TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+_QUERY_CHUNK = 256  # queries scored at once in retrieve_many (bounds the dense score matrix)
+
+
+class Retriever(Protocol):
+    def retrieve(self, query: str, k: int, *, exclude: str | None = None) -> list[int]:
+        """``k`` pool indices for ``query``, least similar first, most similar last."""
+        ...
+
+    def retrieve_many(
+        self, queries: Sequence[str], k: int, *, exclude: Sequence[str | None] | None = None
+    ) -> list[list[int]]:
+        """Batched :meth:`retrieve`; ``exclude`` is one entry per query (or ``None``)."""
+        ...
+
+
+def tokenize(text: str) -> list[str]:
+    """BM25 tokens: role markers removed, lower-cased regex word tokens."""
+    return _TOKEN_RE.findall(_ROLE_RE.sub(" ", text).lower())
+
+
+def tail_tokens(text: str, window: int) -> list[str]:
+    """The last ``window`` BM25 tokens of ``text``."""
+    return tokenize(text)[-window:]
+
+
+def _sha256(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, ensure_ascii=False).encode("utf-8")).hexdigest()
+
+
+def _check_pool(pool: Sequence[dict]) -> list[str]:
+    if len(pool) == 0:
+        raise ValueError("demo pool is empty: a retriever needs at least one demo")
+    prompts = []
+    for i, item in enumerate(pool):
+        if not isinstance(item, dict) or not isinstance(item.get("prompt"), str):
+            raise ValueError(f"demo pool item {i} has no string 'prompt' field")
+        prompts.append(item["prompt"])
+    return prompts
+
+
+class _Base:
+    """Shared bookkeeping: k checks and the exclude mask."""
+
+    def __init__(self, pool: Sequence[dict]) -> None:
+        self.prompts = _check_pool(pool)
+        self.n = len(self.prompts)
+        self._by_key: dict[str, list[int]] = {}
+        for i, item in enumerate(pool):
+            self._by_key.setdefault(item["prompt"], []).append(i)
+            if item.get("id") is not None and str(item["id"]) != item["prompt"]:
+                self._by_key.setdefault(str(item["id"]), []).append(i)
+
+    def _excluded(self, exclude: str | None) -> list[int]:
+        return self._by_key.get(exclude, []) if exclude is not None else []
+
+    def _check_k(self, k: int, n_excluded: int = 0) -> None:
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}")
+        if k > self.n:
+            raise ValueError(f"k={k} demos requested but the demo pool holds only {self.n}")
+        if k > self.n - n_excluded:
+            raise ValueError(
+                f"k={k} demos requested but only {self.n - n_excluded} of {self.n} pool items "
+                "remain after excluding the query"
+            )
+
+    def retrieve(self, query: str, k: int, *, exclude: str | None = None) -> list[int]:
+        return self.retrieve_many([query], k, exclude=[exclude])[0]
+
+    def retrieve_many(
+        self, queries: Sequence[str], k: int, *, exclude: Sequence[str | None] | None = None
+    ) -> list[list[int]]:
+        raise NotImplementedError
+
+    @staticmethod
+    def _excludes(queries: Sequence[str], exclude: Sequence[str | None] | None) -> list[str | None]:
+        if exclude is None:
+            return [None] * len(queries)
+        if len(exclude) != len(queries):
+            raise ValueError(f"exclude has {len(exclude)} entries for {len(queries)} queries")
+        return list(exclude)
+
+
+class RandomRetriever(_Base):
+    """``k`` distinct random demos, deterministic per (seed, query, exclude)."""
+
+    def __init__(self, pool: Sequence[dict], *, seed: int = 1234) -> None:
+        super().__init__(pool)
+        self.seed = seed
+
+    def retrieve_many(
+        self, queries: Sequence[str], k: int, *, exclude: Sequence[str | None] | None = None
+    ) -> list[list[int]]:
+        out = []
+        for query, exc in zip(queries, self._excludes(queries, exclude), strict=True):
+            banned = self._excluded(exc)
+            self._check_k(k, len(banned))
+            eligible = np.setdiff1d(np.arange(self.n), np.asarray(banned, dtype=np.int64))
+            digest = hashlib.sha256(f"{self.seed}\0{query}".encode()).digest()
+            rng = np.random.default_rng(int.from_bytes(digest[:16], "little"))
+            out.append([int(i) for i in rng.choice(eligible, size=k, replace=False)])
+        return out
+
+
+class _Bm25Index:
+    """BM25Okapi over pool tails, with the per-(doc, term) weights precomputed as a sparse matrix.
+
+    ``scores = W @ query_term_counts`` equals ``BM25Okapi.get_scores(query_tokens)`` exactly
+    (unknown query terms score 0), but costs one sparse mat-vec instead of a Python loop over
+    the pool for every query token, and batches over queries.
+    """
+
+    def __init__(self, prompts: Sequence[str], window: int) -> None:
+        from rank_bm25 import BM25Okapi
+
+        self.window = window
+        # an empty tail would make avgdl 0 in BM25Okapi; a sentinel token keeps it well defined
+        corpus = [tail_tokens(p, window) or ["\x00"] for p in prompts]
+        self.bm25 = BM25Okapi(corpus)
+        self.vocab = {t: j for j, t in enumerate(self.bm25.idf)}
+        k1, b, avgdl = self.bm25.k1, self.bm25.b, self.bm25.avgdl
+        rows, cols, vals = [], [], []
+        for d, (freqs, dl) in enumerate(zip(self.bm25.doc_freqs, self.bm25.doc_len, strict=True)):
+            norm = k1 * (1 - b + b * dl / avgdl)
+            for t, tf in freqs.items():
+                rows.append(d)
+                cols.append(self.vocab[t])
+                vals.append(self.bm25.idf[t] * tf * (k1 + 1) / (tf + norm))
+        self.weights = sparse.csr_matrix(
+            (vals, (rows, cols)), shape=(len(corpus), len(self.vocab)), dtype=np.float64
+        )
+
+    def scores(self, queries: Sequence[str]) -> np.ndarray:
+        """(len(queries), pool size) BM25 scores of the queries' tails."""
+        rows, cols = [], []
+        for i, q in enumerate(queries):
+            for t in tail_tokens(q, self.window):
+                j = self.vocab.get(t)
+                if j is not None:
+                    rows.append(i)
+                    cols.append(j)
+        q = sparse.csr_matrix(
+            (np.ones(len(rows)), (rows, cols)), shape=(len(queries), len(self.vocab)), dtype=np.float64
+        )  # duplicates are summed: query term counts, as get_scores iterates over repeated tokens
+        return np.asarray((q @ self.weights.T).todense())
+
+
+_BM25_MEMO: dict[tuple[str, int], _Bm25Index] = {}
+_SBERT_MODELS: dict[tuple[str, str | None], Any] = {}
+
+
+def _bm25_index(prompts: Sequence[str], window: int) -> _Bm25Index:
+    key = (_sha256(list(prompts)), window)
+    if key not in _BM25_MEMO:
+        t0 = time.perf_counter()
+        _BM25_MEMO[key] = _Bm25Index(prompts, window)
+        log.info(
+            "retrieval: BM25 index over %d prompts (tail window %d) built in %.2fs",
+            len(prompts),
+            window,
+            time.perf_counter() - t0,
+        )
+        while len(_BM25_MEMO) > 8:
+            _BM25_MEMO.pop(next(iter(_BM25_MEMO)))
+    return _BM25_MEMO[key]
+
+
+def _top(scores: np.ndarray, banned: Sequence[int], k: int) -> list[int]:
+    """Indices of the ``k`` best scores, best first, ties by index; ``banned`` never chosen."""
+    scores = scores.astype(np.float64, copy=True)
+    scores[list(banned)] = -np.inf
+    if k == 0:
+        return []
+    kth = np.partition(scores, scores.size - k)[scores.size - k]
+    cand = np.flatnonzero(scores >= kth)
+    cand = cand[np.isin(cand, banned, invert=True)]
+    order = np.lexsort((cand, -scores[cand]))
+    return [int(i) for i in cand[order][:k]]
+
+
+class BM25Retriever(_Base):
+    """BM25 over the last ``window`` tokens of each prompt (and of the query)."""
+
+    def __init__(self, pool: Sequence[dict], *, window: int = 30) -> None:
+        super().__init__(pool)
+        if window <= 0:
+            raise ValueError(f"bm25_window must be > 0, got {window}")
+        self.window = window
+        self.index = _bm25_index(self.prompts, window)
+
+    def bm25_scores(self, queries: Sequence[str]) -> np.ndarray:
+        return self.index.scores(queries)
+
+    def _ranked(self, queries: Sequence[str], k: int, excludes: list[str | None]) -> list[list[int]]:
+        """Best-first top ``k`` per query."""
+        out: list[list[int]] = []
+        for start in range(0, len(queries), _QUERY_CHUNK):
+            chunk = queries[start : start + _QUERY_CHUNK]
+            scores = self.bm25_scores(chunk)
+            for row, exc in zip(scores, excludes[start : start + _QUERY_CHUNK], strict=True):
+                banned = self._excluded(exc)
+                out.append(_top(row, banned, min(k, self.n - len(banned))))
+        return out
+
+    def retrieve_many(
+        self, queries: Sequence[str], k: int, *, exclude: Sequence[str | None] | None = None
+    ) -> list[list[int]]:
+        excludes = self._excludes(queries, exclude)
+        for exc in excludes:
+            self._check_k(k, len(self._excluded(exc)))
+        return [best[::-1] for best in self._ranked(queries, k, excludes)]
+
+
+def _load_sbert(name: str, device: str | None) -> Any:
+    key = (name, device)
+    if key not in _SBERT_MODELS:
+        from sentence_transformers import SentenceTransformer
+
+        from icdpo_eval.embedded import resolve
+
+        t0 = time.perf_counter()
+        _SBERT_MODELS[key] = SentenceTransformer(resolve(name, DEFAULT_SBERT), device=device)
+        log.info("retrieval: loaded SBERT %s in %.2fs", name, time.perf_counter() - t0)
+    return _SBERT_MODELS[key]
+
+
+def _encode(model: Any, texts: Sequence[str]) -> np.ndarray:
+    """Unit-norm float32 embeddings (cosine similarity = dot product)."""
+    emb = model.encode(
+        list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+    )
+    return np.asarray(emb, dtype=np.float32)
+
+
+def _embedding_cache_path(encoder: str, prompts: Sequence[str]) -> Path:
+    from icdpo_eval.embedded import cache_dir
+
+    return cache_dir() / "retrieval" / f"sbert-{_sha256([encoder, list(prompts)])}.npy"
+
+
+class BM25SbertRetriever(BM25Retriever):
+    """BM25 tail proposes ``top`` candidates, SBERT cosine similarity re-ranks them."""
+
+    def __init__(
+        self,
+        pool: Sequence[dict],
+        *,
+        window: int = 30,
+        top: int = 20,
+        encoder: str = DEFAULT_SBERT,
+        device: str | None = None,
+    ) -> None:
+        super().__init__(pool, window=window)
+        if top <= 0:
+            raise ValueError(f"bm25_top must be > 0, got {top}")
+        self.top, self.encoder, self.device = top, encoder, device
+        self.pool_emb = self._pool_embeddings()
+
+    @property
+    def model(self) -> Any:
+        return _load_sbert(self.encoder, self.device)
+
+    def _pool_embeddings(self) -> np.ndarray:
+        path = _embedding_cache_path(self.encoder, self.prompts)
+        if path.exists():
+            try:
+                emb = np.load(path)
+                if emb.ndim == 2 and emb.shape[0] == self.n:
+                    log.info("retrieval: SBERT pool embeddings loaded from %s", path)
+                    return emb
+            except (OSError, ValueError) as err:
+                log.warning("retrieval: ignoring unreadable embedding cache %s (%s)", path, err)
+        t0 = time.perf_counter()
+        emb = _encode(self.model, self.prompts)
+        log.info(
+            "retrieval: SBERT (%s) encoded %d pool prompts in %.2fs",
+            self.encoder,
+            self.n,
+            time.perf_counter() - t0,
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npy.tmp", delete=False) as fh:
+            tmp = Path(fh.name)
+            try:
+                np.save(fh, emb)
+            except BaseException:
+                fh.close()
+                tmp.unlink(missing_ok=True)
+                raise
+        os.replace(tmp, path)  # atomic: a concurrent reader sees the old state or the full file
+        return emb
+
+    def retrieve_many(
+        self, queries: Sequence[str], k: int, *, exclude: Sequence[str | None] | None = None
+    ) -> list[list[int]]:
+        excludes = self._excludes(queries, exclude)
+        for exc in excludes:
+            self._check_k(k, len(self._excluded(exc)))
+        if k == 0 or not queries:
+            return [[] for _ in queries]
+        candidates = self._ranked(queries, max(self.top, k), excludes)
+        q_emb = _encode(self.model, queries)
+        out = []
+        for cand, q in zip(candidates, q_emb, strict=True):
+            sims = self.pool_emb[cand] @ q
+            order = np.argsort(-sims, kind="stable")  # ties keep the BM25 order
+            out.append([int(cand[i]) for i in order[:k]][::-1])
+        return out
+
+
+def make_retriever(
+    kind: str,
+    pool: Sequence[dict],
+    *,
+    seed: int = 1234,
+    bm25_window: int = 30,
+    bm25_top: int = 20,
+    sbert: str = DEFAULT_SBERT,
+    device: str | None = None,
+) -> Retriever:
+    """Build a retriever of ``kind`` (one of :data:`KINDS`) over ``pool``."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown retriever kind {kind!r}; expected one of {', '.join(KINDS)}")
+    t0 = time.perf_counter()
+    retriever: Retriever
+    if kind == "random":
+        retriever = RandomRetriever(pool, seed=seed)
+    elif kind == "bm25":
+        retriever = BM25Retriever(pool, window=bm25_window)
+    else:
+        retriever = BM25SbertRetriever(pool, window=bm25_window, top=bm25_top, encoder=sbert, device=device)
+    elapsed = time.perf_counter() - t0
+    log.info("retrieval: %s retriever over %d demos ready in %.2fs", kind, len(pool), elapsed)
+    return retriever

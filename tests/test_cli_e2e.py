@@ -1,0 +1,100 @@
+"""End to end through the stock ``lm_eval`` CLI, as a user runs it (slow: real embedded models)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+LM_EVAL = str(Path(sys.executable).with_name("lm_eval"))
+SHARED_HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf"
+
+
+def run_lm_eval(args: list[str], tmp_path: Path, **env: str) -> dict:
+    out = tmp_path / "out"
+    cmd = [LM_EVAL, *args, "--output_path", str(out), "--log_samples"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
+                          timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = sorted(out.rglob("results_*.json"))
+    assert results, proc.stderr[-2000:]
+    data = json.loads(results[-1].read_text())
+    data["_samples"] = {p.name: [json.loads(x) for x in p.read_text().splitlines()]
+                        for p in out.rglob("samples_*.jsonl")}
+    return data
+
+
+def test_icdpo_default_on_mini(tmp_path):
+    res = run_lm_eval(["--model", "icdpo", "--model_args", "max_new_tokens=24", "--tasks", "hh_harmless_mini",
+                       "--limit", "2"], tmp_path)
+    r = res["results"]["hh_harmless_mini"]
+    assert isinstance(r["rm_reward,none"], float)
+    assert res["config"]["scorer"] == "s" and res["config"]["method"] == "icdpo"
+    (samples,) = res["_samples"].values()
+    assert len(samples) == 2 and all(s["resps"][0][0].strip() for s in samples)
+
+
+def test_icdpo_s_hat_bm25_sbert(tmp_path):
+    res = run_lm_eval(["--model", "icdpo", "--model_args",
+                       "scorer=s_hat,retriever=bm25_sbert,max_new_tokens=16", "--tasks", "hh_harmless_mini",
+                       "--limit", "2"], tmp_path)
+    assert isinstance(res["results"]["hh_harmless_mini"]["rm_reward,none"], float)
+    assert res["config"]["scorer"] == "s_hat" and res["config"]["retriever"] == "bm25_sbert"
+
+
+def test_base_row_with_stock_hf_model(tmp_path):
+    from icdpo_eval.embedded import base_model_path
+
+    res = run_lm_eval(["--model", "hf", "--model_args", f"pretrained={base_model_path()}", "--device", "cpu",
+                       "--gen_kwargs", "max_gen_toks=16", "--tasks", "hh_harmless_mini", "--limit", "2"], tmp_path)
+    assert isinstance(res["results"]["hh_harmless_mini"]["rm_reward,none"], float)
+
+
+@pytest.mark.skipif(not SHARED_HH.is_dir(), reason="needs ../shared/data/hh-rlhf beside the repo")
+def test_local_data_dir_and_demo_pool_file(tmp_path):
+    data_dir = tmp_path / "data" / "hh-rlhf" / "harmless-base"
+    data_dir.mkdir(parents=True)
+    shutil.copy(SHARED_HH / "harmless-base" / "test.jsonl.gz", data_dir / "test.jsonl.gz")
+    pool = tmp_path / "pool.jsonl"
+    with gzip.open(SHARED_HH / "harmless-base" / "test.jsonl.gz", "rt") as fh:
+        raw = [json.loads(x) for _, x in zip(range(2000), fh)]
+    pool.write_text("".join(json.dumps(r) + "\n" for r in raw[-40:]))  # raw HH transcripts are accepted
+    res = run_lm_eval(["--model", "icdpo", "--model_args", f"demo_pool={pool},max_new_tokens=8,n=2",
+                       "--tasks", "hh_harmless", "--limit", "2"], tmp_path, ICDPO_DATA_DIR=str(tmp_path / "data"))
+    assert isinstance(res["results"]["hh_harmless"]["rm_reward,none"], float)
+    assert res["config"]["demo_pool"] == str(pool)
+
+
+def test_foreign_multiple_choice_task_ranks_by_scorer(tmp_path, base_engine):
+    from icdpo_eval.data import load_pairs
+    from icdpo_eval.retrieval import make_retriever
+    from icdpo_eval.scorers import positive_context
+
+    rows = load_pairs("hh-rlhf-mini", None, "eval")[:2]
+    docs = [{"prompt": r["prompt"], "choices": [r["chosen"], r["rejected"]], "label": 0} for r in rows]
+    task_dir = tmp_path / "tasks"
+    task_dir.mkdir()
+    (tmp_path / "mc.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    yaml = (Path(__file__).parent / "fixtures" / "mc_task" / "toy_mc.yaml").read_text()
+    (task_dir / "toy_mc.yaml").write_text(yaml.replace("PLACEHOLDER", str(tmp_path / "mc.jsonl")))
+    res = run_lm_eval(["--model", "icdpo", "--model_args", "scorer=s", "--tasks", "toy_harmless_mc",
+                       "--include_path", str(task_dir)], tmp_path)
+    assert "acc,none" in res["results"]["toy_harmless_mc"]
+    (samples,) = res["_samples"].values()
+    # the logged loglikelihoods are S = log π(c | d+, x) − log π(c | x), with the same demos
+    pool = load_pairs("hh-rlhf-mini", None, "pool")
+    retr = make_retriever("random", pool, seed=1234)
+    for s in samples:
+        x = s["doc"]["prompt"]
+        demos = [pool[i] for i in retr.retrieve(x, 2)]
+        for choice, resp in zip(s["doc"]["choices"], s["resps"]):
+            want = (base_engine.logprob_full_forward(positive_context(x, demos), " " + choice)
+                    - base_engine.logprob_full_forward(x, " " + choice))
+            assert resp[0][0] == pytest.approx(want, abs=1e-3)

@@ -1,0 +1,275 @@
+"""Tests for icdpo_eval.retrieval (random / bm25 tail / bm25 + SBERT re-rank)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from icdpo_eval import retrieval as R
+from icdpo_eval.retrieval import make_retriever
+
+TOPICS = [
+    "How do I change the oil in my car engine?",
+    "What is the capital city of Australia?",
+    "Can you recommend a good science fiction novel?",
+    "How many legs does a spider have?",
+    "What should I pack for a camping trip in the mountains?",
+    "How can I improve my chess opening repertoire?",
+    "Why is the sky blue during the day?",
+    "What are some tips for learning to play the guitar?",
+    "How do vaccines train the immune system?",
+    "What is the best way to clean a leather jacket?",
+    "How do I set up a freshwater aquarium for tropical fish?",
+    "Who painted the ceiling of the Sistine Chapel?",
+    "How can I stop my dog from barking at the mailman?",
+    "What is the difference between stocks and bonds?",
+    "How do I write a cover letter for a software job?",
+    "What causes earthquakes along tectonic plates?",
+    "How do I knit a wool scarf for winter?",
+    "What are good exercises for lower back pain?",
+    "How do solar panels convert sunlight into electricity?",
+    "What is the plot of Shakespeare's Hamlet?",
+    "How can I get better sleep at night?",
+    "What is the tallest mountain in Africa?",
+    "How do I repot a cactus without getting pricked?",
+    "What languages are spoken in Switzerland?",
+    "How do I file my taxes as a freelancer?",
+    "What are the rules of ice hockey?",
+    "How do bees make honey in the hive?",
+    "How can I teach my child to ride a bicycle?",
+    "What is the speed of light in a vacuum?",
+    "How do I remove a red wine stain from a carpet?",
+]
+
+
+def hh(*turns: str) -> str:
+    """An HH-RLHF style prompt: alternating Human/Assistant turns, ending with 'Assistant:'."""
+    text = ""
+    for i, turn in enumerate(turns):
+        text += f"\n\n{'Human' if i % 2 == 0 else 'Assistant'}: {turn}"
+    return text + "\n\nAssistant:"
+
+
+def demo(prompt: str, i: int) -> dict:
+    return {"prompt": prompt, "chosen": " Sure.", "rejected": " No.", "id": f"d{i}"}
+
+
+def topic_pool() -> list[dict]:
+    return [demo(hh("Hi there.", "Hello! How can I help?", t), i) for i, t in enumerate(TOPICS)]
+
+
+BREAD_QUERY = hh(
+    "I have a question about my kitchen.", "Sure, go ahead.", "How do I bake sourdough bread at home?"
+)
+
+
+@pytest.fixture
+def bread_pool() -> tuple[list[dict], int, int]:
+    """30 topics plus two demos whose ENDING is about bread (their start is about something else)."""
+    pool = topic_pool()
+    close = len(pool)
+    pool.append(
+        demo(
+            hh(
+                "My car broke down yesterday.",
+                "Sorry to hear that.",
+                "Anyway, how do I bake sourdough bread?",
+            ),
+            close,
+        )
+    )
+    far = len(pool)
+    pool.append(demo(hh("I like painting.", "Nice hobby!", "Any tips for sourdough bread?"), far))
+    return pool, close, far
+
+
+def test_tokenize_strips_roles_and_lowercases() -> None:
+    assert R.tokenize("\n\nHuman: Don't PANIC, human!\n\nAssistant:") == ["don't", "panic", "human"]
+    assert R.tail_tokens("a b c d e", 2) == ["d", "e"]
+
+
+def test_bm25_finds_bread_endings_most_similar_last(bread_pool: tuple[list[dict], int, int]) -> None:
+    pool, close, far = bread_pool
+    got = make_retriever("bm25", pool).retrieve(BREAD_QUERY, 2)
+    assert got == [far, close]
+
+
+def test_bm25_matches_rank_bm25_get_scores(bread_pool: tuple[list[dict], int, int]) -> None:
+    pool, _, _ = bread_pool
+    r = make_retriever("bm25", pool, bm25_window=12)
+    assert isinstance(r, R.BM25Retriever)
+    for q in [BREAD_QUERY, pool[3]["prompt"], "nothing matches zzz", BREAD_QUERY + " bread bread"]:
+        expected = r.index.bm25.get_scores(R.tail_tokens(q, 12))
+        np.testing.assert_allclose(r.bm25_scores([q])[0], expected)
+
+
+def test_bm25_window_picks_by_the_tail() -> None:
+    """The paper's point: the ending matters. A demo sharing the query's long beginning but not its
+    ending wins under full-text BM25; the tail window picks the demo with the matching ending."""
+    prefix = " ".join(f"garden{i} tomato{i}" for i in range(50))  # 100 words
+    other = " ".join(f"ocean{i} whale{i}" for i in range(50))
+    # endings longer than the window (HH last turns usually are), so the window sees only them
+    bread = (
+        "how long should I proof sourdough bread dough before baking it in the oven tonight, "
+        "and should the loaf rest in the fridge overnight first or can it go straight in"
+    )
+    truck = (
+        "which engine oil grade should I use for my old pickup truck in winter, "
+        "and how often do I need to change the filter and check the coolant level"
+    )
+    query = hh(prefix, "Okay.", bread)
+    pool = topic_pool()
+    same_start, same_end = len(pool), len(pool) + 1
+    pool += [demo(hh(prefix, "Okay.", truck), same_start), demo(hh(other, "Okay.", bread), same_end)]
+
+    full_text = make_retriever("bm25", pool, bm25_window=100_000)
+    assert full_text.retrieve(query, 1) == [same_start]
+    assert make_retriever("bm25", pool, bm25_window=30).retrieve(query, 1) == [same_end]
+
+
+def test_bm25_window_separates_same_bag_of_words() -> None:
+    """Two demos with the same words in a different order: full-text BM25 cannot tell them apart."""
+    bread = "Help me bake crusty sourdough bread with a starter and rye flour please"
+    cars = " ".join(f"engine{i} wheel{i}" for i in range(30))
+    pool = topic_pool()
+    bread_last, cars_last = len(pool), len(pool) + 1
+    pool += [demo(hh(cars, "Okay.", bread), bread_last), demo(hh(bread, "Okay.", cars), cars_last)]
+    query = hh("Something unrelated.", "Okay.", "How do I bake crusty sourdough bread with rye flour?")
+
+    full = make_retriever("bm25", pool, bm25_window=100_000)
+    assert isinstance(full, R.BM25Retriever)
+    scores = full.bm25_scores([query])[0]
+    assert scores[bread_last] == pytest.approx(scores[cars_last])
+    assert make_retriever("bm25", pool).retrieve(query, 1) == [bread_last]
+
+
+def test_bm25_ties_broken_by_index() -> None:
+    pool = topic_pool()
+    r = make_retriever("bm25", pool)
+    # no token overlap with any demo: all scores tie at 0 -> lowest indices, index 0 most similar (last)
+    assert r.retrieve(hh("zzz qqq"), 3) == [2, 1, 0]
+
+
+def test_random_deterministic_and_batch_independent() -> None:
+    pool = topic_pool()
+    r = make_retriever("random", pool, seed=7)
+    queries = [f"query number {i}" for i in range(10)]
+    singles = [r.retrieve(q, 3) for q in queries]
+    assert r.retrieve_many(queries, 3) == singles
+    assert r.retrieve_many(queries[::-1], 3) == singles[::-1]
+    assert make_retriever("random", pool, seed=7).retrieve_many(queries[3:5], 3) == singles[3:5]
+    for got in singles:
+        assert len(set(got)) == 3 and all(0 <= i < len(pool) for i in got)
+    assert len({tuple(s) for s in singles}) > 1  # depends on the query
+    other_seed = make_retriever("random", pool, seed=8).retrieve_many(queries, 3)
+    assert other_seed != singles
+
+
+@pytest.mark.parametrize("kind", ["random", "bm25"])
+def test_exclude_drops_the_query_itself(kind: str, bread_pool: tuple[list[dict], int, int]) -> None:
+    pool, _, _ = bread_pool
+    self_idx = len(pool)
+    pool = pool + [demo(BREAD_QUERY, self_idx)]
+    r = make_retriever(kind, pool)
+    if kind == "bm25":
+        assert r.retrieve(BREAD_QUERY, 2)[-1] == self_idx  # leaks without exclude
+    for _ in range(3):
+        assert self_idx not in r.retrieve(BREAD_QUERY, len(pool) - 1, exclude=BREAD_QUERY)
+    assert self_idx not in r.retrieve(BREAD_QUERY, 5, exclude=f"d{self_idx}")  # by id
+    batched = r.retrieve_many([BREAD_QUERY, "x"], 5, exclude=[BREAD_QUERY, None])
+    assert self_idx not in batched[0]
+    with pytest.raises(ValueError, match="remain after excluding"):
+        r.retrieve(BREAD_QUERY, len(pool), exclude=BREAD_QUERY)
+
+
+def test_errors_are_clear() -> None:
+    pool = topic_pool()
+    with pytest.raises(ValueError, match="random, bm25, bm25_sbert"):
+        make_retriever("dense", pool)
+    with pytest.raises(ValueError, match="empty"):
+        make_retriever("bm25", [])
+    with pytest.raises(ValueError, match="holds only 30"):
+        make_retriever("bm25", pool).retrieve("q", 31)
+    with pytest.raises(ValueError, match="holds only 30"):
+        make_retriever("random", pool).retrieve_many(["q"], 31)
+    with pytest.raises(ValueError, match="'prompt'"):
+        make_retriever("bm25", [{"chosen": "x"}])
+    assert make_retriever("bm25", pool).retrieve("q", 0) == []
+
+
+# ---------------------------------------------------------------- SBERT (all-MiniLM-L6-v2, local)
+
+TIRE_QUERY = hh("I need some help.", "Of course.", "How do I fix a flat tire on my bicycle?")
+PARAPHRASE = hh("Hello.", "Hi!", "Can you explain how to mend a punctured tyre on a bike?")
+DISTRACTOR = hh("Hello.", "Hi!", "How do I fix my flat mood when I tire of my job?")
+
+
+@pytest.fixture(scope="module")
+def sbert_name() -> str:
+    from icdpo_eval.embedded import sbert_path
+
+    return str(sbert_path())  # a local path: resolves the same whatever ICDPO_CACHE_DIR says
+
+
+@pytest.fixture
+def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("ICDPO_CACHE_DIR", str(tmp_path))
+    return tmp_path
+
+
+@pytest.mark.slow
+def test_bm25_sbert_reranks_paraphrase_above_lexical_distractor(sbert_name: str, tmp_cache: Path) -> None:
+    pool = topic_pool()
+    para, dist = len(pool), len(pool) + 1
+    pool += [demo(PARAPHRASE, para), demo(DISTRACTOR, dist)]
+
+    bm25 = make_retriever("bm25", pool)
+    bm25_rank = bm25.retrieve(TIRE_QUERY, 20)[::-1]  # best first
+    assert bm25_rank[0] == dist  # lexical overlap wins under BM25 alone
+    assert para in bm25_rank[1:]  # but the paraphrase is among the 20 BM25 candidates
+    r = make_retriever("bm25_sbert", pool, sbert=sbert_name, device="cpu")
+    assert isinstance(r, R.BM25SbertRetriever)
+    q = R._encode(r.model, [TIRE_QUERY])[0]
+    assert r.pool_emb[para] @ q > r.pool_emb[dist] @ q  # it truly holds for MiniLM
+    assert r.retrieve(TIRE_QUERY, 2)[-1] == para
+    # candidates come from the BM25 stage only: with bm25_top=1 the re-ranker only sees the distractor
+    narrow = make_retriever("bm25_sbert", pool, bm25_top=1, sbert=sbert_name, device="cpu")
+    assert narrow.retrieve(TIRE_QUERY, 1) == [dist]
+    assert sorted(narrow.retrieve(TIRE_QUERY, 2)) == sorted(bm25_rank[:2])  # top is widened to k
+    assert r.retrieve_many([TIRE_QUERY, BREAD_QUERY], 2)[0] == r.retrieve(TIRE_QUERY, 2)
+    assert para not in r.retrieve(PARAPHRASE, 3, exclude=PARAPHRASE)
+
+
+@pytest.mark.slow
+def test_sbert_pool_embeddings_cached_on_disk(
+    sbert_name: str, tmp_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pool = topic_pool()
+    calls: list[int] = []
+    real_encode = R._encode
+
+    def counting_encode(model: Any, texts: Sequence[str]) -> np.ndarray:
+        calls.append(len(texts))
+        return real_encode(model, texts)
+
+    monkeypatch.setattr(R, "_encode", counting_encode)
+    first = make_retriever("bm25_sbert", pool, sbert=sbert_name, device="cpu")
+    assert calls == [len(pool)]
+    files = list((tmp_cache / "retrieval").glob("*.npy"))
+    assert len(files) == 1 and not list((tmp_cache / "retrieval").glob("*.tmp"))
+
+    calls.clear()
+    second = make_retriever("bm25_sbert", pool, sbert=sbert_name, device="cpu")
+    assert calls == []  # loaded from disk, the pool is not encoded again
+    assert isinstance(first, R.BM25SbertRetriever) and isinstance(second, R.BM25SbertRetriever)
+    np.testing.assert_array_equal(first.pool_emb, second.pool_emb)
+    assert second.retrieve(TOPICS[3], 2) == first.retrieve(TOPICS[3], 2)
+    assert calls == [1, 1]  # only the queries
+
+    calls.clear()
+    make_retriever("bm25_sbert", pool[:-1], sbert=sbert_name, device="cpu")  # another pool: another key
+    assert calls == [len(pool) - 1]

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from icdpo_eval import data as D
+
+TASKS = ("hh_harmless", "hh_helpful", "synthetic_gpt", "hh_harmless_mini")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+REAL_TEST = SHARED / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
+
+
+def _manager(**metadata):
+    """Only our task folder (scanning lm-eval's own ~10k YAMLs takes 5 s per manager)."""
+    from lm_eval.tasks import TaskManager
+
+    from icdpo_eval._lm_eval_hook import tasks_dir
+
+    return TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata=metadata or None)
+
+
+def _build(name: str, **metadata):
+    loaded = _manager(**metadata).load([name])["tasks"]
+    tasks = list(loaded.values()) if isinstance(loaded, dict) else list(loaded)
+    assert len(tasks) == 1
+    return tasks[0]
+
+
+def test_tasks_listed():
+    from lm_eval.tasks import TaskManager
+
+    tm = TaskManager()  # the installed hook adds our folder to lm-eval's defaults
+    for name in TASKS:
+        assert name in tm.all_tasks
+    assert not any(t.startswith("_icdpo") for t in tm.all_tasks)
+
+
+def test_mini_task_builds():
+    task = _build("hh_harmless_mini", pretrained="some/model", rm="my-rm")
+    docs = list(task.test_docs())
+    assert len(docs) == 100
+    assert {d["id"] for d in docs} == {r["id"] for r in D.load_pairs("hh-rlhf-mini", None, "eval")}
+    for doc in docs:
+        ctx = task.fewshot_context(doc, 0)
+        assert ctx == doc["prompt"] and ctx.endswith("Assistant:")
+        assert task.doc_to_target(doc) == doc["chosen"]
+    cfg = task.config
+    assert cfg.output_type == "generate_until" and cfg.num_fewshot == 0
+    assert cfg.generation_kwargs == {
+        "until": ["Human:", "Assistant:", "##", "human:", "assistant:"],
+        "do_sample": True,
+        "top_p": 0.8,
+        "temperature": 1.0,
+        "max_gen_toks": 128,
+    }
+    assert [m["metric"] for m in cfg.metric_list] == ["rm_reward"]
+    # task metadata: YAML defaults, overridden/extended by the runtime metadata (= --model_args)
+    assert cfg.metadata["version"] == 1.0
+    assert cfg.metadata["rm"] == "my-rm" and cfg.metadata["pretrained"] == "some/model"
+    assert _build("hh_harmless_mini").config.metadata["rm"] == "auto"
+
+
+@pytest.mark.skipif(not REAL_TEST.exists(), reason="shared HH-RLHF test file not present")
+def test_hh_harmless_builds_from_local_dir(tmp_path, monkeypatch):
+    target = tmp_path / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
+    target.parent.mkdir(parents=True)
+    shutil.copyfile(REAL_TEST, target)
+    monkeypatch.setenv(D.DATA_ENV, str(tmp_path))
+    docs = list(_build("hh_harmless").test_docs())
+    assert 1900 < len(docs) < 2312
+    assert all(d["prompt"].endswith("\n\nAssistant:") for d in docs)
+
+
+def test_hh_helpful_missing_local_file(tmp_path, monkeypatch):
+    monkeypatch.setenv(D.DATA_ENV, str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="helpful-base"):
+        _build("hh_helpful").test_docs()
