@@ -3,6 +3,7 @@
     icdpo-eval run --model icdpo --tasks hh_harmless_mini --limit 2   # = lm_eval run ..., hook ensured
     icdpo-eval models                   # the embedded default models and where they are cached
     icdpo-eval models path base         # print a local path (e.g. for --model hf pretrained=...)
+    icdpo-eval bench --json             # engine benchmark (= python benchmarks/engine.py)
 """
 
 from __future__ import annotations
@@ -47,10 +48,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "run":
         return _run(argv[1:])
+    if argv and argv[0] == "bench":
+        from icdpo_eval.bench import main as bench
+
+        return bench(argv[1:])
     parser = argparse.ArgumentParser(prog="icdpo-eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run lm-eval (same flags as `lm_eval run`) with icdpo-eval registered")
+    sub.add_parser("bench", help="engine benchmark: naive pipeline vs ours vs one ICL sample (see --help)")
     m = sub.add_parser("models", help="list the embedded default models, or print one's local path")
     m.add_argument("action", nargs="?", choices=["list", "path"], default="list")
     m.add_argument("which", nargs="?", default="base", help="base | teacher | sbert")

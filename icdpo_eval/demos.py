@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 from icdpo_eval import data
@@ -29,13 +30,13 @@ class DemoStore:
         self._pools: dict[str, list[dict]] = {}
 
     def key(self, task: str | None) -> str:
-        return f"{self.demo_pool or task}|{self.demo_source}"
+        return f"{self.demo_pool or base_task(task)}|{self.demo_source}"
 
     def pool(self, task: str | None) -> list[dict]:
         key = self.key(task)
         if key not in self._pools:
             try:
-                rows = data.demo_pool(self.demo_pool, task or "")
+                rows = data.demo_pool(self.demo_pool, base_task(task))
             except data.DataError:
                 if self.demo_pool is not None:
                     raise
@@ -48,6 +49,11 @@ class DemoStore:
                 rows = apply_borrowed(rows, self.demo_source)
             self._pools[key] = rows
         return self._pools[key]
+
+
+def base_task(task: str | None) -> str:
+    """Metric variants share their base task's pool: ``hh_helpful_winrate`` -> ``hh_helpful``."""
+    return re.sub(r"_(winrate|rank)$", "", task or "")
 
 
 def apply_borrowed(pool: list[dict], path: str) -> list[dict]:

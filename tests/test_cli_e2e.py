@@ -97,4 +97,4 @@ def test_foreign_multiple_choice_task_ranks_by_scorer(tmp_path, base_engine):
         for choice, resp in zip(s["doc"]["choices"], s["resps"]):
             want = (base_engine.logprob_full_forward(positive_context(x, demos), " " + choice)
                     - base_engine.logprob_full_forward(x, " " + choice))
-            assert resp[0][0] == pytest.approx(want, abs=1e-3)
+            assert float(resp[0][0]) == pytest.approx(want, abs=1e-3)

@@ -55,11 +55,11 @@ def test_mini_task_builds():
         "temperature": 1.0,
         "max_gen_toks": 128,
     }
-    assert [m["metric"] for m in cfg.metric_list] == ["rm_reward"]
+    assert [m["metric"] for m in cfg.metric_list] == ["rm_reward", "rm"]
     # task metadata: YAML defaults, overridden/extended by the runtime metadata (= --model_args)
     assert cfg.metadata["version"] == 1.0
     assert cfg.metadata["rm"] == "my-rm" and cfg.metadata["pretrained"] == "some/model"
-    assert _build("hh_harmless_mini").config.metadata["rm"] == "auto"
+    assert "rm" not in _build("hh_harmless_mini").config.metadata
 
 
 @pytest.mark.skipif(not REAL_TEST.exists(), reason="shared HH-RLHF test file not present")

@@ -10,7 +10,6 @@ ranks its choices by S / Ŝ / ICL.
 from __future__ import annotations
 
 import logging
-import random
 from collections import defaultdict
 from typing import Any
 
@@ -18,15 +17,15 @@ from lm_eval.api.model import LM
 from tqdm import tqdm
 
 from icdpo_eval import embedded
+from icdpo_eval.best_of_n import SELECTS, sample_and_select
 from icdpo_eval.demos import DemoStore
-from icdpo_eval.engine import Engine, stable_seed
-from icdpo_eval.prompts import TURN_MARKERS, as_continuation, postprocess
+from icdpo_eval.engine import Engine
+from icdpo_eval.prompts import TURN_MARKERS
 from icdpo_eval.retrieval import make_retriever
 from icdpo_eval.scorers import SCORERS, Candidate, ContrastiveScorer, positive_context
 
 log = logging.getLogger(__name__)
 
-SELECTS = ("score", "random", "single")
 RETRIEVERS = ("random", "bm25", "bm25_sbert")
 
 
@@ -191,33 +190,12 @@ class ICDPOLM(LM):
         max_new, top_p, temp, do_sample, stops = self._gen_settings(gk)
         prompts = [r.args[0] for r in reqs]
         demos = self._retrieve(task, prompts)
-        contexts = [positive_context(p, d) for p, d in zip(prompts, demos)]
-        names = [f"{task} doc {r.doc_id}" for r in reqs]
-        seeds = [stable_seed(self.seed, p) for p in prompts]
-        samples = self.engine.sample(contexts, self.n, max_new_tokens=max_new, top_p=top_p,
-                                     temperature=temp, do_sample=do_sample, seeds=seeds, stop=stops,
-                                     docs_per_batch=len(contexts), names=names)
-        groups = []
-        for p, d, ss in zip(prompts, demos, samples):
-            groups.append([Candidate(p, as_continuation(postprocess(s.text, stops)), d, s) for s in ss])
-        if self.select == "score" and self.n > 1:
-            scores = self.scorer.score(groups)
-        else:
-            scores = [[0.0] * len(g) for g in groups]
-        answers = []
-        for p, g, sc in zip(prompts, groups, scores):
-            texts = [c.continuation[1:] for c in g]
-            nonempty = [i for i, t in enumerate(texts) if t]
-            if not nonempty:
-                self.stats["empty"] += 1
-                answers.append("")
-                continue
-            if self.select == "random":
-                best = random.Random(stable_seed(self.seed, "select", p)).choice(nonempty)
-            else:
-                best = max(nonempty, key=lambda i: sc[i])
-            answers.append(texts[best])
-        return answers
+        choices = sample_and_select(
+            self.engine, self.scorer, prompts, [positive_context(p, d) for p, d in zip(prompts, demos)], demos,
+            n=self.n, select=self.select, seed=self.seed, max_new_tokens=max_new, top_p=top_p,
+            temperature=temp, do_sample=do_sample, stops=stops, names=[f"{task} doc {r.doc_id}" for r in reqs])
+        self.stats["empty"] += sum(c.index is None for c in choices)
+        return [c.text for c in choices]
 
     # ------------------------------------------------------------------ scoring
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:

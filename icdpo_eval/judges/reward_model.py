@@ -1,0 +1,228 @@
+"""Reward-model judge: the paper's metric (1), mean RM reward of the responses.
+
+``RewardModelJudge(name)`` scores (prompt, response) pairs with
+
+* the paper's RM ``OpenAssistant/oasst-rm-2-pythia-6.9b-epoch-1`` or any Hugging Face
+  ``AutoModelForSequenceClassification`` (hub name or local path); the reward is the logit of a
+  single-logit head (or ``logits[label_index]``);
+* ``"proxy"``: the offline Bradley-Terry proxy of :mod:`icdpo_eval.judges.proxy_rm`;
+* ``"auto"``: see :func:`resolve_rm_name`.
+
+Input formats: OpenAssistant RMs (tokenizer with a ``<|prompter|>`` token, or "oasst" in the
+name) get ``<|prompter|>turn<|endoftext|><|assistant|>turn<|endoftext|>...`` ending with the
+response turn; other RMs get their chat template when the tokenizer has one, else the raw HH
+text ``"\\n\\nHuman: ...\\n\\nAssistant: response"``. Inputs longer than ``max_length`` tokens
+are truncated from the left (the end of the dialogue and the response are kept).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PAPER_RM = "OpenAssistant/oasst-rm-2-pythia-6.9b-epoch-1"
+RM_ENV = "ICDPO_RM"
+_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
+_warned_proxy = False
+
+
+def hh_to_turns(prompt: str) -> list[tuple[str, str]]:
+    """Parse an HH dialogue into ``[("user"|"assistant", text), ...]``.
+
+    Accepts the dataset's ``"\\n\\nHuman: ...\\n\\nAssistant: ..."`` layout (the leading blank line
+    is optional). Turn texts are stripped; a trailing empty ``Assistant:`` (the slot for the
+    response) is dropped; text before the first ``Human:`` turn is ignored.
+    """
+    marks = list(_TURN.finditer(prompt))
+    if not any(m.group(1) == "Human" for m in marks):
+        raise ValueError(f"no 'Human:' turn in dialogue {prompt[:80]!r}")
+    turns: list[tuple[str, str]] = []
+    for i, m in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(prompt)
+        role = "user" if m.group(1) == "Human" else "assistant"
+        turns.append((role, prompt[m.end():end].strip()))
+    while turns and turns[0][0] != "user":
+        turns.pop(0)
+    if turns[-1] == ("assistant", ""):
+        turns.pop()
+    return turns
+
+
+def oasst_format(prompt: str, response: str) -> str:
+    """``<|prompter|>...<|endoftext|><|assistant|>...<|endoftext|>`` ending with ``response``."""
+    tags = {"user": "<|prompter|>", "assistant": "<|assistant|>"}
+    turns = [*hh_to_turns(prompt), ("assistant", response.strip())]
+    return "".join(f"{tags[role]}{text}<|endoftext|>" for role, text in turns)
+
+
+def hh_format(prompt: str, response: str) -> str:
+    """The raw HH transcript ``"\\n\\nHuman: ...\\n\\nAssistant: response"``."""
+    names = {"user": "Human", "assistant": "Assistant"}
+    turns = [*hh_to_turns(prompt), ("assistant", response.strip())]
+    return "".join(f"\n\n{names[role]}: {text}" for role, text in turns)
+
+
+def _hub_offline() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def paper_rm_available(timeout: float = 5.0) -> bool:
+    """Whether the paper's RM can be loaded: in the local HF cache, or (when not offline) on the hub."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        if isinstance(try_to_load_from_cache(PAPER_RM, "config.json"), str):
+            return True
+    except Exception:  # noqa: BLE001 - any cache problem means "not cached"
+        pass
+    if _hub_offline():
+        return False
+    try:
+        from huggingface_hub import HfApi
+
+        HfApi().model_info(PAPER_RM, timeout=timeout)
+        return True
+    except Exception:  # noqa: BLE001 - unreachable hub, auth, DNS, ...
+        return False
+
+
+def resolve_rm_name(name: str | None = "auto") -> str:
+    """Resolve ``"auto"``: ``$ICDPO_RM`` if set, else the paper's RM if loadable, else ``"proxy"``.
+
+    Any other name is returned unchanged.
+    """
+    global _warned_proxy
+    name = (name or "auto").strip()
+    if name != "auto":
+        return name
+    env = os.environ.get(RM_ENV, "").strip()
+    if env and env != "auto":
+        return env
+    if paper_rm_available():
+        return PAPER_RM
+    if not _warned_proxy:
+        _warned_proxy = True
+        log.warning(
+            "icdpo-eval: the paper's reward model %s is neither in the HF cache nor reachable; rm_reward "
+            "uses the offline PROXY reward model (MiniLM Bradley-Terry head, ~61%% pairwise accuracy on "
+            "held-out HH pairs). Its numbers are not comparable to the paper's; set %s=<model> to choose.",
+            PAPER_RM, RM_ENV,
+        )
+    return "proxy"
+
+
+class RewardModelJudge:
+    """Scores (prompt, response) pairs with a reward model; ``resolved_name`` says which one."""
+
+    def __init__(self, name: str = "auto", device: str | None = None, batch_size: int = 8,
+                 max_length: int = 1024, label_index: int | None = None,
+                 trust_remote_code: bool = False) -> None:
+        import torch
+
+        self.requested = name
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            self.device = "cpu"
+        self.batch_size = int(batch_size)
+        self.max_length = int(max_length)
+        self.label_index = label_index
+        self.proxy: Any = None
+        resolved = resolve_rm_name(name)
+        if resolved == "proxy":
+            from icdpo_eval.judges.proxy_rm import ProxyRewardModel
+
+            self.proxy = ProxyRewardModel(device=self.device)
+            self.resolved_name = self.proxy.name
+        else:
+            self._load_hf(resolved, trust_remote_code)
+            self.resolved_name = resolved
+
+    def _load_hf(self, name: str, trust_remote_code: bool) -> None:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from icdpo_eval.embedded import resolve
+
+        path = resolve(name, name)
+        try:
+            tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+            dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, dtype=dtype, trust_remote_code=trust_remote_code)
+        except Exception as e:
+            raise ValueError(
+                f"could not load reward model {name!r} as a Hugging Face sequence-classification model "
+                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). Pass a hub name or a "
+                "local path of an AutoModelForSequenceClassification, 'proxy' (offline proxy RM) or 'auto'."
+            ) from e
+        n = int(model.config.num_labels)
+        if self.label_index is None and n != 1:
+            raise ValueError(f"reward model {name!r} has {n} output labels, not a single reward logit; "
+                             "pass label_index=<i> to use logits[i] as the reward")
+        if self.label_index is not None and not 0 <= self.label_index < n:
+            raise ValueError(f"label_index {self.label_index} out of range for {n} labels of {name!r}")
+        tok.truncation_side = "left"
+        tok.padding_side = "right"
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        if model.config.pad_token_id is None:
+            model.config.pad_token_id = tok.pad_token_id
+        self.tokenizer, self.model = tok, model.to(self.device).eval()
+        vocab = tok.get_vocab()
+        if "<|prompter|>" in vocab or "oasst" in name.lower():
+            self.style = "oasst"
+        elif getattr(tok, "chat_template", None):
+            self.style = "chat"
+        else:
+            self.style = "hh"
+
+    def format(self, prompt: str, response: str) -> str:
+        """The RM input text for one pair (before tokenization and truncation)."""
+        if self.style == "oasst":
+            return oasst_format(prompt, response)
+        if self.style == "chat":
+            turns = [*hh_to_turns(prompt), ("assistant", response.strip())]
+            msgs = [{"role": r, "content": t} for r, t in turns]
+            return self.tokenizer.apply_chat_template(msgs, tokenize=False)
+        return hh_format(prompt, response)
+
+    def encode(self, texts: Sequence[str]) -> dict[str, Any]:
+        # chat templates already contain the special tokens they need
+        return self.tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True,
+                              max_length=self.max_length, add_special_tokens=self.style != "chat")
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        progress = len(prompts) > 4 * self.batch_size
+        if self.proxy is not None:
+            return self.proxy.score(prompts, responses, progress=progress)
+        import torch
+        from tqdm.auto import tqdm
+
+        texts = [self.format(p, r) for p, r in zip(prompts, responses, strict=True)]
+        out: list[float] = []
+        idx = self.label_index or 0
+        starts = range(0, len(texts), self.batch_size)
+        for s in tqdm(starts, desc=f"rm_reward ({self.resolved_name})", disable=not progress):
+            enc = self.encode(texts[s:s + self.batch_size]).to(self.device)
+            with torch.no_grad():
+                logits = self.model(**enc).logits
+            out.extend(float(v) for v in logits[:, idx].float().cpu())
+        return out
+
+
+_JUDGES: dict[str, RewardModelJudge] = {}
+
+
+def get_judge(name: str = "auto") -> RewardModelJudge:
+    """A process-wide cached judge per requested name (models are loaded once)."""
+    if name not in _JUDGES:
+        _JUDGES[name] = RewardModelJudge(name)
+    return _JUDGES[name]

@@ -1,0 +1,86 @@
+"""Metric functions of the icdpo-eval lm-eval tasks: ``rm_reward`` (paper metric 1).
+
+The task YAMLs use::
+
+    process_results: !function metrics.process_results
+    metric_list:
+      - metric: rm_reward
+        aggregation: !function metrics.rm_reward_aggregate
+        higher_is_better: true
+      - metric: rm
+        aggregation: !function metrics.rm_name_aggregate
+        higher_is_better: true
+
+``process_results`` does no model call: it returns an :class:`RMItem` holding the prompt and the
+response. ``rm_reward_aggregate`` scores all items of the task in batches with one cached
+:class:`~icdpo_eval.judges.reward_model.RewardModelJudge` (name from ``$ICDPO_RM``, else
+``"auto"``) and returns 100 x the mean reward, as in the paper's tables. It also writes each
+item's ``reward`` and ``rm`` into the item in place; lm-eval's ``--log_samples`` records hold the
+same objects and are written after aggregation, so the per-document reward and the RM name
+appear in the samples file with no per-document model call.
+
+Empty responses are kept, scored as the empty string (a model that says nothing is judged on
+that, dropping them would flatter it), and counted: a warning names each doc id, and the
+aggregate logs the count.
+
+lm-eval loads this file by path (not as ``icdpo_eval.tasks.metrics``): absolute imports only;
+the judge cache lives in :mod:`icdpo_eval.judges.reward_model` so both import routes share it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import Any
+
+log = logging.getLogger("icdpo_eval.tasks.metrics")
+
+RM_ENV = "ICDPO_RM"
+EMPTY_RESPONSES: list[str] = []  # doc ids of empty responses seen by process_results
+
+
+class RMItem(dict):
+    """``{"prompt", "response", "reward", "rm"}``; ``reward``/``rm`` are filled by the aggregation."""
+
+
+def process_results(doc: dict[str, Any], results: Sequence[Any]) -> dict[str, RMItem]:
+    response = str(results[0] if results else "").strip()
+    if not response:
+        doc_id = str(doc.get("id", "?"))
+        EMPTY_RESPONSES.append(doc_id)
+        log.warning("rm_reward: empty response for doc %s; scored as the empty string", doc_id)
+    item = RMItem(prompt=doc["prompt"], response=response, reward=None, rm=None)
+    return {"rm_reward": item, "rm": item}
+
+
+def score_items(items: Sequence[dict[str, Any]], name: str | None = None) -> str:
+    """Fill ``reward``/``rm`` of every unscored item in one batched judge call; return the RM name."""
+    from icdpo_eval.judges.reward_model import get_judge
+
+    judge = get_judge(name or os.environ.get(RM_ENV, "").strip() or "auto")
+    todo = [it for it in items if it.get("reward") is None or it.get("rm") != judge.resolved_name]
+    if todo:
+        rewards = judge.score([it["prompt"] for it in todo], [it["response"] for it in todo])
+        for it, r in zip(todo, rewards, strict=True):
+            it["reward"], it["rm"] = float(r), judge.resolved_name
+    return judge.resolved_name
+
+
+def rm_reward_aggregate(items: Sequence[dict[str, Any]]) -> float:
+    """100 x mean reward of the items (the paper's "RM x100")."""
+    if not items:
+        return float("nan")
+    rm = score_items(items)
+    value = 100.0 * sum(float(it["reward"]) for it in items) / len(items)
+    empty = sum(1 for it in items if not it["response"])
+    level = logging.WARNING if rm.startswith("proxy") else logging.INFO
+    log.log(level, "rm_reward = %.2f over %d responses (%d empty), scored by %s%s", value, len(items),
+            empty, rm, " (offline PROXY, not the paper's RM)" if rm.startswith("proxy") else "")
+    return value
+
+
+def rm_name_aggregate(items: Sequence[dict[str, Any]]) -> str:
+    """The metric ``rm``: the name of the reward model that produced ``rm_reward`` (a string in the
+    results JSON, so every results file says which RM its number comes from)."""
+    return score_items(items) if items else ""

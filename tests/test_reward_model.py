@@ -1,0 +1,269 @@
+"""Reward-model judge, offline proxy RM and the rm_reward lm-eval metric."""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from icdpo_eval.judges import reward_model as rmod
+from icdpo_eval.judges.reward_model import (
+    PAPER_RM,
+    RewardModelJudge,
+    hh_format,
+    hh_to_turns,
+    oasst_format,
+    resolve_rm_name,
+)
+
+PROMPT = (
+    "\n\nHuman: Hi there\n\nAssistant: Hello! How can I help?"
+    "\n\nHuman: Tell me a joke.\n\nAssistant:"
+)
+
+
+# ----------------------------------------------------------------------------- formatting
+
+
+def test_hh_to_turns_multi_turn():
+    assert hh_to_turns(PROMPT) == [
+        ("user", "Hi there"),
+        ("assistant", "Hello! How can I help?"),
+        ("user", "Tell me a joke."),
+    ]
+    # leading blank line optional, trailing response kept when present
+    assert hh_to_turns("Human: a\n\nAssistant: b") == [("user", "a"), ("assistant", "b")]
+
+
+def test_hh_to_turns_rejects_text_without_human_turn():
+    with pytest.raises(ValueError, match="no 'Human:' turn"):
+        hh_to_turns("Tell me a joke.")
+    with pytest.raises(ValueError, match="no 'Human:' turn"):
+        hh_to_turns("\n\nAssistant: hi")
+
+
+def test_oasst_format_exact():
+    assert oasst_format(PROMPT, "  Why did the chicken cross the road? ") == (
+        "<|prompter|>Hi there<|endoftext|><|assistant|>Hello! How can I help?<|endoftext|>"
+        "<|prompter|>Tell me a joke.<|endoftext|>"
+        "<|assistant|>Why did the chicken cross the road?<|endoftext|>"
+    )
+
+
+def test_hh_format_round_trip():
+    assert hh_format(PROMPT, " ok ") == PROMPT + " ok"
+
+
+# ----------------------------------------------------------------------------- resolution
+
+
+@pytest.fixture
+def fresh_warning(monkeypatch):
+    monkeypatch.setattr(rmod, "_warned_proxy", False)
+
+
+def test_resolve_explicit_name_unchanged(monkeypatch):
+    monkeypatch.setenv("ICDPO_RM", "proxy")
+    assert resolve_rm_name("some/rm") == "some/rm"
+
+
+def test_resolve_env_var_wins(monkeypatch):
+    monkeypatch.setenv("ICDPO_RM", "my/rm")
+    monkeypatch.setattr(rmod, "paper_rm_available", lambda: True)
+    assert resolve_rm_name("auto") == "my/rm"
+
+
+def test_resolve_paper_rm_when_available(monkeypatch):
+    monkeypatch.delenv("ICDPO_RM", raising=False)
+    monkeypatch.setattr(rmod, "paper_rm_available", lambda: True)
+    assert resolve_rm_name("auto") == PAPER_RM
+
+
+def test_resolve_offline_falls_back_to_proxy_with_one_warning(monkeypatch, caplog, fresh_warning):
+    monkeypatch.delenv("ICDPO_RM", raising=False)
+    monkeypatch.setattr(rmod, "paper_rm_available", lambda: False)
+    with caplog.at_level(logging.WARNING):
+        assert resolve_rm_name("auto") == "proxy"
+        assert resolve_rm_name(None) == "proxy"
+    warnings = [r for r in caplog.records if "PROXY" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_paper_rm_available_offline_makes_no_network_call(monkeypatch):
+    import huggingface_hub
+
+    def boom(*a, **k):
+        raise AssertionError("network call while HF_HUB_OFFLINE=1")
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", boom)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert rmod.paper_rm_available() is False
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: "/cache/config.json")
+    assert rmod.paper_rm_available() is True
+
+
+# ----------------------------------------------------------------------------- rm_reward metric
+
+
+class FakeJudge:
+    resolved_name = "fake-rm"
+
+    def __init__(self):
+        self.calls = 0
+
+    def score(self, prompts, responses):
+        self.calls += 1
+        return [float(len(r)) - 0.5 * len(p) for p, r in zip(prompts, responses, strict=True)]
+
+
+def test_process_results_and_aggregate(monkeypatch, caplog):
+    from icdpo_eval.tasks import metrics
+
+    judge = FakeJudge()
+    monkeypatch.setattr(rmod, "get_judge", lambda name="auto": judge)
+    docs = [{"id": f"d{i}", "prompt": "\n\nHuman: " + "x" * i + "\n\nAssistant:"} for i in range(3)]
+    outs = [" abc ", "", "hello world"]
+    n_empty = len(metrics.EMPTY_RESPONSES)
+    with caplog.at_level(logging.WARNING):
+        items = [metrics.process_results(d, [o])["rm_reward"] for d, o in zip(docs, outs, strict=True)]
+    assert len(metrics.EMPTY_RESPONSES) == n_empty + 1 and metrics.EMPTY_RESPONSES[-1] == "d1"
+    assert any("d1" in r.getMessage() for r in caplog.records)
+    assert [it["response"] for it in items] == ["abc", "", "hello world"]
+    expected = [3 - 0.5 * len(docs[0]["prompt"]), 0 - 0.5 * len(docs[1]["prompt"]),
+                11 - 0.5 * len(docs[2]["prompt"])]
+    value = metrics.rm_reward_aggregate(items)
+    assert value == pytest.approx(100 * sum(expected) / 3)
+    assert judge.calls == 1  # one batched call for all documents
+    # rewards are written into the items (what --log_samples serialises)
+    assert [it["reward"] for it in items] == pytest.approx(expected)
+    assert {it["rm"] for it in items} == {"fake-rm"}
+    # a second aggregation over the same items does not rescore
+    assert metrics.rm_reward_aggregate(items) == pytest.approx(value)
+    assert judge.calls == 1
+
+
+def test_aggregate_reads_rm_name_from_env(monkeypatch):
+    from icdpo_eval.tasks import metrics
+
+    seen = []
+
+    def get_judge(name="auto"):
+        seen.append(name)
+        return FakeJudge()
+
+    monkeypatch.setattr(rmod, "get_judge", get_judge)
+    monkeypatch.setenv("ICDPO_RM", "env/rm")
+    metrics.rm_reward_aggregate([metrics.process_results({"id": "a", "prompt": PROMPT}, ["hi"])["rm_reward"]])
+    monkeypatch.delenv("ICDPO_RM")
+    metrics.rm_reward_aggregate([metrics.process_results({"id": "a", "prompt": PROMPT}, ["hi"])["rm_reward"]])
+    assert seen == ["env/rm", "auto"]
+
+
+# ----------------------------------------------------------------------------- HF reward models
+
+
+def _tiny_rm(path: Path, num_labels: int = 1) -> Path:
+    """A random 1-layer Llama sequence classifier with the embedded SmolLM2 tokenizer (offline)."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
+
+    from icdpo_eval.embedded import teacher_model_path
+
+    tok = AutoTokenizer.from_pretrained(teacher_model_path())
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, num_labels=num_labels,
+                      pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+    LlamaForSequenceClassification(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+@pytest.mark.slow
+def test_hf_rm_oasst_style_left_truncation_and_batching(tmp_path):
+    judge = RewardModelJudge(str(_tiny_rm(tmp_path / "tiny-oasst-rm")), device="cpu", batch_size=2,
+                             max_length=12)
+    assert judge.style == "oasst" and judge.resolved_name.endswith("tiny-oasst-rm")
+    text = oasst_format(PROMPT, "Because it wanted to get to the other side.")
+    full = judge.tokenizer(text, add_special_tokens=True)["input_ids"]
+    assert len(full) > 12
+    ids = judge.encode([text])["input_ids"][0].tolist()
+    assert ids == full[-12:]  # the end (the response) is kept
+    prompts, responses = [PROMPT] * 3, ["short", "a much longer answer " * 5, "ok"]
+    batched = judge.score(prompts, responses)
+    single = [judge.score([p], [r])[0] for p, r in zip(prompts, responses, strict=True)]
+    assert batched == pytest.approx(single, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_hf_rm_chat_template_and_label_checks(tmp_path):
+    path = _tiny_rm(tmp_path / "tiny-chat-rm")
+    judge = RewardModelJudge(str(path), device="cpu")
+    assert judge.style == "chat"
+    assert "Tell me a joke." in judge.format(PROMPT, "no")
+    two = _tiny_rm(tmp_path / "two-label-rm", num_labels=2)
+    with pytest.raises(ValueError, match="2 output labels"):
+        RewardModelJudge(str(two), device="cpu")
+    assert len(RewardModelJudge(str(two), device="cpu", label_index=1).score([PROMPT], ["x"])) == 1
+
+
+def test_bad_rm_name_gives_clear_error(tmp_path):
+    missing = tmp_path / "no-such-reward-model"
+    missing.mkdir()
+    with pytest.raises(ValueError, match="could not load reward model .*no-such-reward-model"):
+        RewardModelJudge(str(missing), device="cpu")
+
+
+# ----------------------------------------------------------------------------- proxy RM
+
+
+@pytest.mark.slow
+def test_proxy_deterministic_and_batch_invariant():
+    from icdpo_eval.data import load_pairs
+    from icdpo_eval.judges.proxy_rm import ProxyRewardModel
+
+    pool = load_pairs("hh-rlhf-mini", None, "pool")
+    small = pool[:60]
+    a = ProxyRewardModel(small, cache=False)
+    b = ProxyRewardModel(small, cache=False)
+    assert a.name == b.name and a.name.startswith("proxy:bt-minilm@")
+    assert a.w.tolist() == b.w.tolist()
+    rows = pool[100:110]
+    prompts = [r["prompt"] for r in rows] * 2
+    responses = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
+    batched = a.score(prompts, responses)
+    single = [a.score([p], [r])[0] for p, r in zip(prompts, responses, strict=True)]
+    assert batched == pytest.approx(single, abs=1e-5)
+    assert batched == pytest.approx(b.score(prompts, responses), abs=1e-5)
+
+
+def _heldout(monkeypatch):
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data"
+    data_dir = os.environ.get("ICDPO_DATA_DIR") or str(shared)
+    if not (Path(data_dir) / "hh-rlhf" / "harmless-base").is_dir():
+        pytest.skip("HH-RLHF harmless-base test file not available (set ICDPO_DATA_DIR)")
+    monkeypatch.setenv("ICDPO_DATA_DIR", data_dir)
+    from icdpo_eval.data import heldout_pairs
+
+    return heldout_pairs(apply_length_filter=False)
+
+
+@pytest.mark.slow
+def test_shipped_proxy_beats_chance_on_heldout_pairs(monkeypatch):
+    held = _heldout(monkeypatch)
+    rows = random.Random(0).sample(held, 200)
+    judge = RewardModelJudge("proxy", device="cpu")
+    assert judge.resolved_name.startswith("proxy:bt-minilm@")
+    prompts = [r["prompt"] for r in rows]
+    sc = judge.score(prompts, [r["chosen"] for r in rows])
+    sr = judge.score(prompts, [r["rejected"] for r in rows])
+    acc = sum(c > r for c, r in zip(sc, sr, strict=True)) / len(rows)
+    # measured on this fixed sample: 0.615 (Wilson 95% [0.546, 0.680]); all 1203 held-out: 0.608
+    assert acc >= THRESHOLD, acc
+
+
+THRESHOLD = 0.55
