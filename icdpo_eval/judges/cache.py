@@ -1,0 +1,75 @@
+"""On-disk verdict cache of the pairwise LLM judge (stdlib ``sqlite3``).
+
+One row per judged comparison, keyed by the sha256 of (judge model, prompt version, dialogue,
+response shown as A, response shown as B), so the order is part of the key. Each verdict is
+committed as soon as it arrives: an interrupted run resumes where it stopped and a rerun makes no
+request for a comparison already judged. Only parsed verdicts are stored (an unparsable answer is
+asked again on the next run).
+
+Default location: ``icdpo_eval.embedded.cache_dir() / "judge" / "verdicts.sqlite"``;
+``$ICDPO_JUDGE_CACHE`` overrides it (a directory, or a file path ending in ``.sqlite``/``.db``).
+Safe across threads (one connection behind a lock) and across processes (sqlite's file locking).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+CACHE_ENV = "ICDPO_JUDGE_CACHE"
+DB_NAME = "verdicts.sqlite"
+
+
+def default_cache_path() -> Path:
+    env = os.environ.get(CACHE_ENV, "").strip()
+    if env:
+        p = Path(env).expanduser()
+        return p if p.suffix in (".sqlite", ".db") else p / DB_NAME
+    from icdpo_eval.embedded import cache_dir
+
+    return cache_dir() / "judge" / DB_NAME
+
+
+def verdict_key(model: str, prompt_version: str, dialogue: str, response_a: str, response_b: str) -> str:
+    payload = json.dumps([model, prompt_version, dialogue, response_a, response_b], ensure_ascii=False)
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+class VerdictCache:
+    """``get(key) -> verdict | None`` and ``put(key, verdict, raw, model)``, thread-safe."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else default_cache_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False, isolation_level=None)
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, verdict TEXT NOT NULL, "
+                "raw TEXT, model TEXT, created REAL)"
+            )
+
+    def get(self, key: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT verdict FROM verdicts WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def put(self, key: str, verdict: str, raw: str, model: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)", (key, verdict, raw, model, time.time())
+            )
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,156 @@
+"""Metric ``winrate`` (paper metric 2: LLM-judge win rate vs the dataset's chosen response).
+
+Used by the task variants ``hh_harmless_winrate``, ``hh_helpful_winrate`` and
+``hh_harmless_mini_winrate`` (the plain tasks never call a judge)::
+
+    custom_dataset: !function winrate.hh_harmless_winrate
+    process_results: !function winrate.process_results
+    metric_list: winrate / winrate_n / winrate_failed with the aggregations below
+
+**Sample.** The tasks evaluate a fixed-seed sample of ``$ICDPO_WINRATE_N`` documents (default 200):
+the documents whose sha256(``"<seed>:<doc id>"``) is among the N smallest, seed
+``$ICDPO_WINRATE_SEED`` (default 1234). The ``custom_dataset`` loader keeps only those rows (in
+dataset order), so no response is generated for a document that is not judged, and the sample is the
+same whatever the row order. The aggregation applies the same rule to the items it receives (at most
+N judged; any other item is marked ``"not_sampled"``), so ``--limit k`` judges the first k rows of
+the sample.
+
+**Judging.** ``process_results`` makes no API call: it packs a :class:`WinItem` (prompt, response,
+reference = the dataset's chosen response). The aggregation judges all items at once with
+:func:`icdpo_eval.judges.pairwise.judge_from_env` (a thread pool, an on-disk verdict cache) and fills
+each item in place, so ``--log_samples`` shows every item's outcome, per-order verdicts and judge.
+Win = 1, tie = 0.5, loss = 0; ``winrate`` is the mean over the judged items, ``winrate_n`` their
+count and ``winrate_failed`` the number of items whose judge answer stayed unparsable (excluded from
+the mean, each named in the log). API failures that outlast the retries raise; the verdicts
+already received stay cached, so the rerun resumes.
+
+**No key.** The loaders check ``OPENAI_API_KEY`` first, so a missing key fails before any
+generation. lm-eval loads this file by path: absolute imports only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import datasets
+
+log = logging.getLogger("icdpo_eval.tasks.winrate")
+
+N_ENV = "ICDPO_WINRATE_N"
+SEED_ENV = "ICDPO_WINRATE_SEED"
+DEFAULT_N = 200
+DEFAULT_SEED = 1234
+
+
+class WinItem(dict):
+    """``{"id", "prompt", "response", "reference", "outcome", "score", "verdicts", "error", "judge"}``;
+    the last five are filled by the aggregation."""
+
+
+def sample_size() -> int:
+    n = int(os.environ.get(N_ENV, "").strip() or DEFAULT_N)
+    if n <= 0:
+        raise ValueError(f"{N_ENV} must be a positive integer, got {n}")
+    return n
+
+
+def sample_seed() -> int:
+    return int(os.environ.get(SEED_ENV, "").strip() or DEFAULT_SEED)
+
+
+def in_sample(ids: Iterable[str], n: int, seed: int) -> set[str]:
+    """The ``n`` ids with the smallest sha256(``f"{seed}:{id}"``): a sample that depends only on
+    the set of ids, not on their order."""
+    ranked = sorted(set(ids), key=lambda i: hashlib.sha256(f"{seed}:{i}".encode()).hexdigest())
+    return set(ranked[:n])
+
+
+def sampled(ds: datasets.DatasetDict, split: str = "test") -> datasets.DatasetDict:
+    rows = ds[split]
+    keep = in_sample(rows["id"], sample_size(), sample_seed())
+    idx = [i for i, doc_id in enumerate(rows["id"]) if doc_id in keep]
+    log.info("winrate: judging a sample of %d of %d documents (%s, seed %d)", len(idx), len(rows), N_ENV,
+             sample_seed())
+    return datasets.DatasetDict({**ds, split: rows.select(idx)})
+
+
+def _task(name: str) -> datasets.DatasetDict:
+    from icdpo_eval.tasks.utils import task_dataset
+
+    from icdpo_eval.judges.pairwise import require_api_key
+
+    require_api_key()  # before any model work: a clear error instead of a failure after generation
+    return sampled(task_dataset(name))
+
+
+def hh_harmless_winrate(**_: Any) -> datasets.DatasetDict:
+    return _task("hh_harmless")
+
+
+def hh_helpful_winrate(**_: Any) -> datasets.DatasetDict:
+    return _task("hh_helpful")
+
+
+def hh_harmless_mini_winrate(**_: Any) -> datasets.DatasetDict:
+    return _task("hh_harmless_mini")
+
+
+def process_results(doc: dict[str, Any], results: Sequence[Any]) -> dict[str, WinItem]:
+    response = str(results[0] if results else "").strip()  # an empty response is judged as such
+    doc_id = str(doc.get("id") or hashlib.sha256(doc["prompt"].encode()).hexdigest()[:16])
+    item = WinItem(id=doc_id, prompt=doc["prompt"], response=response, reference=str(doc["chosen"]).strip(),
+                   outcome=None, score=None, verdicts=None, error=None, judge=None)
+    return {"winrate": item, "winrate_n": item, "winrate_failed": item}
+
+
+def judge_items(items: Sequence[dict[str, Any]]) -> str:
+    """Judge every sampled, not yet judged item in one concurrent batch; return the judge's name."""
+    from icdpo_eval.judges.pairwise import judge_from_env
+
+    judge = judge_from_env()
+    keep = in_sample((it["id"] for it in items), sample_size(), sample_seed())
+    todo = []
+    for it in items:
+        if it["id"] not in keep:
+            it.update(outcome="not_sampled", score=None)
+        elif it.get("outcome") is None or it.get("judge") != judge.name:
+            todo.append(it)
+    if todo:
+        out = judge.judge([it["prompt"] for it in todo], [(it["response"], it["reference"]) for it in todo],
+                          ids=[it["id"] for it in todo])
+        for it, j in zip(todo, out, strict=True):
+            it.update(outcome=j.outcome, score=j.score, verdicts=j.verdicts, error=j.error, judge=judge.name)
+        counts = {k: sum(it["outcome"] == k for it in items) for k in ("win", "tie", "loss", "error")}
+        log.info("winrate: judge %s: %s; %s", judge.name, counts, judge.stats)
+        for it in [it for it in items if it["outcome"] == "error"][:20]:
+            log.warning("winrate: failed item: %s", it["error"])
+    return judge.name
+
+
+def winrate_aggregate(items: Sequence[dict[str, Any]]) -> float:
+    """Mean score (win 1, tie 0.5, loss 0) of the judged items; NaN if none."""
+    if not items:
+        return float("nan")
+    judge_items(items)
+    scores = [float(it["score"]) for it in items if it["score"] is not None]
+    return sum(scores) / len(scores) if scores else float("nan")
+
+
+def winrate_n_aggregate(items: Sequence[dict[str, Any]]) -> int:
+    """How many items were judged (the denominator of ``winrate``)."""
+    if not items:
+        return 0
+    judge_items(items)
+    return sum(1 for it in items if it["score"] is not None)
+
+
+def winrate_failed_aggregate(items: Sequence[dict[str, Any]]) -> int:
+    """How many sampled items could not be judged (unparsable answers, re-asked once)."""
+    if not items:
+        return 0
+    judge_items(items)
+    return sum(1 for it in items if it["outcome"] == "error")
