@@ -28,6 +28,11 @@ from pathlib import Path
 # lm-eval name -> "module:Class" (kept in sync with [project.entry-points."lm_eval.models"])
 MODELS: dict[str, str] = {
     "icdpo": "icdpo_eval.models.icdpo:ICDPOLM",
+    "rm_bon": "icdpo_eval.baselines.rm_bon:RMBoNLM",
+    "rm_aug": "icdpo_eval.baselines.rm_aug:RMAugLM",
+    "sft_lora": "icdpo_eval.baselines.sft_lora:SFTLoRALM",
+    "dpo": "icdpo_eval.baselines.dpo:DPOLM",
+    "rm": "icdpo_eval.models.rm:RMScorerLM",
 }
 
 

@@ -1,15 +1,33 @@
 """``icdpo-eval``: the command line around lm-eval.
 
     icdpo-eval run --model icdpo --tasks hh_harmless_mini --limit 2   # = lm_eval run ..., hook ensured
-    icdpo-eval models                   # the embedded default models and where they are cached
-    icdpo-eval models path base         # print a local path (e.g. for --model hf pretrained=...)
-    icdpo-eval bench --json             # engine benchmark (= python benchmarks/engine.py)
+    icdpo-eval bench --json                                          # engine benchmark (benchmarks/engine.py)
+    icdpo-eval models [path base|teacher|sbert]                      # embedded default models
+    icdpo-eval leaderboard SPEC.yaml --out DIR                       # many models x tasks -> md/CSV/PNG
+    icdpo-eval compare NEW BASELINE [--tolerance X] [--ci]           # regression gate (exit 1 on a drop)
+    icdpo-eval borrow --teacher X --task hh_harmless --out demos.jsonl
+    icdpo-eval train sft|dpo --base X --task hh_harmless --out DIR
+    icdpo-eval build-rank-set --task hh_harmless --out rank.jsonl    # data of the MRR task
+    icdpo-eval demo-nll --sources raw,demos.jsonl                    # base-model NLL of demos per source
+
+Each subcommand has --help.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
+
+# subcommand -> module with add_parser(subparsers) and main(args) -> int (imported only when used)
+SUBCOMMANDS = {
+    "leaderboard": "icdpo_eval.leaderboard",
+    "compare": "icdpo_eval.compare",
+    "borrow": "icdpo_eval.borrow",
+    "train": "icdpo_eval.baselines.train",
+    "build-rank-set": "icdpo_eval.ranking",
+    "demo-nll": "icdpo_eval.demo_nll",
+}
 
 
 def _run(argv: list[str]) -> int:
@@ -56,13 +74,27 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run lm-eval (same flags as `lm_eval run`) with icdpo-eval registered")
-    sub.add_parser("bench", help="engine benchmark: naive pipeline vs ours vs one ICL sample (see --help)")
+    sub.add_parser("bench", help="engine benchmark: naive pipeline vs ours vs one ICL sample (see bench --help)")
     m = sub.add_parser("models", help="list the embedded default models, or print one's local path")
     m.add_argument("action", nargs="?", choices=["list", "path"], default="list")
     m.add_argument("which", nargs="?", default="base", help="base | teacher | sbert")
+    wanted = argv[0] if argv and argv[0] in SUBCOMMANDS else None
+    modules = {}
+    for name, mod in SUBCOMMANDS.items():
+        if wanted in (None, name):
+            try:
+                modules[name] = importlib.import_module(mod)
+            except ImportError as exc:  # keep the rest of the CLI usable
+                sub.add_parser(name, help=f"(unavailable: {exc})")
+                continue
+            modules[name].add_parser(sub)
+        else:
+            sub.add_parser(name, help=f"see `icdpo-eval {name} --help`", add_help=False)
     args = parser.parse_args(argv)
     if args.command == "models":
         return _models(args)
+    if args.command in modules:
+        return int(modules[args.command].main(args) or 0)
     parser.print_help()
     return 2
 

@@ -160,7 +160,7 @@ class ICDPOLM(LM):
         out: list[str] = [""] * len(requests)
         by_task: dict[tuple, list[int]] = defaultdict(list)
         for i, req in enumerate(requests):
-            by_task[(req.task_name, _freeze(dict(req.args[1] or {})))].append(i)
+            by_task[(task_of(req), _freeze(dict(req.args[1] or {})))].append(i)
         bar = tqdm(total=len(requests), desc=f"icdpo[{self.scorer_kind}] generate", disable=disable_tqdm)
         for (task, frozen), idxs in by_task.items():
             gk = dict(frozen)
@@ -201,7 +201,7 @@ class ICDPOLM(LM):
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         groups_idx: dict[tuple, list[int]] = defaultdict(list)
         for i, req in enumerate(requests):
-            groups_idx[(req.task_name, req.args[0])].append(i)
+            groups_idx[(task_of(req), req.args[0])].append(i)
         keys = list(groups_idx)
         out: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
         bar = tqdm(total=len(requests), desc=f"icdpo[{self.scorer_kind}] score", disable=disable_tqdm)
@@ -226,6 +226,13 @@ class ICDPOLM(LM):
         raise NotImplementedError(
             "--model icdpo scores responses given a prompt; perplexity tasks (loglikelihood_rolling) "
             "are not meaningful for it. Use --model hf for those.")
+
+
+def task_of(req) -> str | None:
+    """The task whose demo pool serves this request: a rank-set row names its ``source_task``."""
+    doc = getattr(req, "doc", None)
+    source = doc.get("source_task") if isinstance(doc, dict) else None
+    return source or req.task_name
 
 
 def _freeze(d: dict) -> tuple:
