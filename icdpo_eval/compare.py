@@ -1,0 +1,242 @@
+"""``icdpo-eval compare NEW BASELINE [--tolerance X] [--ci]``: a regression gate on metric tables.
+
+NEW and BASELINE are each an lm-eval results JSON, a folder (searched recursively for
+``results_*.json``; a folder holding ``leaderboard.csv`` means that CSV) or a leaderboard CSV.
+Cells are aligned on (model, task, metric): for results JSON the model is ``config.model`` plus
+its canonical ``model_args``; for a leaderboard CSV it is the row name. The direction of each
+metric comes from lm-eval's ``higher_is_better`` (JSON) or the CSV's ``higher_is_better`` column.
+
+Exit 0: nothing got worse beyond the tolerance (absolute, in the metric's units).
+Exit 1: some metric dropped by more than ``--tolerance``; with ``--ci``, NEW fell outside
+BASELINE's 95% CI (below ``ci_low`` for higher-is-better) by more than the tolerance (cells with
+no CI fall back to the tolerance check); or a BASELINE cell is missing in NEW.
+Exit 2: unreadable input, mixed formats, or the same cell run under a different config (limit,
+seed, gen_kwargs, reward model, model/model_args of a CSV row): the keys that differ are named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LOWER_IS_BETTER = {"perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "nll", "loss",
+                   "ter", "wer"}
+CSV_CONFIG = ["model", "model_args", "limit", "seed", "gen_kwargs", "rm"]
+Key = tuple[str, str, str]  # (model, task, metric)
+
+
+class CompareError(Exception):
+    """Bad input: exit code 2."""
+
+
+@dataclass
+class Cell:
+    value: float
+    higher_is_better: bool
+    ci_low: float | None = None
+    ci_high: float | None = None
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def _float(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v
+
+
+def canonical_args(args: Any) -> str:
+    if isinstance(args, dict):
+        items = args.items()
+    else:
+        items = (p.partition("=")[::2] for p in str(args or "").split(",") if p.strip())
+    return ",".join(f"{k.strip()}={str(v).strip()}" for k, v in sorted(items))
+
+
+def default_direction(metric: str) -> bool:
+    return metric.split(",")[0] not in LOWER_IS_BETTER
+
+
+def load_results_json(path: Path, table: dict[Key, Cell]) -> None:
+    try:
+        data = json.loads(path.read_text())
+        results, config = data["results"], data.get("config") or {}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CompareError(f"{path}: not an lm-eval results JSON ({e.__class__.__name__}: {e})") from e
+    model = f"{config.get('model', '?')}({canonical_args(config.get('model_args'))})"
+    base_cfg = {k: json.dumps(config.get(k), sort_keys=True) for k in
+                ("limit", "random_seed", "numpy_seed", "torch_seed", "fewshot_seed", "gen_kwargs")}
+    for task, metrics in results.items():
+        cfg = dict(base_cfg)
+        if (data.get("n-shot") or {}).get(task) is not None:
+            cfg["num_fewshot"] = str(data["n-shot"][task])
+        strings = {k.split(",")[0]: v for k, v in metrics.items() if isinstance(v, str) and "," in k}
+        if "rm" in strings:
+            cfg["rm"] = strings["rm"]
+        hib = (data.get("higher_is_better") or {}).get(task) or {}
+        for k, v in metrics.items():
+            if "," not in k or "_stderr" in k or isinstance(v, (bool, str)) or _float(v) is None:
+                continue
+            name, _, filt = k.partition(",")
+            metric = name if filt in ("", "none") else k
+            se = _float(metrics.get(f"{name}_stderr,{filt}"))
+            value = float(v)
+            ci = (value - 1.96 * se, value + 1.96 * se) if se is not None and se > 0 else (None, None)
+            table[(model, task, metric)] = Cell(value, bool(hib.get(name, default_direction(name))),
+                                                ci[0], ci[1], cfg)
+
+
+def load_csv(path: Path, table: dict[Key, Cell]) -> None:
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise CompareError(f"{path}: cannot read CSV ({e})") from e
+    if not rows or "row" not in rows[0] or "value" not in rows[0]:
+        raise CompareError(f"{path}: not a leaderboard CSV (needs at least `row` and `value` columns)")
+    for r in rows:
+        metric = r.get("metric") or "rm_reward"
+        task = r.get("task") or r.get("column") or ""
+        value = _float(r["value"])
+        if value is None:
+            continue  # a non-numeric metric
+        hib_s = (r.get("higher_is_better") or "").strip().lower()
+        hib = hib_s in ("true", "1", "yes") if hib_s else default_direction(metric)
+        lo, hi = _float(r.get("ci_low")), _float(r.get("ci_high"))
+        lo = None if lo is None or math.isnan(lo) else lo
+        hi = None if hi is None or math.isnan(hi) else hi
+        cfg = {k: r[k] for k in CSV_CONFIG if r.get(k) not in (None, "")}
+        table[(r["row"], task, metric)] = Cell(value, hib, lo, hi, cfg)
+
+
+def load(path_s: str) -> tuple[str, dict[Key, Cell]]:
+    """-> (format, table): format is ``"json"`` or ``"csv"``."""
+    path = Path(path_s)
+    table: dict[Key, Cell] = {}
+    if path.is_dir():
+        if (path / "leaderboard.csv").is_file():
+            load_csv(path / "leaderboard.csv", table)
+            return "csv", table
+        files = sorted(path.rglob("results_*.json"), key=lambda p: (p.stat().st_mtime, str(p)))
+        if not files:
+            raise CompareError(f"{path}: no results_*.json (nor leaderboard.csv) in this folder")
+        for f in files:  # later runs of the same cell override earlier ones
+            load_results_json(f, table)
+        return "json", table
+    if not path.is_file():
+        raise CompareError(f"{path}: no such file or folder")
+    if path.suffix.lower() == ".csv":
+        load_csv(path, table)
+        return "csv", table
+    load_results_json(path, table)
+    return "json", table
+
+
+def config_mismatches(new: dict[Key, Cell], base: dict[Key, Cell]) -> list[str]:
+    out: dict[tuple[str, str], str] = {}
+    for key in sorted(set(new) & set(base)):
+        a, b = new[key].config, base[key].config
+        diff = [f"{k}: {a.get(k, '<absent>')} (new) vs {b.get(k, '<absent>')} (baseline)"
+                for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        if diff:
+            out.setdefault((key[0], key[1]), f"{key[0]} on {key[1]}: " + "; ".join(diff))
+    return list(out.values())
+
+
+def _f(x: float | None) -> str:
+    return "–" if x is None or math.isnan(x) else f"{x:.4g}"
+
+
+def compare(new: dict[Key, Cell], base: dict[Key, Cell], tolerance: float = 0.0,
+            use_ci: bool = False) -> tuple[int, str]:
+    """-> (exit code 0/1, markdown report). Raises CompareError on mismatched configs."""
+    bad = config_mismatches(new, base)
+    if bad:
+        raise CompareError("the same cells were run under different configs; not comparable:\n  "
+                           + "\n  ".join(bad))
+    lines = ["| model | task | metric | baseline | new | Δ | allowed | status |",
+             "|---|---|---|---:|---:|---:|---|---|"]
+    failures: list[str] = []
+    for key in sorted(set(base) | set(new)):
+        model, task, metric = key
+        b, n = base.get(key), new.get(key)
+        if b is None and n is not None:
+            lines.append(f"| {model} | {task} | {metric} | – | {_f(n.value)} | – | – | new (not in baseline) |")
+            continue
+        assert b is not None
+        if n is None:
+            lines.append(f"| {model} | {task} | {metric} | {_f(b.value)} | – | – | – | **MISSING** |")
+            failures.append(f"{model} / {task} / {metric}: in BASELINE but missing in NEW")
+            continue
+        sign = 1.0 if b.higher_is_better else -1.0
+        delta = n.value - b.value
+        eps = 1e-9 * max(1.0, abs(b.value))
+        bound = b.ci_low if b.higher_is_better else b.ci_high
+        if use_ci and bound is not None:
+            floor = bound - sign * tolerance
+            ok = sign * (n.value - floor) >= -eps
+            allowed = f"{'≥' if sign > 0 else '≤'} {_f(floor)} (CI)"
+        else:
+            floor = b.value - sign * tolerance
+            ok = sign * (n.value - floor) >= -eps
+            allowed = f"{'≥' if sign > 0 else '≤'} {_f(floor)}"
+        if math.isnan(n.value) and not math.isnan(b.value):
+            ok = False
+        status = "ok" if ok and abs(delta) <= eps else ("better" if ok and sign * delta > 0 else
+                                                        ("ok (within)" if ok else "**WORSE**"))
+        lines.append(f"| {model} | {task} | {metric} | {_f(b.value)} | {_f(n.value)} | {delta:+.4g} | "
+                     f"{allowed} | {status} |")
+        if not ok:
+            failures.append(f"{model} / {task} / {metric}: {_f(n.value)} vs baseline {_f(b.value)} "
+                            f"(allowed {allowed}, {'higher' if sign > 0 else 'lower'} is better)")
+    if failures:
+        lines += ["", f"FAIL: {len(failures)} regression(s):", *[f"- {f}" for f in failures]]
+    else:
+        lines += ["", f"OK: {len(base)} baseline cell(s), none worse beyond "
+                      f"{'the 95% CI' if use_ci else 'the tolerance'} (tolerance {tolerance:g})."]
+    return (1 if failures else 0), "\n".join(lines)
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("compare", help="diff NEW results against a BASELINE; exit 1 on regression",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("new", help="lm-eval results JSON, a folder of them, or a leaderboard CSV")
+    p.add_argument("baseline", help="same kinds as NEW")
+    p.add_argument("--tolerance", type=float, default=0.0,
+                   help="allowed drop, absolute in the metric's units (default 0)")
+    p.add_argument("--ci", action="store_true",
+                   help="fail only when NEW falls outside BASELINE's 95%% CI (minus the tolerance)")
+    p.set_defaults(func=main)
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        fmt_new, new = load(args.new)
+        fmt_base, base = load(args.baseline)
+        if fmt_new != fmt_base:
+            raise CompareError(f"NEW is {'a leaderboard CSV' if fmt_new == 'csv' else 'lm-eval results'} "
+                               f"but BASELINE is {'a leaderboard CSV' if fmt_base == 'csv' else 'lm-eval results'}"
+                               "; compare like with like")
+        if not base:
+            raise CompareError(f"{args.baseline}: no numeric metrics found")
+        code, report = compare(new, base, args.tolerance, args.ci)
+    except CompareError as e:
+        print(f"icdpo-eval compare: error: {e}", file=sys.stderr)
+        return 2
+    print(report)
+    return code
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(prog="icdpo-eval")
+    add_parser(_parser.add_subparsers(dest="command", required=True))
+    _args = _parser.parse_args(["compare", *sys.argv[1:]])
+    sys.exit(_args.func(_args))

@@ -1,0 +1,495 @@
+"""``icdpo-eval leaderboard SPEC.yaml --out DIR``: many methods x tasks through lm-eval -> a table.
+
+A spec (YAML) lists rows (a name, an lm-eval model name and model_args) and tasks; every
+(row, task) cell runs in-process through :func:`icdpo_eval.evaluate` with ``--log_samples``, with
+the spec's limit, seed and gen_kwargs. Each cell's lm-eval results JSON, samples and per-document
+rewards are kept under ``DIR/cells/<key>/``, where ``key`` hashes the cell's full config (model,
+model_args as written in the spec, task, limit, seed, gen_kwargs, env, batch size, package
+version): finished cells are reused, a changed config reruns. Outputs: ``leaderboard.md`` (the
+paper's layout: Harmless, Helpful, Total = their mean, SyntheticGPT), ``leaderboard.csv`` (one
+line per row x column, with 95% bootstrap CIs and the Wilcoxon p-value against the reference
+row) and ``leaderboard.png`` (grouped bars with the CIs). Spec format: ``docs/leaderboard.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+LABELS = {"hh_harmless": "Harmless", "hh_helpful": "Helpful", "synthetic_gpt": "SyntheticGPT",
+          "hh_harmless_mini": "Harmless (mini)"}
+TOTAL_TASK = "hh_harmless+hh_helpful"  # the paper's "Total": mean of Harmless and Helpful
+CSV_FIELDS = ["row", "column", "task", "metric", "value", "ci_low", "ci_high", "n", "p_value", "reference",
+              "higher_is_better", "rm", "model", "model_args", "limit", "seed", "gen_kwargs"]
+# models that do not understand our `embedded:*` aliases get a local path instead
+EXTERNAL_MODELS = {"hf", "hf-auto", "huggingface", "vllm"}
+EMBEDDED_NAMES = {"base": "BASE", "teacher": "TEACHER", "sbert": "SBERT"}
+
+
+class SpecError(ValueError):
+    """A malformed leaderboard spec."""
+
+
+# ----------------------------------------------------------------------------------------- spec
+@dataclass(frozen=True)
+class Row:
+    name: str
+    model: str
+    model_args: dict[str, Any]
+
+
+@dataclass
+class Spec:
+    name: str
+    tasks: list[str]
+    rows: list[Row]
+    limit: int | float | None = None
+    seed: int = 1234
+    gen_kwargs: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    batch_size: int = 1
+    device: str = "auto"
+    metric: str = "rm_reward"
+    reference: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Cell:
+    row: str
+    model: str
+    model_args: dict[str, Any]
+    task: str
+    limit: int | float | None
+    seed: int
+    gen_kwargs: dict[str, Any]
+    env: dict[str, str]
+    batch_size: int
+    metric: str
+    device: str = "auto"
+
+    def config(self) -> dict[str, Any]:
+        from icdpo_eval import __version__
+
+        return {"model": self.model, "model_args": self.model_args, "task": self.task, "limit": self.limit,
+                "seed": self.seed, "gen_kwargs": self.gen_kwargs, "env": self.env,
+                "batch_size": self.batch_size, "device": self.device, "metric": self.metric,
+                "icdpo_eval": __version__}
+
+    def key(self) -> str:
+        blob = json.dumps(self.config(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def parse_kv(text: str | dict[str, Any] | None) -> dict[str, Any]:
+    """``"a=1,b=x"`` or a mapping -> dict (values of a string stay strings)."""
+    if not text:
+        return {}
+    if isinstance(text, dict):
+        return dict(text)
+    out: dict[str, Any] = {}
+    for part in str(text).split(","):
+        if part.strip():
+            k, sep, v = part.partition("=")
+            if not sep:
+                raise SpecError(f"expected key=value, got {part!r}")
+            out[k.strip()] = v.strip()
+    return out
+
+
+def kv_string(args: dict[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(args.items()))
+
+
+def _substitute(obj: Any, variables: dict[str, str]) -> Any:
+    if isinstance(obj, str):
+        def repl(m: re.Match[str]) -> str:
+            if m.group(1) not in variables:
+                raise SpecError(f"unknown variable ${{{m.group(1)}}} (define it under vars: or --set)")
+            return str(variables[m.group(1)])
+        return re.sub(r"\$\{(\w+)\}", repl, obj)
+    if isinstance(obj, dict):
+        return {k: _substitute(v, variables) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_substitute(v, variables) for v in obj]
+    return obj
+
+
+def load_spec(path: str | Path, overrides: dict[str, str] | None = None) -> Spec:
+    import yaml
+
+    raw = yaml.safe_load(Path(path).read_text())
+    if not isinstance(raw, dict) or not raw.get("rows") or not raw.get("tasks"):
+        raise SpecError(f"{path}: a spec needs `tasks:` and `rows:`")
+    variables = {k: str(v) for k, v in (raw.get("vars") or {}).items()}
+    variables.update(overrides or {})
+    raw = _substitute({k: v for k, v in raw.items() if k != "vars"}, variables)
+    defaults = raw.get("model_defaults") or {}
+    rows, seen = [], set()
+    for r in raw["rows"]:
+        if not isinstance(r, dict) or "name" not in r or "model" not in r:
+            raise SpecError(f"{path}: every row needs `name` and `model`, got {r!r}")
+        if r["name"] in seen:
+            raise SpecError(f"{path}: duplicate row name {r['name']!r}")
+        seen.add(r["name"])
+        args = {**parse_kv(defaults.get(r["model"])), **parse_kv(r.get("model_args"))}
+        rows.append(Row(str(r["name"]), str(r["model"]), args))
+    tasks = raw["tasks"].split(",") if isinstance(raw["tasks"], str) else [str(t) for t in raw["tasks"]]
+    spec = Spec(name=str(raw.get("name", Path(path).stem)), tasks=tasks, rows=rows, limit=raw.get("limit"),
+                seed=int(raw.get("seed", 1234)), gen_kwargs=parse_kv(raw.get("gen_kwargs")),
+                env={k: str(v) for k, v in (raw.get("env") or {}).items()},
+                batch_size=int(raw.get("batch_size", 1)), device=str(raw.get("device", "auto")),
+                metric=str(raw.get("metric", "rm_reward")),
+                reference=raw.get("reference"), columns=dict(raw.get("columns") or {}))
+    if spec.reference is not None and spec.reference not in seen:
+        raise SpecError(f"{path}: reference {spec.reference!r} is not a row name ({', '.join(seen)})")
+    return spec
+
+
+def cells_of(spec: Spec) -> list[Cell]:
+    return [Cell(r.name, r.model, r.model_args, t, spec.limit, spec.seed, spec.gen_kwargs, spec.env,
+                 spec.batch_size, spec.metric, spec.device) for r in spec.rows for t in spec.tasks]
+
+
+# ------------------------------------------------------------------------------------ running
+def resolve_model_args(model: str, args: dict[str, Any]) -> dict[str, Any]:
+    """``embedded:base|teacher|sbert`` -> a local path for external models (``hf``), else our alias."""
+    from icdpo_eval import embedded
+
+    out = dict(args)
+    for k, v in args.items():
+        m = re.fullmatch(r"embedded:(base|teacher|sbert)", str(v))
+        if m:
+            which = m.group(1)
+            if model in EXTERNAL_MODELS:
+                getter = {"base": embedded.base_model_path, "teacher": embedded.teacher_model_path,
+                          "sbert": embedded.sbert_path}[which]
+                out[k] = str(getter())
+            else:
+                out[k] = getattr(embedded, f"{EMBEDDED_NAMES[which]}_ALIAS")
+    return out
+
+
+def run_cell(cell: Cell) -> dict[str, Any]:
+    """Run one cell through lm-eval in this process; returns lm-eval's results dict with samples."""
+    import icdpo_eval
+
+    device = cell.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    saved = {k: os.environ.get(k) for k in cell.env}
+    os.environ.update(cell.env)
+    try:
+        seed = cell.seed
+        return icdpo_eval.evaluate(
+            cell.model, [cell.task], kv_string(resolve_model_args(cell.model, cell.model_args)),
+            limit=cell.limit, log_samples=True, gen_kwargs=kv_string(cell.gen_kwargs) or None,
+            batch_size=cell.batch_size, device=device, random_seed=seed, numpy_random_seed=seed,
+            torch_random_seed=seed, fewshot_random_seed=seed, bootstrap_iters=0)
+    finally:
+        import gc
+
+        gc.collect()  # free the cell's model before the next one loads
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _jsonable(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if isinstance(o, set):
+        return sorted(o)
+    return str(o)
+
+
+def per_doc_scores(samples: list[dict[str, Any]], metric: str) -> dict[str, float]:
+    """doc id -> score on the table's scale (reward x 100 for ``rm_reward``-style dict items)."""
+    out: dict[str, float] = {}
+    for s in samples:
+        v = s.get(metric)
+        if isinstance(v, dict) and "reward" in v:
+            out[str(s["doc_id"])] = 100.0 * float(v["reward"])
+        elif isinstance(v, (int, float)):
+            out[str(s["doc_id"])] = float(v)
+    return out
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    value: float
+    scores: dict[str, float]
+    rm: str
+    higher_is_better: bool
+    reused: bool = False
+
+
+def ensure_cell(cell: Cell, out: Path, runner: Callable[[Cell], dict[str, Any]] | None = None,
+                rerun: bool = False) -> CellResult:
+    """Reuse ``out/cells/<key>/cell.json`` when present (and not ``rerun``), else run and store."""
+    cdir = out / "cells" / cell.key()
+    marker = cdir / "cell.json"
+    if marker.exists() and not rerun:
+        d = json.loads(marker.read_text())
+        return CellResult(cell, d["value"], d["scores"], d["rm"], d["higher_is_better"], reused=True)
+    t0 = time.time()
+    res = (runner or run_cell)(cell)
+    task_res = res["results"][cell.task]
+    value = float(task_res[f"{cell.metric},none"])
+    rm = str(task_res.get("rm,none", ""))
+    hib = bool(res.get("higher_is_better", {}).get(cell.task, {}).get(cell.metric, True))
+    samples = res.get("samples", {}).get(cell.task, [])
+    scores = per_doc_scores(samples, cell.metric)
+    cdir.mkdir(parents=True, exist_ok=True)
+    (cdir / f"results_{cell.task}.json").write_text(
+        json.dumps({k: v for k, v in res.items() if k != "samples"}, indent=2, default=_jsonable))
+    with open(cdir / f"samples_{cell.task}.jsonl", "w") as fh:
+        for s in samples:
+            fh.write(json.dumps(s, default=_jsonable) + "\n")
+    record = {"row": cell.row, "config": cell.config(), "value": value, "rm": rm, "higher_is_better": hib,
+              "scores": scores, "seconds": round(time.time() - t0, 1)}
+    tmp = marker.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=_jsonable))
+    tmp.replace(marker)  # written last: a cell without it is unfinished and reruns
+    return CellResult(cell, value, scores, rm, hib)
+
+
+# ---------------------------------------------------------------------------------- statistics
+@dataclass
+class Entry:
+    row: str
+    column: str
+    task: str
+    value: float
+    ci_low: float
+    ci_high: float
+    n: int
+    p_value: float  # nan for the reference itself / no reference
+    rm: str
+    higher_is_better: bool
+
+
+def bootstrap_ci(samples: list[list[float]], seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap CI of the mean (of the per-sample means, for several samples)."""
+    import numpy as np
+    from scipy.stats import bootstrap
+
+    if any(len(s) < 2 for s in samples):
+        return math.nan, math.nan
+    arrays = tuple(np.asarray(s, dtype=float) for s in samples)
+
+    def stat(*xs: Any, axis: int = -1) -> Any:
+        return sum(x.mean(axis=axis) for x in xs) / len(xs)
+
+    r = bootstrap(arrays, stat, n_resamples=2000, confidence_level=0.95, method="percentile",
+                  vectorized=True, rng=np.random.default_rng(seed))
+    return float(r.confidence_interval.low), float(r.confidence_interval.high)
+
+
+def paired_p(a: dict[str, float], b: dict[str, float]) -> float:
+    """Two-sided Wilcoxon signed-rank p-value of a vs b over their common document ids."""
+    from scipy.stats import wilcoxon
+
+    ids = sorted(set(a) & set(b))
+    diffs = [a[i] - b[i] for i in ids]
+    if not diffs:
+        return math.nan
+    if all(abs(d) < 1e-12 for d in diffs):
+        return 1.0
+    try:
+        return float(wilcoxon(diffs).pvalue)
+    except ValueError:
+        return math.nan
+
+
+def columns_of(spec: Spec) -> list[tuple[str, list[str]]]:
+    """(label, tasks averaged) in the paper's order: Harmless, Helpful, Total, SyntheticGPT, others."""
+    order = ["hh_harmless", "hh_helpful", TOTAL_TASK, "synthetic_gpt"]
+    tasks = list(spec.tasks)
+    if "hh_harmless" in tasks and "hh_helpful" in tasks:
+        tasks.append(TOTAL_TASK)
+    tasks.sort(key=lambda t: (order.index(t) if t in order else len(order), spec.tasks.index(t)
+                              if t in spec.tasks else 0))
+    labels = {**LABELS, **spec.columns}
+    return [(labels.get(t, "Total" if t == TOTAL_TASK else t), t.split("+")) for t in tasks]
+
+
+def build_entries(spec: Spec, results: dict[tuple[str, str], CellResult]) -> list[Entry]:
+    entries = []
+    for row in spec.rows:
+        for label, tasks in columns_of(spec):
+            cells = [results[(row.name, t)] for t in tasks]
+            value = sum(c.value for c in cells) / len(cells)
+            lo, hi = bootstrap_ci([list(c.scores.values()) for c in cells], seed=spec.seed)
+            p = math.nan
+            if spec.reference and spec.reference != row.name:
+                ref = [results[(spec.reference, t)] for t in tasks]
+                p = paired_p({f"{c.cell.task}/{i}": v for c in cells for i, v in c.scores.items()},
+                             {f"{c.cell.task}/{i}": v for c in ref for i, v in c.scores.items()})
+            rm = ";".join(sorted({c.rm for c in cells if c.rm}))
+            entries.append(Entry(row.name, label, "+".join(tasks), value, lo, hi,
+                                 sum(len(c.scores) for c in cells), p, rm, cells[0].higher_is_better))
+    return entries
+
+
+# ------------------------------------------------------------------------------------- outputs
+def _fmt(x: float, nd: int = 2) -> str:
+    return "–" if x is None or math.isnan(x) else f"{x:.{nd}f}"
+
+
+def write_md(spec: Spec, entries: list[Entry], path: Path) -> None:
+    cols = [c for c, _ in columns_of(spec)]
+    by = {(e.row, e.column): e for e in entries}
+    lines = [f"# Leaderboard: {spec.name}", "",
+             f"{spec.metric} (RM reward x100, higher is better): mean over documents, "
+             f"[95% bootstrap CI over documents]. limit={spec.limit}, seed={spec.seed}"
+             + (f", gen_kwargs={kv_string(spec.gen_kwargs)}" if spec.gen_kwargs else "") + ".", "",
+             "| Method | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for row in spec.rows:
+        cells = [by[(row.name, c)] for c in cols]
+        lines.append(f"| {row.name} | " + " | ".join(
+            f"{_fmt(e.value)} [{_fmt(e.ci_low)}, {_fmt(e.ci_high)}]" for e in cells) + " |")
+    if spec.reference:
+        lines += ["", f"Paired Wilcoxon signed-rank test vs **{spec.reference}** (per-document rewards, "
+                      "paired by doc id; two-sided p):", "",
+                  "| Method | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+        for row in spec.rows:
+            cells = [by[(row.name, c)] for c in cols]
+            lines.append(f"| {row.name} | " + " | ".join(
+                "ref" if row.name == spec.reference else _fmt(e.p_value, 3) for e in cells) + " |")
+    rms = sorted({e.rm for e in entries if e.rm})
+    lines += ["", f"Reward model: {', '.join(rms) or 'n/a'}"
+              + (" (offline proxy: not comparable with the paper's numbers)"
+                 if any(r.startswith("proxy") for r in rms) else "") + ".", ""]
+    path.write_text("\n".join(lines))
+
+
+def write_csv(spec: Spec, entries: list[Entry], path: Path) -> None:
+    rows = {r.name: r for r in spec.rows}
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        for e in entries:
+            r = rows[e.row]
+            w.writerow({"row": e.row, "column": e.column, "task": e.task, "metric": spec.metric,
+                        "value": f"{e.value:.6f}", "ci_low": f"{e.ci_low:.6f}", "ci_high": f"{e.ci_high:.6f}",
+                        "n": e.n, "p_value": "" if math.isnan(e.p_value) else f"{e.p_value:.6g}",
+                        "reference": spec.reference or "", "higher_is_better": e.higher_is_better,
+                        "rm": e.rm, "model": r.model, "model_args": kv_string(r.model_args),
+                        "limit": spec.limit, "seed": spec.seed, "gen_kwargs": kv_string(spec.gen_kwargs)})
+
+
+def write_png(spec: Spec, entries: list[Entry], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cols = [c for c, _ in columns_of(spec)]
+    by = {(e.row, e.column): e for e in entries}
+    n_rows = len(spec.rows)
+    width = 0.8 / n_rows
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + len(cols) * n_rows * 0.45), 4.5))
+    x = np.arange(len(cols))
+    for i, row in enumerate(spec.rows):
+        es = [by[(row.name, c)] for c in cols]
+        vals = np.array([e.value for e in es])
+        err = np.array([[e.value - e.ci_low if not math.isnan(e.ci_low) else 0.0 for e in es],
+                        [e.ci_high - e.value if not math.isnan(e.ci_high) else 0.0 for e in es]])
+        ax.bar(x - 0.4 + width * (i + 0.5), vals, width, yerr=err, capsize=3, label=row.name)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(x, cols)
+    ax.set_ylabel(f"{spec.metric} (x100)")
+    ax.set_title(f"{spec.name}: mean with 95% bootstrap CI (n per cell: limit={spec.limit})")
+    ax.legend(fontsize="small", ncol=max(1, n_rows // 4))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_leaderboard(spec: Spec, out: Path, runner: Callable[[Cell], dict[str, Any]] | None = None,
+                    rerun: bool = False) -> list[Entry]:
+    from tqdm import tqdm
+
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict[tuple[str, str], CellResult] = {}
+    bar = tqdm(cells_of(spec), desc=f"leaderboard {spec.name}", unit="cell", file=sys.stderr)
+    for cell in bar:
+        bar.set_postfix_str(f"{cell.row} / {cell.task}")
+        results[(cell.row, cell.task)] = ensure_cell(cell, out, runner, rerun)
+    reused = sum(r.reused for r in results.values())
+    print(f"cells: {len(results)} ({reused} reused, {len(results) - reused} run) in {out / 'cells'}",
+          file=sys.stderr)
+    entries = build_entries(spec, results)
+    write_md(spec, entries, out / "leaderboard.md")
+    write_csv(spec, entries, out / "leaderboard.csv")
+    write_png(spec, entries, out / "leaderboard.png")
+    return entries
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("leaderboard", help="run a spec of methods x tasks -> leaderboard md/csv/png",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("spec", help="leaderboard spec YAML (e.g. leaderboards/mini.yaml)")
+    p.add_argument("--out", default=None, help="output folder (default: leaderboard-<spec name>)")
+    p.add_argument("--limit", type=float, default=None, help="override the spec's limit")
+    p.add_argument("--rows", default=None, help="comma-separated subset of row names")
+    p.add_argument("--tasks", default=None, help="comma-separated tasks (override the spec's)")
+    p.add_argument("--reference", default=None, help="reference row for the paired test")
+    p.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
+                   help="set a spec variable used as ${VAR} (e.g. --set base=mistralai/Mistral-7B-v0.1)")
+    p.add_argument("--rerun", action="store_true", help="rerun finished cells instead of reusing them")
+    p.set_defaults(func=main)
+    return p
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        spec = load_spec(args.spec, parse_kv(",".join(args.set)))
+        if args.limit is not None:
+            spec.limit = int(args.limit) if args.limit >= 1 else args.limit
+        if args.tasks:
+            spec.tasks = args.tasks.split(",")
+        if args.rows:
+            wanted = args.rows.split(",")
+            unknown = set(wanted) - {r.name for r in spec.rows}
+            if unknown:
+                raise SpecError(f"unknown rows: {', '.join(sorted(unknown))}")
+            spec.rows = [r for r in spec.rows if r.name in wanted]
+        if args.reference is not None:
+            spec.reference = args.reference or None
+        if spec.reference not in {r.name for r in spec.rows}:
+            spec.reference = None
+    except (OSError, SpecError) as e:
+        print(f"icdpo-eval leaderboard: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out or f"leaderboard-{spec.name}")
+    run_leaderboard(spec, out, rerun=args.rerun)
+    print((out / "leaderboard.md").read_text())
+    print(f"wrote {out / 'leaderboard.md'}, {out / 'leaderboard.csv'}, {out / 'leaderboard.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    _parser = argparse.ArgumentParser(prog="icdpo-eval")
+    add_parser(_parser.add_subparsers(dest="command", required=True))
+    _args = _parser.parse_args(["leaderboard", *sys.argv[1:]])
+    sys.exit(_args.func(_args))

@@ -1,0 +1,145 @@
+"""Leaderboard: resume, outputs and layout on a fake cell runner (no model is loaded)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from icdpo_eval import leaderboard as lb
+
+SPEC = """
+name: toy
+tasks: [hh_harmless, hh_helpful]
+limit: 4
+seed: 7
+gen_kwargs: {max_gen_toks: 16}
+reference: Base
+model_defaults:
+  icdpo: {seed: 7}
+rows:
+  - {name: Base, model: hf, model_args: {pretrained: "embedded:base"}}
+  - {name: ICDPO, model: icdpo, model_args: {scorer: "${scorer}"}}
+vars: {scorer: s}
+"""
+
+# per-document rewards (reward, not x100) for each (row, task)
+REWARDS = {("Base", "hh_harmless"): [0.1, 0.2, 0.0, 0.3], ("Base", "hh_helpful"): [-0.5, -0.4, -0.6, -0.3],
+           ("ICDPO", "hh_harmless"): [0.5, 0.6, 0.4, 0.7], ("ICDPO", "hh_helpful"): [0.1, 0.0, 0.2, 0.3]}
+
+
+class FakeRunner:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def __call__(self, cell: lb.Cell) -> dict[str, Any]:
+        self.calls.append((cell.row, cell.task))
+        rewards = REWARDS[(cell.row, cell.task)]
+        samples = [{"doc_id": i, "rm_reward": {"prompt": "p", "response": "r", "reward": r, "rm": "fake"}}
+                   for i, r in enumerate(rewards)]
+        return {"results": {cell.task: {"rm_reward,none": 100 * sum(rewards) / len(rewards),
+                                        "rm,none": "fake-rm"}},
+                "higher_is_better": {cell.task: {"rm_reward": True, "rm": True}},
+                "config": {"model": cell.model, "model_args": lb.kv_string(cell.model_args)},
+                "samples": {cell.task: samples}}
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> lb.Spec:
+    p = tmp_path / "spec.yaml"
+    p.write_text(SPEC)
+    return lb.load_spec(p)
+
+
+def test_spec_vars_defaults_and_keys(spec: lb.Spec, tmp_path: Path) -> None:
+    assert spec.rows[1].model_args == {"seed": 7, "scorer": "s"}
+    keys = {c.key() for c in lb.cells_of(spec)}
+    assert len(keys) == 4
+    p = tmp_path / "spec.yaml"
+    other = lb.load_spec(p, {"scorer": "s_hat"})
+    assert lb.cells_of(other)[2].key() != lb.cells_of(spec)[2].key()  # changed config -> new key
+    assert lb.cells_of(other)[0].key() == lb.cells_of(spec)[0].key()  # untouched row -> same key
+
+
+def test_resume_does_not_rerun_finished_cells(spec: lb.Spec, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    runner = FakeRunner()
+    lb.run_leaderboard(spec, out, runner=runner)
+    assert len(runner.calls) == 4
+    lb.run_leaderboard(spec, out, runner=runner)
+    assert len(runner.calls) == 4  # all reused
+    spec.rows[1] = lb.Row("ICDPO", "icdpo", {"seed": 7, "scorer": "s_hat"})
+    lb.run_leaderboard(spec, out, runner=runner)
+    assert runner.calls[4:] == [("ICDPO", "hh_harmless"), ("ICDPO", "hh_helpful")]
+    lb.run_leaderboard(spec, out, runner=runner, rerun=True)
+    assert len(runner.calls) == 10
+
+
+def test_unfinished_cell_reruns(spec: lb.Spec, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    runner = FakeRunner()
+    lb.run_leaderboard(spec, out, runner=runner)
+    (out / "cells" / lb.cells_of(spec)[0].key() / "cell.json").unlink()  # e.g. killed mid-cell
+    lb.run_leaderboard(spec, out, runner=runner)
+    assert runner.calls[4:] == [("Base", "hh_harmless")]
+
+
+def test_outputs_layout_total_and_png(spec: lb.Spec, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    entries = lb.run_leaderboard(spec, out, runner=FakeRunner())
+    png = out / "leaderboard.png"
+    assert png.stat().st_size > 1000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    by = {(e.row, e.column): e for e in entries}
+    assert [c for c, _ in lb.columns_of(spec)] == ["Harmless", "Helpful", "Total"]
+    assert by[("Base", "Harmless")].value == pytest.approx(15.0)
+    assert by[("Base", "Helpful")].value == pytest.approx(-45.0)
+    assert by[("Base", "Total")].value == pytest.approx(-15.0)  # mean of Harmless and Helpful
+    assert by[("ICDPO", "Total")].value == pytest.approx((55.0 + 15.0) / 2)
+    e = by[("ICDPO", "Harmless")]
+    assert e.ci_low <= e.value <= e.ci_high and e.ci_low >= 40 - 1e-9 and e.ci_high <= 70 + 1e-9
+    assert math.isnan(by[("Base", "Total")].p_value)  # the reference itself
+    assert 0 < by[("ICDPO", "Total")].p_value < 0.05  # 8 paired docs, all better
+    md = (out / "leaderboard.md").read_text()
+    assert "| Method | Harmless | Helpful | Total |" in md
+    assert "| Base | 15.00 [" in md and "-15.00 [" in md and "vs **Base**" in md
+    rows = list(csv.DictReader(open(out / "leaderboard.csv")))
+    assert len(rows) == 6 and rows[0]["row"] == "Base" and rows[0]["higher_is_better"] == "True"
+    assert {r["task"] for r in rows} == {"hh_harmless", "hh_helpful", "hh_harmless+hh_helpful"}
+    assert rows[0]["model_args"] == "pretrained=embedded:base" and rows[0]["rm"] == "fake-rm"
+    cell_dir = out / "cells" / lb.cells_of(spec)[0].key()
+    assert (cell_dir / "results_hh_harmless.json").exists()
+    assert (cell_dir / "samples_hh_harmless.jsonl").read_text().count("\n") == 4
+
+
+def test_embedded_alias_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    from icdpo_eval import embedded
+
+    monkeypatch.setattr(embedded, "base_model_path", lambda: Path("/cache/gemma"))
+    assert lb.resolve_model_args("hf", {"pretrained": "embedded:base"}) == {"pretrained": "/cache/gemma"}
+    assert lb.resolve_model_args("icdpo", {"pretrained": "embedded:base"}) == {
+        "pretrained": embedded.BASE_ALIAS}
+
+
+def test_bad_spec(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text("tasks: [hh_harmless]\nreference: Nope\nrows:\n  - {name: A, model: icdpo}\n")
+    with pytest.raises(lb.SpecError, match="reference"):
+        lb.load_spec(p)
+    p.write_text("tasks: [t]\nrows:\n  - {name: A, model: icdpo, model_args: {x: '${undefined}'}}\n")
+    with pytest.raises(lb.SpecError, match="undefined"):
+        lb.load_spec(p)
+
+
+@pytest.mark.slow
+def test_real_one_cell_leaderboard(tmp_path: Path) -> None:
+    p = tmp_path / "one.yaml"
+    p.write_text("name: one\ntasks: [hh_harmless_mini]\nlimit: 1\nseed: 1234\n"
+                 "gen_kwargs: {max_gen_toks: 8}\nenv: {ICDPO_RM: proxy}\n"
+                 "rows:\n  - {name: ICL, model: icdpo, model_args: {scorer: icl, select: single, n: 1}}\n")
+    entries = lb.run_leaderboard(lb.load_spec(p), tmp_path / "out")
+    assert len(entries) == 1 and math.isfinite(entries[0].value) and entries[0].n == 1
+    assert entries[0].rm.startswith("proxy")
+    assert (tmp_path / "out" / "leaderboard.png").stat().st_size > 0
