@@ -12,11 +12,14 @@ score them" over this one class. What it guarantees:
 * log-probs equal a plain full forward pass of context + continuation (tested to 1e-4 in fp32);
 * top-p sampling is exact but avoids the full-vocabulary sort (top-k prefilter, falls back to a full
   sort for the rare rows whose top-k mass is below p); each row draws from its own seeded generator,
-  so a document's samples do not depend on how requests were batched.
+  so a document's samples do not depend on how requests were batched;
+* :class:`Session` keeps ONE growing sequence's cache for blockwise methods (RM-Aug): sample N blocks from
+  it, score blocks over it, continue with the chosen one, never re-encoding the prefix.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -51,6 +54,13 @@ def stable_seed(*parts: object) -> int:
     """A 63-bit seed from any printable parts, independent of Python's hash randomisation."""
     h = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
     return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def row_generator(seed: int, row: int) -> torch.Generator:
+    """The generator of sample row ``row`` of a context seeded ``seed`` (shared by Engine.sample and Session)."""
+    g = torch.Generator()
+    g.manual_seed(stable_seed(seed, row))
+    return g
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -198,18 +208,23 @@ class Engine:
 
     def _sample_batch(self, ctx_ids, seeds, n, max_new, top_p, temperature, do_sample, stop):
         logits, cache, mask, next_pos = self._prefill(ctx_ids)
-        rows = len(ctx_ids) * n
         if n > 1:
             cache.batch_repeat_interleave(n)
             logits = logits.repeat_interleave(n, 0)
             mask = mask.repeat_interleave(n, 0)
             next_pos = next_pos.repeat_interleave(n, 0)
-        gens = []
-        for seed in seeds:
-            for j in range(n):
-                g = torch.Generator()
-                g.manual_seed(stable_seed(seed, j))
-                gens.append(g)
+        gens = [row_generator(seed, j) for seed in seeds for j in range(n)]
+        samples, _ = self._decode(logits, cache, mask, next_pos, gens, max_new, top_p, temperature, do_sample, stop)
+        return [samples[d * n:(d + 1) * n] for d in range(len(ctx_ids))]
+
+    def _decode(self, logits, cache, mask, next_pos, gens, max_new, top_p, temperature, do_sample, stop):
+        """The decode loop shared by :meth:`sample` and :class:`Session`: row r starts in batch slot r with
+        next-token ``logits[r]`` and draws from ``gens[r]``; finished rows leave the batch.
+
+        Returns the samples and ``(cache, active)``: the cache of the rows still in the batch at the end
+        (``active[slot]`` = row), holding each such row's tokens except the last one sampled (never fed).
+        """
+        rows = len(gens)
         toks: list[list[int]] = [[] for _ in range(rows)]
         lps: list[list[float]] = [[] for _ in range(rows)]
         reason = ["length"] * rows
@@ -248,7 +263,7 @@ class Engine:
             logits = logits[:, -1, :]
             next_pos = next_pos + 1
         samples = [Sample(toks[r], lps[r], self.decode(toks[r]), reason[r]) for r in range(rows)]
-        return [samples[d * n:(d + 1) * n] for d in range(len(ctx_ids))]
+        return samples, (cache, active)
 
     # ----------------------------------------------------------------- scoring
     @torch.inference_mode()
@@ -295,27 +310,36 @@ class Engine:
             logits, cache, mask, next_pos = self._prefill([ctx_ids[i] for i in group])
             sel = torch.tensor([gi for gi, _, _ in chunk], device=self.device)
             cache.batch_select_indices(sel)
-            first_logp = torch.log_softmax(logits.float(), -1)[sel]
-            mask, next_pos = mask[sel], next_pos[sel]
-            width = max(len(c) for _, _, c in chunk)
-            tot = first_logp.gather(-1, torch.tensor([[c[0]] for _, _, c in chunk],
-                                                     device=self.device)).squeeze(-1)
-            if width > 1:
-                inp = torch.full((len(chunk), width - 1), self.pad_id, dtype=torch.long)
-                tgt = torch.zeros((len(chunk), width - 1), dtype=torch.long)
-                valid = torch.zeros((len(chunk), width - 1), dtype=torch.bool)
-                for r, (_, _, c) in enumerate(chunk):
-                    inp[r, :len(c) - 1] = torch.tensor(c[:-1])
-                    tgt[r, :len(c) - 1] = torch.tensor(c[1:])
-                    valid[r, :len(c) - 1] = True
-                inp, tgt, valid = inp.to(self.device), tgt.to(self.device), valid.to(self.device)
-                m = torch.cat([mask, valid.long()], dim=-1)
-                pos = next_pos[:, None] + torch.arange(width - 1, device=self.device)[None, :]
-                lg, _ = self._forward(inp, m, pos, cache, keep=0)
-                lp = torch.log_softmax(lg.float(), -1).gather(-1, tgt[..., None]).squeeze(-1)
-                tot = tot + (lp * valid).sum(-1)
+            tot = self._score_cached(logits[sel], cache, mask[sel], next_pos[sel], [c for _, _, c in chunk])
             for r, (gi, j, _) in enumerate(chunk):
                 results[group[gi]][j] = float(tot[r])
+
+    def _score_cached(self, first_logits, cache, mask, next_pos, conts: list[list[int]]) -> torch.Tensor:
+        """Sum of log-probs of each (non-empty) ``conts[r]`` in one pass over a cache that already holds row
+        r's context; ``first_logits[r]`` are the next-token logits after that context."""
+        first_logp = torch.log_softmax(first_logits.float(), -1)
+        width = max(len(c) for c in conts)
+        tot = first_logp.gather(-1, torch.tensor([[c[0]] for c in conts], device=self.device)).squeeze(-1)
+        if width > 1:
+            inp = torch.full((len(conts), width - 1), self.pad_id, dtype=torch.long)
+            tgt = torch.zeros((len(conts), width - 1), dtype=torch.long)
+            valid = torch.zeros((len(conts), width - 1), dtype=torch.bool)
+            for r, c in enumerate(conts):
+                inp[r, :len(c) - 1] = torch.tensor(c[:-1])
+                tgt[r, :len(c) - 1] = torch.tensor(c[1:])
+                valid[r, :len(c) - 1] = True
+            inp, tgt, valid = inp.to(self.device), tgt.to(self.device), valid.to(self.device)
+            m = torch.cat([mask, valid.long()], dim=-1)
+            pos = next_pos[:, None] + torch.arange(width - 1, device=self.device)[None, :]
+            lg, _ = self._forward(inp, m, pos, cache, keep=0)
+            lp = torch.log_softmax(lg.float(), -1).gather(-1, tgt[..., None]).squeeze(-1)
+            tot = tot + (lp * valid).sum(-1)
+        return tot
+
+    def session(self, context: str | Sequence[int], *, seed: int = 0) -> Session:
+        """A :class:`Session` over ``context`` (text, encoded like :meth:`encode_context`, or token ids)."""
+        ids = self.encode_context(context) if isinstance(context, str) else list(context)
+        return Session(self, ids, seed=seed)
 
     # ----------------------------------------------------------------- reference
     @torch.inference_mode()
@@ -329,3 +353,116 @@ class Engine:
         # the whole sequence, no cache; vocabulary logits only at the len(y)+1 final positions
         logits = self.model(input_ids=ids, logits_to_keep=len(y) + 1).logits[0, :-1].float()
         return float(torch.log_softmax(logits, -1).gather(-1, torch.tensor(y, device=self.device)[:, None]).sum())
+
+
+class Session:
+    """One growing token sequence and its KV cache (blockwise decoding, e.g. RM-Aug).
+
+    Only tokens never seen by the model are ever fed to it: the prefix is encoded once, then
+
+    * :meth:`append` adds tokens (fed lazily, in one pass, by the next :meth:`sample` / :meth:`logprobs`);
+    * :meth:`sample` draws ``n`` continuations: the cache is expanded across the ``n`` rows and decoded like
+      :meth:`Engine.sample` (row j draws from ``row_generator(seed, j)``, so a first block equals
+      ``Engine.sample(..., seeds=[seed])``; each row's generator persists, later blocks draw fresh numbers);
+    * :meth:`accept` continues with one sampled row: its branch of the cache is kept (select, no crop, which
+      would break on full sliding-window layers), the other rows are dropped;
+    * :meth:`logprobs` scores continuations of the current sequence in one batched pass over a copy of the
+      cache (equal to a plain full forward pass of sequence + continuation).
+    """
+
+    def __init__(self, engine: Engine, ctx_ids: Sequence[int], *, seed: int = 0) -> None:
+        if not ctx_ids:
+            raise ValueError("a Session needs a non-empty context")
+        self.engine = engine
+        self.ids: list[int] = list(ctx_ids)  # the whole sequence
+        self.seed = seed
+        self._fed = 0  # tokens of self.ids already in the cache
+        self._cache = None
+        self._logits: torch.Tensor | None = None  # [1, V] next-token logits after the fed tokens
+        self._branch: tuple | None = None  # (cache, active, samples) of the last sample() until accept()
+        self._gens: list[torch.Generator] = []
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def append(self, ids: Sequence[int]) -> None:
+        self._check_open()
+        self.ids += list(ids)
+
+    def _check_open(self) -> None:
+        if self._branch is not None:
+            raise RuntimeError("Session: accept() one of the sampled rows before appending, sampling or scoring")
+
+    def _flush(self) -> None:
+        """Feed the tokens appended since the last call (one row, one pass)."""
+        if self._fed == len(self.ids):
+            return
+        eng = self.engine
+        eng._check_length(len(self.ids), 0, "session")
+        new = torch.tensor([self.ids[self._fed:]], device=eng.device)
+        mask = torch.ones((1, len(self.ids)), dtype=torch.long, device=eng.device)
+        pos = torch.arange(self._fed, len(self.ids), device=eng.device)[None, :]
+        logits, self._cache = eng._forward(new, mask, pos, self._cache, keep=1)
+        self._logits = logits[:, -1, :]
+        self._fed = len(self.ids)
+
+    @torch.inference_mode()
+    def sample(self, n: int, max_new_tokens: int, *, top_p: float = 1.0, temperature: float = 1.0,
+               do_sample: bool = True, stop: Sequence[str] = ()) -> list[Sample]:
+        """``n`` continuations of the current sequence (then :meth:`accept` one of them to continue)."""
+        self._check_open()
+        self._flush()
+        eng = self.engine
+        eng._check_length(len(self.ids), max_new_tokens, "session")
+        while len(self._gens) < n:
+            self._gens.append(row_generator(self.seed, len(self._gens)))
+        cache, logits = self._cache, self._logits
+        self._cache = None  # the rows' branches replace it (accept() keeps one)
+        if n > 1:
+            cache.batch_repeat_interleave(n)
+            logits = logits.repeat_interleave(n, 0)
+        mask = torch.ones((n, len(self.ids)), dtype=torch.long, device=eng.device)
+        next_pos = torch.full((n,), len(self.ids), dtype=torch.long, device=eng.device)
+        samples, (cache, active) = eng._decode(logits, cache, mask, next_pos, self._gens[:n], max_new_tokens,
+                                               top_p, temperature, do_sample, list(stop))
+        self._branch = (cache, active, samples)
+        return samples
+
+    @torch.inference_mode()
+    def accept(self, row: int) -> None:
+        """Continue with sampled row ``row`` (its tokens join the sequence)."""
+        if self._branch is None:
+            raise RuntimeError("Session.accept() without a preceding sample()")
+        cache, active, samples = self._branch
+        self._branch = None
+        toks = samples[row].token_ids
+        if row in active and samples[row].stop_reason != "eos":
+            cache.batch_select_indices(torch.tensor([active.index(row)], device=self.engine.device))
+            self._cache = cache
+            self._fed = cache.get_seq_length()  # the row's tokens but the last one sampled are cached
+            self._logits = None  # set by the next _flush (the last token is never fed during sampling)
+        else:  # the row ended (EOS, or left the batch early): rare, the next call re-encodes the sequence
+            self._cache, self._logits, self._fed = None, None, 0
+        self.ids += toks
+
+    @torch.inference_mode()
+    def logprobs(self, conts: Sequence[Sequence[int]]) -> list[float]:
+        """log p(cont | sequence) of each token list (empty -> 0.0), one batched pass per max_rows chunk."""
+        self._check_open()
+        self._flush()
+        eng = self.engine
+        out = [0.0] * len(conts)
+        rows = [i for i, c in enumerate(conts) if c]
+        if rows:
+            eng._check_length(len(self.ids), max(len(conts[i]) for i in rows), "session")
+        for s in range(0, len(rows), eng.max_rows):
+            chunk = rows[s:s + eng.max_rows]
+            cache = copy.deepcopy(self._cache)
+            cache.batch_select_indices(torch.zeros(len(chunk), dtype=torch.long, device=eng.device))
+            mask = torch.ones((len(chunk), len(self.ids)), dtype=torch.long, device=eng.device)
+            next_pos = torch.full((len(chunk),), len(self.ids), dtype=torch.long, device=eng.device)
+            tot = eng._score_cached(self._logits.expand(len(chunk), -1), cache, mask, next_pos,
+                                    [list(conts[i]) for i in chunk])
+            for r, i in enumerate(chunk):
+                out[i] = float(tot[r])
+        return out

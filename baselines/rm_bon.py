@@ -1,0 +1,94 @@
+"""``lm_eval --model rm_bon``: best-of-N with a teacher LLM as the reward (the paper's RM-BoN baseline).
+
+N candidates are sampled from the base model under the plain (zero-shot) prompt, top-p, cut at turn
+markers; the teacher's log-probability of each response given the dialogue (its chat template, GPTScore
+style; per token with ``normalize=true``) picks the best. ``loglikelihood`` returns that teacher score,
+so multiple-choice / MRR tasks rank candidates by the teacher. Generator and scorer are the shared ones:
+:func:`icdpo_eval.best_of_n.sample_and_select` on the engine, :class:`icdpo_eval.teacher.TeacherScorer`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from icdpo_eval import embedded
+from icdpo_eval.baselines._common import (
+    BaselineLM,
+    as_batch_size,
+    as_bool,
+    as_float,
+    as_int,
+    check_unknown,
+    load_base,
+)
+from icdpo_eval.best_of_n import sample_and_select
+from icdpo_eval.prompts import zero_shot_context
+from icdpo_eval.teacher import TeacherScorer, load_teacher, require_scorer
+
+
+class RMBoNLM(BaselineLM):
+    """RM-BoN over one base model and one (local) teacher. model_args: see docs/baselines_rm.md."""
+
+    method = "rm_bon"
+
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        teacher: str = embedded.TEACHER_ALIAS,
+        n: int | str = 3,
+        top_p: float | str | None = None,
+        temperature: float | str | None = None,
+        max_new_tokens: int | str | None = None,
+        normalize: bool | str = False,
+        seed: int | str = 1234,
+        dtype: str = "auto",
+        device: str | None = None,
+        batch_size: int | str = 1,
+        max_length: int | str | None = None,
+        revision: str | None = None,
+        trust_remote_code: bool | str = False,
+        **extra: Any,
+    ) -> None:
+        super().__init__()
+        self._extra_args(extra)
+        check_unknown(self.method, extra)
+        self.n = as_int("n", n, 1)
+        self.top_p = None if top_p is None else as_float("top_p", top_p, 0.0, 1.0)
+        self.temperature = None if temperature is None else as_float("temperature", temperature, 0.0, 100.0)
+        self.max_new_tokens = None if max_new_tokens is None else as_int("max_new_tokens", max_new_tokens, 1)
+        self.normalize = as_bool("normalize", normalize)
+        self.seed = as_int("seed", seed)
+        self.batch_size = as_batch_size(batch_size)
+        self.teacher_name = teacher or embedded.TEACHER_ALIAS
+        require_scorer(self.teacher_name)  # an API teacher fails here, before any model is loaded
+        self.pretrained = pretrained or embedded.BASE_ALIAS
+        self.engine = load_base(self.pretrained, device=device, dtype=dtype, max_rows=max(24, self.n * self.batch_size),
+                                max_length=max_length, revision=revision, trust_remote_code=trust_remote_code)
+        self.teacher = load_teacher(self.teacher_name, device=str(self.engine.device), dtype=dtype,
+                                    max_rows=max(24, self.n * self.batch_size))
+        self.scorer = TeacherScorer(self.teacher, self.normalize)
+
+    def _extra_args(self, extra: dict[str, Any]) -> None:
+        """Subclasses pop their own model_args from ``extra`` here (before the unknown-argument check)."""
+
+    def get_model_info(self) -> dict:
+        return {
+            "method": self.method,
+            "pretrained": self.pretrained,
+            "teacher": self.teacher_name,
+            "n": self.n,
+            "normalize": self.normalize,
+            "top_p": self.top_p,
+            "max_new_tokens": self.max_new_tokens,
+            "seed": self.seed,
+            "dtype": str(self.engine.model.dtype),
+        }
+
+    def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list[str]:
+        max_new, top_p, temp, do_sample, stops = self.gen_settings(gk)
+        prompts = [r.args[0] for r in reqs]
+        choices = sample_and_select(
+            self.engine, self.scorer, prompts, [zero_shot_context(p) for p in prompts], [[] for _ in prompts],
+            n=self.n, seed=self.seed, max_new_tokens=max_new, top_p=top_p, temperature=temp, do_sample=do_sample,
+            stops=stops, names=[f"{task} doc {r.doc_id}" for r in reqs])
+        return [c.text for c in choices]

@@ -1,0 +1,177 @@
+"""Teacher LLMs: the scorer of the RM-BoN / RM-Aug baselines and the writer of borrowed demos.
+
+``load_teacher(name)``:
+
+* a local Hugging Face causal LM (hub name, path, or the embedded default
+  ``embedded:smollm2-135m-instruct``; the paper uses LLaMA2-7B-chat) over an :class:`~icdpo_eval.engine.Engine`.
+  Its chat template turns an HH dialogue (``hh_to_turns``) into messages; :meth:`HFTeacher.context` is that
+  chat, as text, ending with the generation prompt. A response is scored GPTScore-style as the teacher's
+  log-probability of the response given that context (sum of token log-probs, or per token with
+  ``normalize``); a tokenizer without a chat template gets the raw HH dialogue and ``" " + response``.
+* ``openai:<model>``: an OpenAI-compatible chat API (``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` from the
+  environment) for GENERATION ONLY (borrowing): chat APIs return no log-probs of given text, so using
+  one as a scorer raises :class:`TeacherError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from icdpo_eval import embedded
+from icdpo_eval.engine import Engine, Session, stable_seed
+from icdpo_eval.judges.reward_model import hh_to_turns
+from icdpo_eval.prompts import TURN_MARKERS, postprocess, zero_shot_context
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "openai:"
+
+
+class TeacherError(ValueError):
+    pass
+
+
+def chat_messages(prompt: str) -> list[dict[str, str]]:
+    """An HH dialogue as chat messages (a prompt with no ``Human:`` turn becomes one user message)."""
+    try:
+        turns = hh_to_turns(prompt)
+    except ValueError:
+        turns = [("user", prompt.strip())]
+    return [{"role": role, "content": text} for role, text in turns]
+
+
+class HFTeacher:
+    """A local causal LM teacher: scores (prompt, response) pairs and generates responses."""
+
+    is_api = False
+
+    def __init__(self, engine: Engine, name: str) -> None:
+        self.engine = engine
+        self.name = name
+        self.chat = bool(getattr(engine.tok, "chat_template", None))
+
+    @classmethod
+    def load(cls, name: str = embedded.TEACHER_ALIAS, *, device: str | None = None, dtype: str | None = "auto",
+             max_rows: int = 24) -> HFTeacher:
+        path = embedded.resolve(name, embedded.TEACHER_ALIAS)
+        return cls(Engine.load(path, device=device, dtype=dtype, max_rows=max_rows), name)
+
+    def context(self, prompt: str) -> str:
+        """The teacher's context for a response to ``prompt``: its chat, ending with the generation prompt."""
+        if not self.chat:
+            return zero_shot_context(prompt)
+        return self.engine.tok.apply_chat_template(chat_messages(prompt), tokenize=False, add_generation_prompt=True)
+
+    def as_continuation(self, response: str) -> str:
+        """How a (stripped) response follows :meth:`context`."""
+        return response if self.chat else " " + response
+
+    def score(self, prompts: Sequence[str], responses: Sequence[Sequence[str]], *,
+              normalize: bool = False) -> list[list[float]]:
+        """log p_teacher(response | context(prompt)) for every response of every prompt (each context is encoded
+        once); per token with ``normalize``; an empty response scores -inf."""
+        eng = self.engine
+        ctx = [eng.encode_context(self.context(p)) for p in prompts]
+        conts = [[eng.encode_continuation(self.as_continuation(r.strip())) if r.strip() else [] for r in rs]
+                 for rs in responses]
+        sums = eng.logprobs_ids(ctx, conts)
+        return [[-math.inf if not c else (v / len(c) if normalize else v) for c, v in zip(cs, vs)]
+                for cs, vs in zip(conts, sums)]
+
+    def session(self, prompt: str) -> Session:
+        """A cached session over :meth:`context` (RM-Aug appends accepted blocks to it)."""
+        return self.engine.session(self.context(prompt))
+
+    def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 128, do_sample: bool = False,
+                 top_p: float = 1.0, temperature: float = 1.0, seed: int = 1234) -> list[str]:
+        """One response per prompt (greedy by default), cut at turn markers and stripped."""
+        samples = self.engine.sample([self.context(p) for p in prompts], 1, max_new_tokens=max_new_tokens,
+                                     top_p=top_p, temperature=temperature, do_sample=do_sample,
+                                     seeds=[stable_seed(seed, p) for p in prompts], stop=TURN_MARKERS,
+                                     docs_per_batch=len(prompts))
+        return [postprocess(s[0].text) for s in samples]
+
+
+class APITeacher:
+    """An OpenAI-compatible chat model (``openai:<model>``): generation only."""
+
+    is_api = True
+
+    def __init__(self, model: str, *, timeout: float = 120.0, max_retries: int = 5, workers: int = 4) -> None:
+        self.model = model
+        self.name = API_PREFIX + model
+        self.timeout, self.max_retries, self.workers = timeout, max_retries, workers
+        self._client = None
+
+    def _no_logprobs(self, *_args, **_kwargs):
+        raise TeacherError(
+            f"teacher {self.name!r} is an API model: OpenAI-compatible chat APIs give no log-probabilities of "
+            "given (prompt) tokens, so it cannot score responses (RM-BoN / RM-Aug / MRR). Use it for borrowing "
+            "demos only (icdpo-eval borrow --teacher ...), and a local Hugging Face model as the scoring teacher.")
+
+    score = session = context = _no_logprobs
+
+    def client(self):
+        if self._client is None:
+            import openai
+
+            if not os.environ.get("OPENAI_API_KEY", "").strip():
+                raise TeacherError(f"teacher {self.name!r} needs OPENAI_API_KEY (any non-empty string for a local "
+                                   "server) and, for a server other than api.openai.com, OPENAI_BASE_URL")
+            self._client = openai.OpenAI(timeout=self.timeout, max_retries=self.max_retries)
+        return self._client
+
+    def _one(self, prompt: str, max_new_tokens: int, do_sample: bool, top_p: float, temperature: float) -> str:
+        kwargs = {"temperature": temperature, "top_p": top_p} if do_sample else {"temperature": 0}
+        resp = self.client().chat.completions.create(model=self.model, messages=chat_messages(prompt),
+                                                     max_tokens=max_new_tokens, **kwargs)
+        return postprocess(resp.choices[0].message.content or "")
+
+    def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 128, do_sample: bool = False,
+                 top_p: float = 1.0, temperature: float = 1.0, seed: int = 1234) -> list[str]:
+        self.client()
+        with ThreadPoolExecutor(max_workers=self.workers) as pool:
+            return list(pool.map(lambda p: self._one(p, max_new_tokens, do_sample, top_p, temperature), prompts))
+
+
+Teacher = HFTeacher | APITeacher
+
+
+def load_teacher(name: str | None = None, *, device: str | None = None, dtype: str | None = "auto",
+                 max_rows: int = 24) -> Teacher:
+    name = name or embedded.TEACHER_ALIAS
+    if name.startswith(API_PREFIX):
+        if not name[len(API_PREFIX):]:
+            raise TeacherError("teacher 'openai:' needs a model name, e.g. openai:gpt-3.5-turbo")
+        return APITeacher(name[len(API_PREFIX):])
+    return HFTeacher.load(name, device=device, dtype=dtype, max_rows=max_rows)
+
+
+def require_scorer(name: str | None) -> None:
+    """Fail early (before loading anything) when ``name`` cannot score responses."""
+    if (name or "").startswith(API_PREFIX):
+        APITeacher(name[len(API_PREFIX):])._no_logprobs()  # type: ignore[index]
+
+
+class TeacherScorer:
+    """The scorer interface (:mod:`icdpo_eval.scorers`) over a teacher: log p_teacher(y | x), GPTScore style."""
+
+    def __init__(self, teacher: Teacher, normalize: bool = False) -> None:
+        if teacher.is_api:
+            teacher._no_logprobs()  # type: ignore[union-attr]
+        self.teacher = teacher
+        self.normalize = normalize
+
+    def score(self, groups) -> list[list[float]]:
+        groups = [g for g in groups]
+        out: list[list[float]] = [[] for _ in groups]
+        idx = [i for i, g in enumerate(groups) if g]
+        scores = self.teacher.score([groups[i][0].prompt for i in idx],
+                                    [[c.continuation for c in groups[i]] for i in idx], normalize=self.normalize)
+        for i, s in zip(idx, scores):
+            out[i] = s
+        return out

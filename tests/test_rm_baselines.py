@@ -1,0 +1,74 @@
+"""rm_bon and rm_aug: argument checks, rm_aug with one block == rm_bon, both through the stock lm_eval CLI."""
+
+from __future__ import annotations
+
+import pytest
+from test_teacher import X, teacher  # noqa: F401 (session-scoped teacher fixture)
+
+from icdpo_eval.baselines.rm_aug import RMAugLM, blockwise_decode
+from icdpo_eval.baselines.rm_bon import RMBoNLM
+from icdpo_eval.best_of_n import sample_and_select
+from icdpo_eval.prompts import TURN_MARKERS, zero_shot_context
+from icdpo_eval.teacher import TeacherError, TeacherScorer
+
+PROMPTS = [X, "\n\nHuman: How do I get my neighbour's dog to stop barking at night?\n\nAssistant:"]
+
+
+@pytest.mark.parametrize("cls,kwargs,match", [
+    (RMBoNLM, {"teacher": "openai:gpt-4o"}, "API model.*no log-probabilities"),
+    (RMBoNLM, {"n": "0"}, "n='0' must be >= 1"),
+    (RMBoNLM, {"normalize": "maybe"}, "must be true or false"),
+    (RMBoNLM, {"block_size": "4"}, "unknown model_arg.*block_size"),
+    (RMAugLM, {"block_size": "0"}, "block_size='0' must be >= 1"),
+    (RMAugLM, {"scorer": "s"}, "unknown model_arg.*scorer"),
+])
+def test_bad_model_args_fail_before_loading(cls, kwargs, match):
+    with pytest.raises((ValueError, TeacherError), match=match):
+        cls(**kwargs)
+
+
+@pytest.mark.slow
+def test_rm_aug_with_one_block_equals_rm_bon(base_engine, teacher):  # noqa: F811
+    """Same seeds and sampler -> identical candidates; one block (block_size >= max_new_tokens) -> the
+    teacher scores the same texts in the same context -> the same answer. rm_bon's scores are plain teacher
+    forward passes of each response given the teacher's chat context."""
+    kw = dict(max_new_tokens=6, top_p=0.8, temperature=1.0, do_sample=True, seed=5)
+    for p, normalize, block in [(PROMPTS[0], False, 6), (PROMPTS[1], False, 64), (PROMPTS[0], True, 6)]:
+        bon = sample_and_select(base_engine, TeacherScorer(teacher, normalize), [p], [zero_shot_context(p)], [[]],
+                                n=3, stops=TURN_MARKERS, **kw)[0]
+        aug = blockwise_decode(base_engine, teacher, p, n=3, block_size=block, normalize=normalize, **kw)
+        assert aug.blocks == 1 and aug.text == bon.text
+        assert aug.scores[0] == pytest.approx(bon.scores, abs=1e-4)
+        for cand, sc in zip(bon.candidates, bon.scores):
+            if cand:
+                ref = teacher.engine.logprob_full_forward(teacher.context(p), cand)
+                n_tok = len(teacher.engine.encode_continuation(cand))
+                assert sc == pytest.approx(ref / n_tok if normalize else ref, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_rm_aug_several_blocks_is_deterministic(base_engine, teacher):  # noqa: F811
+    kw = dict(n=2, block_size=3, max_new_tokens=9, top_p=0.9, seed=11)
+    a = blockwise_decode(base_engine, teacher, PROMPTS[1], **kw)
+    b = blockwise_decode(base_engine, teacher, PROMPTS[1], **kw)
+    assert a.text == b.text and a.scores == b.scores and 2 <= a.blocks <= 3
+    assert all(len(s) == 2 for s in a.scores)
+    assert "Human:" not in a.text
+    # the accumulated (cached, blockwise) score of the answer is the teacher's full-pass score of its text
+    # (up to the tokenization-boundary approximation, exact for this answer)
+    assert max(a.scores[-1]) == pytest.approx(teacher.score([PROMPTS[1]], [[a.text]])[0][0], abs=1e-3)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model,extra", [("rm_bon", "n=2"), ("rm_aug", "n=2,block_size=4")])
+def test_lm_eval_cli(tmp_path, model, extra):
+    from test_cli_e2e import run_lm_eval
+
+    res = run_lm_eval(["--model", model, "--model_args", f"max_new_tokens=8,{extra}", "--tasks",
+                       "hh_harmless_mini", "--limit", "2"], tmp_path)
+    assert isinstance(res["results"]["hh_harmless_mini"]["rm_reward,none"], float)
+    cfg = res["config"]
+    assert cfg["method"] == model and cfg["teacher"] == "embedded:smollm2-135m-instruct" and cfg["n"] == 2
+    assert cfg["normalize"] is False and cfg.get("block_size") == (4 if model == "rm_aug" else None)
+    (samples,) = res["_samples"].values()
+    assert len(samples) == 2
