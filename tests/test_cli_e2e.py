@@ -17,9 +17,9 @@ LM_EVAL = str(Path(sys.executable).with_name("lm_eval"))
 SHARED_HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf"
 
 
-def run_lm_eval(args: list[str], tmp_path: Path, **env: str) -> dict:
+def run_lm_eval(args: list[str], tmp_path: Path, entry: list[str] | None = None, **env: str) -> dict:
     out = tmp_path / "out"
-    cmd = [LM_EVAL, *args, "--output_path", str(out), "--log_samples"]
+    cmd = [*(entry or [LM_EVAL]), *args, "--output_path", str(out), "--log_samples"]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
                           timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -41,10 +41,10 @@ def test_icdpo_default_on_mini(tmp_path):
     assert len(samples) == 2 and all(s["resps"][0][0].strip() for s in samples)
 
 
-def test_icdpo_s_hat_bm25_sbert(tmp_path):
+def test_icdpo_s_hat_bm25_sbert_via_icdpo_eval_run(tmp_path):
     res = run_lm_eval(["--model", "icdpo", "--model_args",
                        "scorer=s_hat,retriever=bm25_sbert,max_new_tokens=16", "--tasks", "hh_harmless_mini",
-                       "--limit", "2"], tmp_path)
+                       "--limit", "2"], tmp_path, entry=[str(Path(sys.executable).with_name("icdpo-eval")), "run"])
     assert isinstance(res["results"]["hh_harmless_mini"]["rm_reward,none"], float)
     assert res["config"]["scorer"] == "s_hat" and res["config"]["retriever"] == "bm25_sbert"
 

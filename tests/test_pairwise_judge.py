@@ -255,11 +255,11 @@ def test_winrate_sample_and_one_direction(serve: Callable[..., FakeOpenAIServer]
 
 
 def test_winrate_task_builds(monkeypatch: pytest.MonkeyPatch) -> None:
-    from icdpo_eval.tasks import winrate
     from lm_eval.tasks import TaskManager
 
     from icdpo_eval._lm_eval_hook import tasks_dir
     from icdpo_eval.data import load_pairs
+    from icdpo_eval.tasks import winrate
 
     monkeypatch.setenv("ICDPO_WINRATE_N", "7")
     tm = TaskManager(include_path=str(tasks_dir()), include_defaults=False)

@@ -1,0 +1,149 @@
+"""``lm_eval --model sft_lora``: the SFT+LoRA baseline (base model + an adapter from ``icdpo-eval train sft``).
+
+generate_until: ONE response per prompt, sampled from base + adapter under the plain prompt (the dialogue
+ending in ``Assistant:``, as in training) with the task's top-p, cut at turn markers.
+loglikelihood: the policy's log π(y | x).
+
+The adapter folder must hold ``adapter_config.json`` (peft); its base model (``icdpo_train.json``'s ``base``,
+else ``adapter_config.json``'s ``base_model_name_or_path``) must be ``pretrained`` when that is given, and
+is the default when it is not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from icdpo_eval import embedded
+from icdpo_eval.baselines._common import BaselineLM, as_batch_size, as_float, as_int, check_unknown, load_base
+from icdpo_eval.best_of_n import sample_and_select
+from icdpo_eval.engine import Engine
+from icdpo_eval.prompts import zero_shot_context
+from icdpo_eval.scorers import Candidate
+
+PROVENANCE = "icdpo_train.json"  # written by icdpo_eval.baselines.train
+
+
+class PolicyScorer:
+    """log π(y | x) under the engine's model (the zero-shot context); reuses the sampling pass's log-probs
+    when the candidate was sampled under that same context."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def score(self, groups: Sequence[Sequence[Candidate]]) -> list[list[float]]:
+        eng = self.engine
+        conts = [[eng.encode_continuation(c.continuation) for c in g] for g in groups]
+        out: list[list[float | None]] = [
+            [c.sample.logprob_of_prefix(ids) if c.sample is not None else None for c, ids in zip(g, gc)]
+            for g, gc in zip(groups, conts)]
+        need = [(gi, ci) for gi, row in enumerate(out) for ci, v in enumerate(row) if v is None]
+        by_group: dict[int, list[int]] = {}
+        for gi, ci in need:
+            by_group.setdefault(gi, []).append(ci)
+        gis = list(by_group)
+        lps = eng.logprobs_ids([eng.encode_context(zero_shot_context(groups[gi][0].prompt)) for gi in gis],
+                               [[conts[gi][ci] for ci in by_group[gi]] for gi in gis])
+        for gi, row in zip(gis, lps):
+            for ci, lp in zip(by_group[gi], row):
+                out[gi][ci] = lp
+        return [[float(v) for v in row] for row in out]  # type: ignore[arg-type]
+
+
+def adapter_base(adapter: str) -> tuple[str | None, str | None]:
+    """(base recorded by ``icdpo-eval train``, base_model_name_or_path of adapter_config.json)."""
+    cfg = Path(adapter) / "adapter_config.json"
+    if not cfg.is_file():
+        raise ValueError(f"model_arg adapter={adapter!r}: no adapter_config.json there; train one with "
+                         "`icdpo-eval train sft|dpo --out DIR` (or pass a peft LoRA folder)")
+    peft_base = json.loads(cfg.read_text()).get("base_model_name_or_path")
+    prov = Path(adapter) / PROVENANCE
+    trained_base = json.loads(prov.read_text()).get("base") if prov.is_file() else None
+    return trained_base, peft_base
+
+
+def check_adapter(pretrained: str | None, adapter: str | None, method: str) -> str:
+    """Validate ``adapter`` against ``pretrained``; the base model name to load."""
+    if not adapter:
+        raise ValueError(f"--model {method} needs model_arg adapter=DIR (a LoRA folder from "
+                         f"`icdpo-eval train {'sft' if method == 'sft_lora' else 'dpo'} --out DIR`)")
+    trained_base, peft_base = adapter_base(adapter)
+    if pretrained is None:
+        return trained_base or peft_base or embedded.BASE_ALIAS
+    names = {n for n in (trained_base, peft_base) if n}
+    if not names or pretrained in names:
+        return pretrained
+
+    def real(name: str) -> str:
+        try:
+            path = embedded.resolve(name, embedded.BASE_ALIAS)
+        except ValueError:
+            return name
+        return os.path.realpath(path) if os.path.exists(path) else path
+
+    if real(pretrained) in {real(n) for n in names}:
+        return pretrained
+    raise ValueError(f"adapter {adapter} was trained on base {trained_base or peft_base!r}, not "
+                     f"pretrained={pretrained!r}; drop pretrained= or pass the adapter's base model")
+
+
+class SFTLoRALM(BaselineLM):
+    """Base model + SFT LoRA adapter, one sample per prompt."""
+
+    method = "sft_lora"
+
+    def __init__(self, pretrained: str | None = None, adapter: str | None = None, top_p: float | str | None = None,
+                 temperature: float | str | None = None, max_new_tokens: int | str | None = None,
+                 seed: int | str = 1234, dtype: str = "auto", device: str | None = None,
+                 batch_size: int | str = 1, max_length: int | str | None = None, **unknown: Any) -> None:
+        super().__init__()
+        check_unknown(self.method, unknown)
+        self._setup(pretrained, adapter, top_p, temperature, max_new_tokens, seed, dtype, device, batch_size,
+                    max_length, n=1)
+
+    def _setup(self, pretrained: str | None, adapter: str | None, top_p: Any, temperature: Any, max_new_tokens: Any,
+               seed: Any, dtype: str, device: str | None, batch_size: Any, max_length: Any, n: int) -> None:
+        self.adapter = adapter
+        self.pretrained = check_adapter(pretrained, adapter, self.method)
+        self.n = n
+        self.top_p = None if top_p is None else as_float("top_p", top_p, 0.0, 1.0)
+        self.temperature = None if temperature is None else as_float("temperature", temperature, 0.0, 100.0)
+        self.max_new_tokens = None if max_new_tokens is None else as_int("max_new_tokens", max_new_tokens, 1)
+        self.seed = as_int("seed", seed)
+        self.batch_size = as_batch_size(batch_size)
+        self.engine = load_base(self.pretrained, device=device, dtype=dtype, max_length=max_length,
+                                max_rows=max(24, self.n * self.batch_size), adapter=adapter)
+        if self._merge():
+            # fold the LoRA deltas into the weights: same outputs, half the matmuls per decode step
+            self.engine.model = self.engine.model.merge_and_unload().eval()
+        self.scorer = self._make_scorer()
+
+    def _merge(self) -> bool:
+        return True
+
+    def _make_scorer(self) -> Any:
+        return PolicyScorer(self.engine)
+
+    def _training(self) -> dict:
+        prov = Path(str(self.adapter)) / PROVENANCE
+        if not prov.is_file():
+            return {}
+        p = json.loads(prov.read_text())
+        return {k: p.get(k) for k in ("method", "task", "demo_pool", "global_step", "final_loss", "lora")}
+
+    def get_model_info(self) -> dict:
+        return {"method": self.method, "pretrained": self.pretrained, "adapter": self.adapter,
+                "training": self._training(), "n": self.n, "seed": self.seed, "dtype": str(self.engine.model.dtype)}
+
+    def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list[str]:
+        max_new, top_p, temp, do_sample, stops = self.gen_settings(gk)
+        prompts = [r.args[0] for r in reqs]
+        choices = sample_and_select(
+            self.engine, self.scorer, prompts, [zero_shot_context(p) for p in prompts], self.demos_for(task, prompts),
+            n=self.n, select="score" if self.n > 1 else "single", seed=self.seed, max_new_tokens=max_new,
+            top_p=top_p, temperature=temp, do_sample=do_sample, stops=stops,
+            names=[f"{task} doc {r.doc_id}" for r in reqs])
+        return [c.text for c in choices]

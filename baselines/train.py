@@ -1,0 +1,256 @@
+"""TRL + peft training of the SFT+LoRA and DPO+LoRA baselines (``icdpo-eval train sft|dpo``).
+
+* **SFT**: :class:`trl.SFTTrainer` on prompt-completion rows ``{prompt, completion=" " + chosen}``, so the
+  loss covers the completion (and the EOS TRL appends) only; the prompt is the raw dialogue ending in
+  ``Assistant:``, exactly what the ``sft_lora`` / ``dpo`` wrappers sample under.
+* **DPO**: :class:`trl.DPOTrainer` on ``{prompt, chosen, rejected}`` with a LoRA ``peft_config`` and no
+  ``ref_model``: TRL computes the reference log-probs with the adapter disabled, i.e. the base is the
+  implicit reference.
+
+Training data = the task's demo pool (:func:`icdpo_eval.data.demo_pool`), or ``--demo-pool``.
+Checkpoints go to ``OUT/checkpoint-<step>`` (``--save-steps``); ``--resume`` continues from the last one
+(optimizer, scheduler, RNG and data position restored). The final adapter (``adapter_config.json``,
+``adapter_model.safetensors``) is saved in ``OUT`` with ``icdpo_train.json``: base, task, pool, arguments,
+steps and losses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from icdpo_eval import data, embedded
+from icdpo_eval.prompts import as_continuation
+
+log = logging.getLogger(__name__)
+
+METHODS = ("sft", "dpo")
+PROVENANCE = "icdpo_train.json"
+# LoRA on the attention projections (Hu et al. 2022; the usual setting of LoRA baselines)
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
+DEFAULT_LR = {"sft": 2e-4, "dpo": 5e-5}
+
+
+class TrainError(ValueError):
+    """A bad training request (task, pool, output folder...)."""
+
+
+@dataclass
+class TrainArgs:
+    method: str
+    out: str
+    base: str = embedded.BASE_ALIAS
+    task: str = "hh_harmless"
+    demo_pool: str | None = None
+    rank: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    lr: float | None = None  # None -> DEFAULT_LR[method]
+    epochs: float = 1.0
+    max_steps: int = -1
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_pairs: int | None = None
+    max_length: int = 512  # the paper's filters: prompt <= 320, response <= 128 tokens
+    beta: float = 0.1  # DPO only
+    save_steps: int = 50
+    logging_steps: int = 1
+    seed: int = 1234
+    resume: bool = False
+
+
+def train_sft(out: str, **kwargs: Any) -> dict:
+    """Train an SFT LoRA adapter into ``out``; returns the provenance dict (also in ``out/icdpo_train.json``)."""
+    return train(TrainArgs(method="sft", out=out, **kwargs))
+
+
+def train_dpo(out: str, **kwargs: Any) -> dict:
+    """Train a DPO LoRA adapter into ``out`` (base = implicit reference); returns the provenance dict."""
+    return train(TrainArgs(method="dpo", out=out, **kwargs))
+
+
+def _rows(a: TrainArgs) -> list[dict[str, str]]:
+    if a.demo_pool is None and a.task not in data.TASK_DEFAULTS:
+        raise TrainError(f"--task {a.task!r} is not one of: {', '.join(data.TASK_DEFAULTS)} "
+                         "(or pass --demo-pool FILE.jsonl|dataset:subset:split)")
+    rows = data.demo_pool(a.demo_pool, a.task)
+    if a.max_pairs is not None:
+        rows = rows[:a.max_pairs]
+    if not rows:
+        raise TrainError(f"the training pool for task {a.task!r} ({a.demo_pool or 'task default'}) is empty")
+    return rows
+
+
+def _check_out(out: Path, resume: bool) -> str | None:
+    """Create/verify the output folder; the last checkpoint to resume from (None: start fresh)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".icdpo_write_test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise TrainError(f"--out {out} is not a writable folder ({exc.strerror or exc})") from None
+    last = get_last_checkpoint(str(out))
+    if resume:
+        if last is None:
+            log.warning("--resume: no checkpoint in %s, starting from scratch", out)
+        return last
+    if last is not None or (out / PROVENANCE).exists():
+        raise TrainError(f"--out {out} already holds a training run; pass --resume to continue it "
+                         "or choose another folder")
+    return None
+
+
+def _dataset(method: str, rows: list[dict[str, str]]):
+    from datasets import Dataset
+
+    if method == "sft":
+        return Dataset.from_list([{"prompt": r["prompt"], "completion": as_continuation(r["chosen"])} for r in rows])
+    return Dataset.from_list([{"prompt": r["prompt"], "chosen": as_continuation(r["chosen"]),
+                               "rejected": as_continuation(r["rejected"])} for r in rows])
+
+
+def train(a: TrainArgs) -> dict:
+    if a.method not in METHODS:
+        raise TrainError(f"method {a.method!r} is not one of: {', '.join(METHODS)}")
+    for name, value, lo in (("rank", a.rank, 1), ("alpha", a.alpha, 1), ("batch_size", a.batch_size, 1),
+                            ("grad_accum", a.grad_accum, 1), ("max_length", a.max_length, 16)):
+        if value < lo:
+            raise TrainError(f"--{name.replace('_', '-')} must be >= {lo} (got {value})")
+    out = Path(a.out)
+    rows = _rows(a)
+    last = _check_out(out, a.resume)
+
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cuda = torch.cuda.is_available()
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    lr = a.lr if a.lr is not None else DEFAULT_LR[a.method]
+    base_path = embedded.resolve(a.base, embedded.BASE_ALIAS)
+    tok = AutoTokenizer.from_pretrained(base_path)
+    # fp32 weights; on a bf16-capable GPU the trainer autocasts (mixed precision), never on CPU
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    peft_config = LoraConfig(r=a.rank, lora_alpha=a.alpha, lora_dropout=a.dropout, target_modules=list(a.targets),
+                             bias="none", task_type="CAUSAL_LM")
+    common = dict(output_dir=str(out), learning_rate=lr, num_train_epochs=a.epochs, max_steps=a.max_steps,
+                  per_device_train_batch_size=a.batch_size, gradient_accumulation_steps=a.grad_accum,
+                  max_length=a.max_length, save_strategy="steps", save_steps=a.save_steps, save_total_limit=2,
+                  logging_steps=a.logging_steps, seed=a.seed, data_seed=a.seed, report_to="none", bf16=bf16,
+                  fp16=False, use_cpu=not cuda, gradient_checkpointing=False, dataloader_num_workers=0,
+                  lr_scheduler_type="cosine", warmup_steps=0.03 if a.max_steps < 0 else 0)
+    dataset = _dataset(a.method, rows)
+    if a.method == "sft":
+        from trl import SFTConfig, SFTTrainer
+
+        cfg = SFTConfig(**common, completion_only_loss=True)
+        trainer = SFTTrainer(model=model, args=cfg, train_dataset=dataset, processing_class=tok,
+                             peft_config=peft_config)
+    else:
+        from trl import DPOConfig, DPOTrainer
+
+        cfg = DPOConfig(**common, beta=a.beta)
+        trainer = DPOTrainer(model=model, args=cfg, train_dataset=dataset, processing_class=tok,
+                             peft_config=peft_config)
+    start_step = 0
+    if last is not None:
+        start_step = json.loads((Path(last) / "trainer_state.json").read_text()).get("global_step", 0)
+        log.warning("resuming from %s (step %d)", last, start_step)
+    t0 = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=last)
+    wall = time.perf_counter() - t0
+    trainer.save_model(str(out))
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    prov = {
+        "method": a.method,
+        "base": a.base,
+        "base_path": base_path,
+        "task": a.task,
+        "demo_pool": a.demo_pool or f"{a.task} default",
+        "pairs": len(rows),
+        "args": {**asdict(a), "lr": lr},
+        "lora": {"r": a.rank, "alpha": a.alpha, "dropout": a.dropout, "target_modules": list(a.targets)},
+        "global_step": trainer.state.global_step,
+        "resumed_from": last,
+        "start_step": start_step,
+        "train_loss": result.training_loss,
+        "final_loss": losses[-1] if losses else None,
+        "train_seconds": round(wall, 2),
+        "device": "cuda" if cuda else "cpu",
+        "precision": "bf16 mixed" if bf16 else "fp32",
+    }
+    (out / PROVENANCE).write_text(json.dumps(prov, indent=2) + "\n")
+    return prov
+
+
+# ---------------------------------------------------------------------------- CLI
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Add ``train`` (``train sft|dpo ...``) to an argparse subparsers object."""
+    p = subparsers.add_parser("train", help="train SFT+LoRA / DPO+LoRA adapters with TRL + peft",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(p)
+    return p
+
+
+def _add_arguments(p: argparse.ArgumentParser) -> None:
+    d = TrainArgs(method="sft", out="")
+    p.add_argument("method", choices=METHODS, help="sft (SFTTrainer on prompt+chosen) or dpo (DPOTrainer)")
+    p.add_argument("--out", required=True, help="folder for checkpoints and the final adapter")
+    p.add_argument("--base", default=d.base, help="base model: hub name, path or embedded:* alias (%(default)s)")
+    p.add_argument("--task", default=d.task, help=f"task whose demo pool is the training data ({d.task}); "
+                   f"one of {', '.join(data.TASK_DEFAULTS)}")
+    p.add_argument("--demo-pool", default=None, help="training pairs instead of the task's pool: JSONL or "
+                   "dataset:subset:split")
+    p.add_argument("--rank", type=int, default=d.rank, help="LoRA rank (%(default)s)")
+    p.add_argument("--alpha", type=int, default=d.alpha, help="LoRA alpha (%(default)s)")
+    p.add_argument("--dropout", type=float, default=d.dropout, help="LoRA dropout (%(default)s)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (sft 2e-4, dpo 5e-5)")
+    p.add_argument("--epochs", type=float, default=d.epochs, help="epochs (%(default)s)")
+    p.add_argument("--max-steps", type=int, default=d.max_steps, help="stop after N optimizer steps (overrides "
+                   "--epochs)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="pairs per device step (%(default)s)")
+    p.add_argument("--grad-accum", type=int, default=d.grad_accum, help="gradient accumulation (%(default)s)")
+    p.add_argument("--max-pairs", type=int, default=None, help="train on the first N pairs of the pool")
+    p.add_argument("--max-length", type=int, default=d.max_length, help="max prompt+response tokens "
+                   "(%(default)s)")
+    p.add_argument("--beta", type=float, default=d.beta, help="DPO beta (%(default)s)")
+    p.add_argument("--save-steps", type=int, default=d.save_steps, help="checkpoint every N steps (%(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+
+
+def main(args: argparse.Namespace) -> int:
+    kwargs = {k: getattr(args, k) for k in ("base", "task", "demo_pool", "rank", "alpha", "dropout", "lr", "epochs",
+                                             "max_steps", "batch_size", "grad_accum", "max_pairs", "max_length",
+                                             "beta", "save_steps", "seed", "resume")}
+    try:
+        prov = train(TrainArgs(method=args.method, out=args.out, **kwargs))
+    except (TrainError, data.DataError, FileNotFoundError) as exc:
+        print(f"icdpo-eval train: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.method} adapter saved in {args.out} (step {prov['global_step']}, final loss "
+          f"{prov['final_loss']}, {prov['train_seconds']} s); evaluate it with:\n"
+          f"  lm_eval --model {'sft_lora' if args.method == 'sft' else 'dpo'} "
+          f"--model_args adapter={os.path.abspath(args.out)} --tasks hh_harmless_mini")
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="icdpo-eval train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_arguments(parser)
+    sys.exit(main(parser.parse_args()))

@@ -1,0 +1,200 @@
+"""What every method's lm-eval wrapper shares: model_arg checks, request batching, demo retrieval.
+
+A method subclasses :class:`MethodLM`, sets ``self.engine`` / ``self.scorer`` and the generation
+attributes in ``__init__`` (after ``super().__init__()``) and implements ``_generate_batch``. lm-eval's
+``generate_until`` requests are grouped by (task, generation kwargs) and handed over ``batch_size``
+documents at a time; ``loglikelihood`` returns ``self.scorer``'s value of each (context, continuation),
+each context's candidates scored together, with the demos ``demos_for`` gives (none by default;
+:class:`DemoRetrieval` retrieves them from the task's pool).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from lm_eval.api.model import LM
+from tqdm import tqdm
+
+from icdpo_eval import embedded
+from icdpo_eval.prompts import TURN_MARKERS
+from icdpo_eval.scorers import Candidate
+
+RETRIEVERS = ("random", "bm25", "bm25_sbert")
+# keys lm-eval's CLI may inject; accepted and ignored when they carry no meaning for us
+IGNORED_ARGS = {"max_batch_size", "trust_remote_code_warning"}
+
+
+def choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
+    value = str(value)
+    if value not in allowed:
+        raise ValueError(f"model_arg {name}={value!r} is not one of: {', '.join(allowed)}")
+    return value
+
+
+def as_int(name: str, value: Any, minimum: int = 0) -> int:
+    try:
+        out = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"model_arg {name}={value!r} must be an integer") from None
+    if out < minimum:
+        raise ValueError(f"model_arg {name}={value!r} must be >= {minimum}")
+    return out
+
+
+def as_float(name: str, value: Any, lo: float, hi: float) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"model_arg {name}={value!r} must be a number") from None
+    if not lo <= out <= hi:
+        raise ValueError(f"model_arg {name}={value!r} must be in [{lo}, {hi}]")
+    return out
+
+
+def as_bool(name: str, value: Any) -> bool:
+    v = str(value).strip().lower()
+    if v in ("1", "true", "yes", "on"):
+        return True
+    if v in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(f"model_arg {name}={value!r} must be true or false")
+
+
+def as_batch_size(value: Any, auto: int = 1) -> int:
+    bs = str(value)
+    return auto if bs.startswith("auto") else as_int("batch_size", bs, 1)
+
+
+def check_unknown(method: str, unknown: dict[str, Any]) -> None:
+    bad = sorted(set(unknown) - IGNORED_ARGS)
+    if bad:
+        raise ValueError(f"unknown model_arg(s) for --model {method}: {', '.join(bad)}; see the README's options")
+
+
+def task_of(req) -> str | None:
+    """The task whose demo pool serves this request: a rank-set row names its ``source_task``."""
+    doc = getattr(req, "doc", None)
+    source = doc.get("source_task") if isinstance(doc, dict) else None
+    return source or req.task_name
+
+
+def _freeze(d: dict) -> tuple:
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in d.items()))
+
+
+class MethodLM(LM):
+    """generate_until / loglikelihood plumbing; subclasses implement :meth:`_generate_batch`."""
+
+    method = "method"
+    pretrained: str = embedded.BASE_ALIAS
+    engine: Any
+    scorer: Any
+    batch_size: int = 1
+    max_new_tokens: int | None = None
+    top_p: float | None = None
+    temperature: float | None = None
+
+    @property
+    def tokenizer_name(self) -> str:
+        return str(self.pretrained).replace("/", "__")
+
+    def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list[str]:
+        raise NotImplementedError
+
+    def demos_for(self, task: str | None, prompts: list[str]) -> list[list[dict]]:
+        """Demonstrations for each prompt (none unless the method retrieves some)."""
+        return [[] for _ in prompts]
+
+    def gen_settings(self, gk: dict) -> tuple[int, float, float, bool, list[str]]:
+        """(max_new_tokens, top_p, temperature, do_sample, stops): model_args override the task's kwargs."""
+        until = gk.get("until") or []
+        if isinstance(until, str):
+            until = [until]
+        max_new = self.max_new_tokens or int(gk.get("max_gen_toks", 128))
+        top_p = self.top_p if self.top_p is not None else float(gk.get("top_p", 0.8))
+        temp = self.temperature if self.temperature is not None else float(gk.get("temperature", 1.0))
+        do_sample = bool(gk.get("do_sample", True)) and temp > 0
+        return max_new, top_p, temp, do_sample, [*TURN_MARKERS, *until]
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        out: list[str] = [""] * len(requests)
+        by_task: dict[tuple, list[int]] = defaultdict(list)
+        for i, req in enumerate(requests):
+            by_task[(task_of(req), _freeze(dict(req.args[1] or {})))].append(i)
+        bar = tqdm(total=len(requests), desc=f"{self.method} generate", disable=disable_tqdm)
+        for (task, frozen), idxs in by_task.items():
+            for s in range(0, len(idxs), self.batch_size):
+                chunk = idxs[s:s + self.batch_size]
+                for i, a in zip(chunk, self._generate_batch(task, [requests[i] for i in chunk], dict(frozen))):
+                    out[i] = a
+                bar.update(len(chunk))
+        bar.close()
+        return out
+
+    def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
+        """The scorer's value of each continuation given its context (each context encoded once)."""
+        groups_idx: dict[tuple, list[int]] = defaultdict(list)
+        for i, req in enumerate(requests):
+            groups_idx[(task_of(req), req.args[0])].append(i)
+        keys = list(groups_idx)
+        out: list[tuple[float, bool]] = [(0.0, False)] * len(requests)
+        bar = tqdm(total=len(requests), desc=f"{self.method} score", disable=disable_tqdm)
+        step = max(1, self.batch_size)
+        for s in range(0, len(keys), step):
+            by_task: dict[str | None, list[tuple]] = defaultdict(list)
+            for key in keys[s:s + step]:
+                by_task[key[0]].append(key)
+            for task, tkeys in by_task.items():
+                demos = self.demos_for(task, [ctx for _, ctx in tkeys])
+                groups = [[Candidate(ctx, requests[i].args[1], d) for i in groups_idx[(t, ctx)]]
+                          for (t, ctx), d in zip(tkeys, demos)]
+                for key, sc in zip(tkeys, self.scorer.score(groups)):
+                    for i, v in zip(groups_idx[key], sc):
+                        out[i] = (v, False)
+                    bar.update(len(sc))
+        bar.close()
+        return out
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False) -> list[float]:
+        raise NotImplementedError(f"--model {self.method} scores responses given a prompt; perplexity tasks "
+                                  "(loglikelihood_rolling) are not meaningful for it. Use --model hf for those.")
+
+
+class DemoRetrieval:
+    """Demo retrieval from a task's pool (``DemoStore`` + one cached retriever per pool)."""
+
+    k: int
+    seed: int
+    engine: Any
+
+    def setup_retrieval(self, *, k: Any = 2, retriever: str = "random", sbert: str = embedded.SBERT_ALIAS,
+                        bm25_window: Any = 30, bm25_top: Any = 20, demo_pool: str | None = None,
+                        demo_source: str = "raw") -> None:
+        from icdpo_eval.demos import DemoStore
+
+        self.k = as_int("k", k, 0)
+        self.retriever_kind = choice("retriever", retriever, RETRIEVERS)
+        self.sbert = sbert
+        self.bm25_window = as_int("bm25_window", bm25_window, 1)
+        self.bm25_top = as_int("bm25_top", bm25_top, 1)
+        self.demos = DemoStore(demo_pool=demo_pool, demo_source=demo_source)
+        self._retrievers: dict[str, Any] = {}
+
+    def retrieval_info(self) -> dict:
+        return {"retriever": self.retriever_kind, "k": self.k,
+                "sbert": self.sbert if self.retriever_kind == "bm25_sbert" else None,
+                "demo_pool": self.demos.demo_pool or "task default", "demo_source": self.demos.demo_source}
+
+    def retrieve(self, task: str | None, queries: list[str]) -> list[list[dict]]:
+        if self.k == 0:
+            return [[] for _ in queries]
+        from icdpo_eval.retrieval import make_retriever
+
+        pool = self.demos.pool(task)
+        key = self.demos.key(task)
+        if key not in self._retrievers:
+            self._retrievers[key] = make_retriever(
+                self.retriever_kind, pool, seed=self.seed, bm25_window=self.bm25_window,
+                bm25_top=self.bm25_top, sbert=self.sbert, device=str(self.engine.device))
+        return [[pool[i] for i in ids] for ids in self._retrievers[key].retrieve_many(queries, self.k)]

@@ -1,0 +1,92 @@
+"""``--model sft_lora`` / ``--model dpo``: adapter checks, the implicit reward, and the stock lm_eval CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from _trained_adapters import trained
+
+from icdpo_eval.baselines.dpo import DPOLM
+from icdpo_eval.baselines.sft_lora import SFTLoRALM
+from icdpo_eval.scorers import Candidate
+
+LM_EVAL = str(Path(sys.executable).with_name("lm_eval"))
+X = "\n\nHuman: How do I bake bread at home?\n\nAssistant:"
+YS = [" Mix flour, water, salt and yeast, then bake it.", " I don't know."]
+
+
+def fake_adapter(path: Path, peft_base: str, trained_base: str | None) -> str:
+    path.mkdir()
+    (path / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": peft_base}))
+    if trained_base:
+        (path / "icdpo_train.json").write_text(json.dumps({"base": trained_base}))
+    return str(path)
+
+
+def test_missing_adapter_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="needs model_arg adapter=DIR .*icdpo-eval train sft"):
+        SFTLoRALM()
+    with pytest.raises(ValueError, match="needs model_arg adapter=DIR .*icdpo-eval train dpo"):
+        DPOLM(rescore="implicit")
+    with pytest.raises(ValueError, match="no adapter_config.json there"):
+        DPOLM(adapter=str(tmp_path))
+
+
+def test_mismatched_base_is_a_clear_error(tmp_path):
+    ad = fake_adapter(tmp_path / "a", "/somewhere/gemma-3-270m", "embedded:gemma-3-270m")
+    with pytest.raises(ValueError, match="trained on base 'embedded:gemma-3-270m', not pretrained='gpt2'"):
+        SFTLoRALM(pretrained="gpt2", adapter=ad)
+    ad2 = fake_adapter(tmp_path / "b", "Qwen/Qwen2.5-0.5B", None)
+    with pytest.raises(ValueError, match="trained on base 'Qwen/Qwen2.5-0.5B'"):
+        DPOLM(pretrained="gpt2", adapter=ad2)
+
+
+def test_bad_rescore_and_unknown_args(tmp_path):
+    ad = fake_adapter(tmp_path / "a", "x", "embedded:gemma-3-270m")
+    with pytest.raises(ValueError, match="rescore='dpo' is not one of: none, implicit, s_hat"):
+        DPOLM(adapter=ad, rescore="dpo")
+    with pytest.raises(ValueError, match="unknown model_arg.*rescore"):
+        SFTLoRALM(adapter=ad, rescore="none")
+
+
+@pytest.mark.slow
+def test_implicit_reward_equals_full_forward_difference(tmp_path_factory, base_engine):
+    lm = DPOLM(adapter=str(trained(tmp_path_factory)["dpo"]), rescore="implicit", device="cpu")
+    got = lm.scorer.score([[Candidate(X, y) for y in YS]])[0]
+    for y, g in zip(YS, got):
+        want = lm.engine.logprob_full_forward(X, y) - base_engine.logprob_full_forward(X, y)
+        assert g == pytest.approx(want, abs=1e-3)
+        assert abs(want) > 1e-3  # the adapter matters
+    assert lm.get_model_info()["rescore"] == "implicit" and lm.get_model_info()["training"]["method"] == "dpo"
+
+
+def run_lm_eval(model: str, model_args: str, tmp_path: Path) -> dict:
+    out = tmp_path / "out"
+    cmd = [LM_EVAL, "--model", model, "--model_args", model_args, "--tasks", "hh_harmless_mini", "--limit", "2",
+           "--output_path", str(out), "--log_samples"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (res,) = sorted(out.rglob("results_*.json"))
+    return json.loads(res.read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model,args", [
+    ("sft_lora", "max_new_tokens=8"),
+    ("dpo", "rescore=s_hat,n=2,k=1,max_new_tokens=8"),
+    ("dpo", "rescore=implicit,n=2,max_new_tokens=8"),
+])
+def test_stock_lm_eval_cli(tmp_path_factory, tmp_path, model, args):
+    adapter = trained(tmp_path_factory)["sft" if model == "sft_lora" else "dpo"]
+    res = run_lm_eval(model, f"adapter={adapter},{args}", tmp_path)
+    assert isinstance(res["results"]["hh_harmless_mini"]["rm_reward,none"], float)
+    cfg = res["config"]
+    assert cfg["method"] == model and cfg["adapter"] == str(adapter)
+    if model == "dpo":
+        assert cfg["rescore"] == args.split(",")[0].split("=")[1] and cfg["n"] == 2

@@ -1,0 +1,92 @@
+"""``icdpo-eval train sft|dpo``: argument errors, adapters that change the model, provenance, resume."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+
+import pytest
+from _trained_adapters import TINY, trained
+
+from icdpo_eval.baselines import train as tr
+
+X = "\n\nHuman: How can I make my neighbour's dog stop barking?\n\nAssistant:"
+Y = " Talk to your neighbour politely about it."
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="icdpo-eval")
+    tr.add_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["train", *argv])
+
+
+def test_parser_defaults():
+    a = parse(["dpo", "--out", "x"])
+    assert (a.method, a.base, a.task, a.rank, a.alpha, a.lr, a.epochs, a.max_steps, a.resume) == (
+        "dpo", "embedded:gemma-3-270m", "hh_harmless", 8, 16, None, 1.0, -1, False)
+    assert tr.DEFAULT_LR == {"sft": 2e-4, "dpo": 5e-5}
+
+
+@pytest.mark.parametrize("extra,match", [
+    (["--task", "hh_nope"], "--task 'hh_nope' is not one of: hh_harmless, hh_helpful"),
+    (["--demo-pool", "EMPTY"], "training pool .* is empty"),
+    (["--out", "FILE/sub"], "is not a writable folder"),
+    (["--rank", "0"], "--rank must be >= 1"),
+])
+def test_clear_errors(tmp_path, capsys, extra, match):
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "file").write_text("")
+    argv = ["sft", "--out", str(tmp_path / "out"), "--task", "hh_harmless_mini"]
+    argv += [x.replace("EMPTY", str(tmp_path / "empty.jsonl")).replace("FILE", str(tmp_path / "file")) for x in extra]
+    assert tr.main(parse(argv)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("icdpo-eval train: error:")
+    assert __import__("re").search(match, err), err
+
+
+def test_existing_run_needs_resume(tmp_path, capsys):
+    (tmp_path / "icdpo_train.json").write_text("{}")
+    assert tr.main(parse(["dpo", "--out", str(tmp_path), "--task", "hh_harmless_mini"])) == 2
+    assert "pass --resume" in capsys.readouterr().err
+
+
+def test_dataset_formats():
+    rows = [{"prompt": X, "chosen": "Talk to them.", "rejected": "Poison it.", "id": "a"}]
+    sft = tr._dataset("sft", rows)[0]
+    dpo = tr._dataset("dpo", rows)[0]
+    # prompt-completion (loss on the completion only), the completion as it follows "Assistant:" at inference
+    assert sft == {"prompt": X, "completion": " Talk to them."}
+    assert dpo == {"prompt": X, "chosen": " Talk to them.", "rejected": " Poison it."}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["sft", "dpo"])
+def test_adapter_is_saved_and_changes_the_model(tmp_path_factory, base_engine, method):
+    from icdpo_eval.engine import Engine
+
+    out = trained(tmp_path_factory)[method]
+    assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
+    prov = json.loads((out / "icdpo_train.json").read_text())
+    assert prov["method"] == method and prov["base"] == "embedded:gemma-3-270m" and prov["pairs"] == 16
+    assert prov["global_step"] == 2 and isinstance(prov["final_loss"], float)
+    assert prov["lora"]["target_modules"] == list(tr.LORA_TARGETS) and prov["lora"]["r"] == 4
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    eng = Engine.load(prov["base_path"], device="cpu", dtype="float32", adapter=str(out))
+    tuned = eng.logprob_full_forward(X, Y)
+    assert abs(tuned - base_engine.logprob_full_forward(X, Y)) > 1e-3
+
+
+@pytest.mark.slow
+def test_resume_continues_from_last_checkpoint(tmp_path_factory, tmp_path):
+    src = trained(tmp_path_factory)
+    out = tmp_path / "dpo"
+    shutil.copytree(src["dpo"], out)
+    first = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
+    prov = tr.train_dpo(str(out), demo_pool=str(src["pool"]), task="hh_harmless_mini",
+                        **{**TINY, "max_steps": 3, "resume": True})
+    assert prov["start_step"] == 2 and prov["global_step"] == 3 and prov["resumed_from"].endswith("checkpoint-2")
+    hist = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
+    losses = [h["loss"] for h in hist if "loss" in h]
+    # steps 1-2 restored from the checkpoint (not re-run), one new step
+    assert len(losses) == 3 and losses[:2] == [h["loss"] for h in first if "loss" in h]
