@@ -79,9 +79,8 @@ def sampled(ds: datasets.DatasetDict, split: str = "test") -> datasets.DatasetDi
 
 
 def _task(name: str) -> datasets.DatasetDict:
-    from icdpo_eval.tasks.utils import task_dataset
-
     from icdpo_eval.judges.pairwise import require_api_key
+    from icdpo_eval.tasks.utils import task_dataset
 
     require_api_key()  # before any model work: a clear error instead of a failure after generation
     return sampled(task_dataset(name))
