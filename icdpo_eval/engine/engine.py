@@ -116,6 +116,33 @@ def _nucleus_pick(vals: torch.Tensor, idx: torch.Tensor, top_p: float, u: torch.
     return idx.gather(-1, pos).squeeze(-1)
 
 
+def _merge_left_padded(caches: list, width: int):
+    """One batch cache from single-row caches of contexts of different lengths, as a left-padded prefill
+    of ``width`` tokens would hold it (the padding slots are zeros; the attention mask hides them).
+    Only for full and sliding-window dynamic layers; returns None for any other cache layout."""
+    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
+    first = caches[0]
+    layers = [getattr(c, "layers", None) for c in caches]
+    if any(ls is None or len(ls) != len(layers[0]) for ls in layers):
+        return None
+    if any(type(layer) not in (DynamicLayer, DynamicSlidingWindowLayer) for layer in layers[0]):
+        return None
+    for i, layer in enumerate(first.layers):
+        rows_k = [ls[i].keys for ls in layers]
+        rows_v = [ls[i].values for ls in layers]
+        size = max(k.shape[-2] for k in rows_k)
+
+        def pad(t: torch.Tensor, size: int = size) -> torch.Tensor:
+            return torch.nn.functional.pad(t, (0, 0, size - t.shape[-2], 0))
+
+        layer.keys = torch.cat([pad(k) for k in rows_k])
+        layer.values = torch.cat([pad(v) for v in rows_v])
+        if isinstance(layer, DynamicSlidingWindowLayer):
+            layer.cumulative_length = width
+    return first
+
+
 class Engine:
     """Prefix-cached sampler/scorer over one causal LM (see module docstring)."""
 
@@ -170,7 +197,24 @@ class Engine:
         return out.logits, out.past_key_values
 
     def _prefill(self, contexts: list[list[int]]):
-        """Left-padded prefill of several contexts: (last-position logits [B,V], cache, mask, next_pos)."""
+        """Prefill of several contexts as one left-padded batch: (last-position logits [B,V], cache, mask,
+        next_pos). Contexts of different lengths are encoded one by one (no compute spent on padding:
+        prefill is compute-bound) and their caches merged, left-padded, when the cache layout allows it."""
+        width = max(len(c) for c in contexts)
+        mask = torch.zeros((len(contexts), width), dtype=torch.long)
+        for r, c in enumerate(contexts):
+            mask[r, width - len(c):] = 1
+        mask = mask.to(self.device)
+        lengths = torch.tensor([len(c) for c in contexts], device=self.device)
+        if len(contexts) > 1 and len(set(map(len, contexts))) > 1:
+            parts = [self._prefill_padded([c]) for c in contexts]
+            merged = _merge_left_padded([p[1] for p in parts], width)
+            if merged is not None:
+                return torch.cat([p[0] for p in parts]), merged, mask, lengths
+        logits, cache = self._prefill_padded(contexts)
+        return logits, cache, mask, lengths
+
+    def _prefill_padded(self, contexts: list[list[int]]):
         width = max(len(c) for c in contexts)
         ids = torch.full((len(contexts), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(contexts), width), dtype=torch.long)
@@ -180,7 +224,7 @@ class Engine:
         pos = (mask.cumsum(-1) - 1).clamp_min(0)
         ids, mask, pos = ids.to(self.device), mask.to(self.device), pos.to(self.device)
         logits, cache = self._forward(ids, mask, pos, None, keep=1)
-        return logits[:, -1, :], cache, mask, pos[:, -1] + 1
+        return logits[:, -1, :], cache
 
     def _check_length(self, n_ctx: int, n_new: int, what: str) -> None:
         if n_ctx + n_new > self.max_length:
