@@ -16,7 +16,6 @@ from icdpo_eval.baselines._common import (
     BaselineLM,
     as_batch_size,
     as_bool,
-    as_float,
     as_int,
     check_unknown,
     load_base,
@@ -53,9 +52,7 @@ class RMBoNLM(BaselineLM):
         self._extra_args(extra)
         check_unknown(self.method, extra)
         self.n = as_int("n", n, 1)
-        self.top_p = None if top_p is None else as_float("top_p", top_p, 0.0, 1.0)
-        self.temperature = None if temperature is None else as_float("temperature", temperature, 0.0, 100.0)
-        self.max_new_tokens = None if max_new_tokens is None else as_int("max_new_tokens", max_new_tokens, 1)
+        self.set_generation_args(top_p, temperature, max_new_tokens)
         self.normalize = as_bool("normalize", normalize)
         self.seed = as_int("seed", seed)
         self.batch_size = as_batch_size(batch_size)

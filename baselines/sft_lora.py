@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from icdpo_eval import embedded
-from icdpo_eval.baselines._common import BaselineLM, as_batch_size, as_float, as_int, check_unknown, load_base
+from icdpo_eval.baselines._common import BaselineLM, as_batch_size, as_int, check_unknown, load_base
 from icdpo_eval.best_of_n import sample_and_select
 from icdpo_eval.engine import Engine
 from icdpo_eval.prompts import zero_shot_context
@@ -109,9 +109,7 @@ class SFTLoRALM(BaselineLM):
         self.adapter = adapter
         self.pretrained = check_adapter(pretrained, adapter, self.method)
         self.n = n
-        self.top_p = None if top_p is None else as_float("top_p", top_p, 0.0, 1.0)
-        self.temperature = None if temperature is None else as_float("temperature", temperature, 0.0, 100.0)
-        self.max_new_tokens = None if max_new_tokens is None else as_int("max_new_tokens", max_new_tokens, 1)
+        self.set_generation_args(top_p, temperature, max_new_tokens)
         self.seed = as_int("seed", seed)
         self.batch_size = as_batch_size(batch_size)
         self.engine = load_base(self.pretrained, device=device, dtype=dtype, max_length=max_length,

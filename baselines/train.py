@@ -246,11 +246,3 @@ def main(args: argparse.Namespace) -> int:
           f"  lm_eval --model {'sft_lora' if args.method == 'sft' else 'dpo'} "
           f"--model_args adapter={os.path.abspath(args.out)} --tasks hh_harmless_mini")
     return 0
-
-
-if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="icdpo-eval train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_arguments(parser)
-    sys.exit(main(parser.parse_args()))

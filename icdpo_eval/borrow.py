@@ -147,10 +147,3 @@ def main(args: argparse.Namespace) -> int:
     if args.report:
         report(out)
     return 0
-
-
-if __name__ == "__main__":
-    _p = argparse.ArgumentParser(prog="icdpo-eval")
-    add_parser(_p.add_subparsers(dest="command", required=True))
-    _a = _p.parse_args(["borrow", *sys.argv[1:]])
-    sys.exit(_a.func(_a))

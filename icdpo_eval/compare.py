@@ -233,10 +233,3 @@ def main(args: argparse.Namespace) -> int:
         return 2
     print(report)
     return code
-
-
-if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="icdpo-eval")
-    add_parser(_parser.add_subparsers(dest="command", required=True))
-    _args = _parser.parse_args(["compare", *sys.argv[1:]])
-    sys.exit(_args.func(_args))

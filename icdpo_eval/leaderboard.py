@@ -486,10 +486,3 @@ def main(args: argparse.Namespace) -> int:
     print((out / "leaderboard.md").read_text())
     print(f"wrote {out / 'leaderboard.md'}, {out / 'leaderboard.csv'}, {out / 'leaderboard.png'}")
     return 0
-
-
-if __name__ == "__main__":
-    _parser = argparse.ArgumentParser(prog="icdpo-eval")
-    add_parser(_parser.add_subparsers(dest="command", required=True))
-    _args = _parser.parse_args(["leaderboard", *sys.argv[1:]])
-    sys.exit(_args.func(_args))

@@ -126,6 +126,13 @@ class _Base:
     ) -> list[list[int]]:
         raise NotImplementedError
 
+    def _checked_excludes(self, queries: Sequence[str], k: int, exclude) -> list:
+        """Per-query exclusions, after checking that k demos remain for each query."""
+        excludes = self._excludes(queries, exclude)
+        for exc in excludes:
+            self._check_k(k, len(self._excluded(exc)))
+        return excludes
+
     @staticmethod
     def _excludes(queries: Sequence[str], exclude: Sequence[str | None] | None) -> list[str | None]:
         if exclude is None:
@@ -259,9 +266,7 @@ class BM25Retriever(_Base):
     def retrieve_many(
         self, queries: Sequence[str], k: int, *, exclude: Sequence[str | None] | None = None
     ) -> list[list[int]]:
-        excludes = self._excludes(queries, exclude)
-        for exc in excludes:
-            self._check_k(k, len(self._excluded(exc)))
+        excludes = self._checked_excludes(queries, k, exclude)
         return [best[::-1] for best in self._ranked(queries, k, excludes)]
 
 
@@ -347,9 +352,7 @@ class BM25SbertRetriever(BM25Retriever):
     def retrieve_many(
         self, queries: Sequence[str], k: int, *, exclude: Sequence[str | None] | None = None
     ) -> list[list[int]]:
-        excludes = self._excludes(queries, exclude)
-        for exc in excludes:
-            self._check_k(k, len(self._excluded(exc)))
+        excludes = self._checked_excludes(queries, k, exclude)
         if k == 0 or not queries:
             return [[] for _ in queries]
         candidates = self._ranked(queries, max(self.top, k), excludes)

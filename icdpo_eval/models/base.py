@@ -99,6 +99,12 @@ class MethodLM(LM):
     def tokenizer_name(self) -> str:
         return str(self.pretrained).replace("/", "__")
 
+    def set_generation_args(self, top_p: Any, temperature: Any, max_new_tokens: Any) -> None:
+        """model_args that override the task's generation kwargs when given (None = the task's)."""
+        self.top_p = None if top_p is None else as_float("top_p", top_p, 0.0, 1.0)
+        self.temperature = None if temperature is None else as_float("temperature", temperature, 0.0, 100.0)
+        self.max_new_tokens = None if max_new_tokens is None else as_int("max_new_tokens", max_new_tokens, 1)
+
     def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list[str]:
         raise NotImplementedError
 

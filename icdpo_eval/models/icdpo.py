@@ -22,7 +22,6 @@ from icdpo_eval.models.base import (
     MethodLM,
     as_batch_size,
     as_bool,
-    as_float,
     as_int,
     check_unknown,
     choice,
@@ -67,9 +66,7 @@ class ICDPOLM(DemoRetrieval, MethodLM):
         self.scorer_kind = choice("scorer", scorer, SCORERS)
         self.select = choice("select", select, SELECTS)
         self.n = 1 if self.select == "single" else as_int("n", n, 1)
-        self.top_p = None if top_p is None else as_float("top_p", top_p, 0.0, 1.0)
-        self.temperature = None if temperature is None else as_float("temperature", temperature, 0.0, 100.0)
-        self.max_new_tokens = None if max_new_tokens is None else as_int("max_new_tokens", max_new_tokens, 1)
+        self.set_generation_args(top_p, temperature, max_new_tokens)
         self.seed = as_int("seed", seed)
         self.batch_size = as_batch_size(batch_size, auto=4)
         self.setup_retrieval(k=k, retriever=retriever, sbert=sbert, bm25_window=bm25_window, bm25_top=bm25_top,
