@@ -10,8 +10,6 @@ from typing import Any
 from icdpo_eval import embedded
 from icdpo_eval.engine import Engine
 from icdpo_eval.models.base import (  # noqa: F401  (re-exported for the baselines)
-    IGNORED_ARGS,
-    RETRIEVERS,
     DemoRetrieval,
     as_batch_size,
     as_bool,

@@ -35,14 +35,12 @@ class DemoStore:
     def pool(self, task: str | None) -> list[dict]:
         key = self.key(task)
         if key not in self._pools:
-            try:
-                rows = data.demo_pool(self.demo_pool, base_task(task))
-            except data.DataError:
-                if self.demo_pool is not None:
-                    raise
+            if self.demo_pool is None and base_task(task) not in data.TASK_DEFAULTS:
                 log.warning("task %r has no default demo pool: using the vendored HH-RLHF harmless pool "
                             "(pass model_arg demo_pool=... to choose one)", task)
                 rows = data.demo_pool(None, "hh_harmless_mini")
+            else:  # a known task's pool that fails to load is an error, never silently another pool
+                rows = data.demo_pool(self.demo_pool, base_task(task))
             if not rows:
                 raise data.DataError(f"the demo pool for task {task!r} ({self.demo_pool or 'default'}) is empty")
             if self.demo_source != "raw":

@@ -78,6 +78,17 @@ def test_foreign_task_falls_back_to_vendored_pool():
     assert len(store.pool("some_foreign_mc_task")) == 1000
 
 
+def test_known_task_pool_failure_is_not_replaced_by_another_pool(monkeypatch):
+    from icdpo_eval import data
+
+    def broken(spec, task):
+        raise data.DataError(f"pool of {task} is malformed")
+
+    monkeypatch.setattr(data, "demo_pool", broken)
+    with pytest.raises(data.DataError, match="pool of hh_helpful is malformed"):
+        DemoStore().pool("hh_helpful_winrate")
+
+
 def test_metric_variants_use_their_base_task_pool():
     assert base_task("hh_helpful_winrate") == "hh_helpful"
     assert base_task("hh_harmless_mini_rank") == "hh_harmless_mini"

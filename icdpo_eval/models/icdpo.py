@@ -17,7 +17,6 @@ from icdpo_eval import embedded
 from icdpo_eval.best_of_n import SELECTS, sample_and_select
 from icdpo_eval.engine import Engine
 from icdpo_eval.models.base import (
-    RETRIEVERS,  # noqa: F401  (re-exported)
     DemoRetrieval,
     MethodLM,
     as_batch_size,
