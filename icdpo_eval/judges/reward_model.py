@@ -12,7 +12,17 @@ Input formats: OpenAssistant RMs (tokenizer with a ``<|prompter|>`` token, or "o
 name) get ``<|prompter|>turn<|endoftext|><|assistant|>turn<|endoftext|>...`` ending with the
 response turn; other RMs get their chat template when the tokenizer has one, else the raw HH
 text ``"\\n\\nHuman: ...\\n\\nAssistant: response"``. Inputs longer than ``max_length`` tokens
-are truncated from the left (the end of the dialogue and the response are kept).
+(1024, as in the ICDPO release) are truncated from the left (the end of the dialogue and the response
+are kept); batches are padded on the right.
+
+OpenAssistant's ``gpt_neox_reward_model`` checkpoints (the paper's RM) load through
+:mod:`icdpo_eval.judges.oasst_rm`, registered before any Hugging Face RM is loaded.
+
+Precision: Hugging Face RMs load in **float32** on every device, as the ICDPO release scores them;
+``RewardModelJudge(..., dtype="bf16")`` (or ``"fp16"``) trades exactness for memory. :func:`get_judge`
+(the ``rm_reward`` metric) reads the dtype from ``$ICDPO_RM_DTYPE`` (``float32``/``fp32``,
+``bfloat16``/``bf16``, ``float16``/``fp16``; default ``float32``). ``judge.dtype_name`` records the
+effective one.
 """
 
 from __future__ import annotations
@@ -27,6 +37,9 @@ log = logging.getLogger(__name__)
 
 PAPER_RM = "OpenAssistant/oasst-rm-2-pythia-6.9b-epoch-1"
 RM_ENV = "ICDPO_RM"
+RM_DTYPE_ENV = "ICDPO_RM_DTYPE"
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+          "float16": "float16", "fp16": "float16"}
 _TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
 _warned_proxy = False
 
@@ -65,6 +78,14 @@ def hh_format(prompt: str, response: str) -> str:
     names = {"user": "Human", "assistant": "Assistant"}
     turns = [*hh_to_turns(prompt), ("assistant", response.strip())]
     return "".join(f"\n\n{names[role]}: {text}" for role, text in turns)
+
+
+def canonical_dtype(dtype: str | None) -> str:
+    """``"float32"``, ``"bfloat16"`` or ``"float16"`` for any accepted spelling (``None``/empty: float32)."""
+    key = (dtype or "float32").strip().lower().removeprefix("torch.")
+    if key not in DTYPES:
+        raise ValueError(f"unknown reward-model dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
+    return DTYPES[key]
 
 
 def _hub_offline() -> bool:
@@ -122,10 +143,11 @@ class RewardModelJudge:
 
     def __init__(self, name: str = "auto", device: str | None = None, batch_size: int = 8,
                  max_length: int = 1024, label_index: int | None = None,
-                 trust_remote_code: bool = False) -> None:
+                 trust_remote_code: bool = False, dtype: str | None = "float32") -> None:
         import torch
 
         self.requested = name
+        self.dtype_name = canonical_dtype(dtype)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             self.device = "cpu"
@@ -139,6 +161,7 @@ class RewardModelJudge:
 
             self.proxy = ProxyRewardModel(device=self.device)
             self.resolved_name = self.proxy.name
+            self.dtype_name = "float32"  # dtype is for HF RMs; the proxy embeds in fp32 (numpy head)
         else:
             self._load_hf(resolved, trust_remote_code)
             self.resolved_name = resolved
@@ -148,11 +171,13 @@ class RewardModelJudge:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from icdpo_eval.embedded import resolve
+        from icdpo_eval.judges.oasst_rm import register
 
+        register()  # OpenAssistant's gpt_neox_reward_model (the paper's RM)
         path = resolve(name, name)
         try:
             tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-            dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+            dtype = getattr(torch, self.dtype_name)
             model = AutoModelForSequenceClassification.from_pretrained(
                 path, dtype=dtype, trust_remote_code=trust_remote_code)
         except Exception as e:
@@ -218,11 +243,13 @@ class RewardModelJudge:
         return out
 
 
-_JUDGES: dict[str, RewardModelJudge] = {}
+_JUDGES: dict[tuple[str, str], RewardModelJudge] = {}
 
 
 def get_judge(name: str = "auto") -> RewardModelJudge:
-    """A process-wide cached judge per requested name (models are loaded once)."""
-    if name not in _JUDGES:
-        _JUDGES[name] = RewardModelJudge(name)
-    return _JUDGES[name]
+    """A process-wide cached judge per requested name and ``$ICDPO_RM_DTYPE`` (models load once)."""
+    dtype = canonical_dtype(os.environ.get(RM_DTYPE_ENV, "").strip() or None)
+    key = (name, dtype)
+    if key not in _JUDGES:
+        _JUDGES[key] = RewardModelJudge(name, dtype=dtype)
+    return _JUDGES[key]
