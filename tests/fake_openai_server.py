@@ -6,11 +6,13 @@
 
 ``responder(body, n) -> Reply`` decides each answer (``n`` = 0-based request count): a 200 with
 ``content``, an HTTP error ``status`` (e.g. 429, 500), a ``delay`` before answering (to provoke a
-client timeout), or ``raw`` bytes sent as the body. The default answers ``"A"``.
+client timeout), or ``raw`` bytes sent as the body. The default answers ``"A"``. ``shown_pair(body)`` reads the two
+responses of a pairwise judge prompt, ``shown_candidates(body)`` the labelled candidates of a listwise
+one (``is_listwise(body)`` tells them apart).
 
 Standalone, for trying the winrate tasks by hand with no real API::
 
-    python tests/fake_openai_server.py --port 8011 --reply A
+    python tests/fake_openai_server.py --port 8011 --reply A        # or --reply longer (see --help)
     export OPENAI_API_KEY=x OPENAI_BASE_URL=http://127.0.0.1:8011/v1
     lm_eval --model icdpo --tasks hh_harmless_mini_winrate --limit 4
 """
@@ -49,6 +51,36 @@ def shown_pair(body: dict[str, Any]) -> tuple[str, str]:
     if m is None:
         raise ValueError("not a pairwise judge prompt")
     return m.group(1), m.group(2)
+
+
+_LIST_MARK = "\n\nRank the responses"
+_CANDIDATE = re.compile(r"\n\n\[(\d+)\]\n(.*?)(?=\n\n\[\d+\]\n|" + re.escape(_LIST_MARK) + ")", re.S)
+
+
+def _user(body: dict[str, Any]) -> str:
+    return next(m["content"] for m in body["messages"] if m["role"] == "user")
+
+
+def is_listwise(body: dict[str, Any]) -> bool:
+    """Whether the request is a listwise ranking prompt (icdpo_eval.judges.listwise)."""
+    return _LIST_MARK in _user(body)
+
+
+def shown_candidates(body: dict[str, Any]) -> list[str]:
+    """The candidates of a listwise judge request, in label order ([1], [2], ...)."""
+    user = _user(body)
+    if _LIST_MARK not in user:
+        raise ValueError("not a listwise judge prompt")
+    found = _CANDIDATE.findall(user[user.index("[Dialogue]"):])
+    if [int(k) for k, _ in found] != list(range(1, len(found) + 1)):
+        raise ValueError(f"unexpected candidate labels {[k for k, _ in found]}")
+    return [c for _, c in found]
+
+
+def longest_first(body: dict[str, Any]) -> str:
+    """A listwise answer ranking the longer candidates first (ties: lower label first), e.g. ``2 > 1 > 3``."""
+    cs = shown_candidates(body)
+    return " > ".join(str(k + 1) for k in sorted(range(len(cs)), key=lambda k: (-len(cs[k]), k)))
 
 
 def completion_json(content: str, model: str) -> dict[str, Any]:
@@ -136,12 +168,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--port", type=int, default=8011)
     ap.add_argument("--reply", default="A",
-                    help='the answer to every request ("A", "B", "tie", ...), or "longer": the longer response')
+                    help='the answer to every request ("A", "B", "tie", ...), or "longer": the longer response '
+                    '(a listwise ranking request gets the candidates longest first)')
     args = ap.parse_args()
 
     def respond(body: dict[str, Any], n: int) -> Reply:
         if args.reply != "longer":
             return Reply(args.reply)
+        if is_listwise(body):
+            return Reply(longest_first(body))
         a, b = shown_pair(body)
         return Reply("A" if len(a) > len(b) else "B" if len(b) > len(a) else "tie")
 

@@ -16,6 +16,8 @@ from icdpo_eval.judges.pairwise import (
     MissingAPIKeyError,
     PairwiseJudge,
     combine,
+    judge_from_env,
+    one_direction_from_env,
     parse_verdict,
 )
 
@@ -27,7 +29,8 @@ FAST = {"backoff_base": 0.01, "backoff_cap": 0.05, "timeout": 5.0}
 def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("ICDPO_JUDGE_CACHE", str(tmp_path / "judge"))
-    for var in ("OPENAI_BASE_URL", "ICDPO_JUDGE_MODEL", "ICDPO_JUDGE_ONE_DIRECTION", "ICDPO_WINRATE_N"):
+    for var in ("OPENAI_BASE_URL", "ICDPO_JUDGE_MODEL", "ICDPO_JUDGE_ONE_DIRECTION", "ICDPO_JUDGE_PROTOCOL",
+                "ICDPO_WINRATE_N"):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -106,6 +109,45 @@ def test_one_direction_asks_once_per_item(serve: Callable[..., FakeOpenAIServer]
     assert len(srv.requests) == 20 and all(j.outcome == "win" for j in out)
     orders = [next(iter(j.verdicts)) for j in out]
     assert 0 < orders.count("AB") < 20  # stable-hash order: both positions are used
+
+
+@pytest.mark.parametrize("protocol,legacy,want", [
+    (None, None, False), ("both", None, False), ("paper", None, True), (" Paper ", None, True),
+    (None, "1", True), (None, "yes", True), (None, "0", False), ("paper", "1", True), ("both", "0", False),
+    ("both", "1", "disagree"), ("paper", "0", "disagree"), ("uni", None, "use one of both, paper"),
+])
+def test_protocol_from_env(monkeypatch: pytest.MonkeyPatch, protocol: str | None, legacy: str | None,
+                           want: bool | str) -> None:
+    if protocol is not None:
+        monkeypatch.setenv("ICDPO_JUDGE_PROTOCOL", protocol)
+    if legacy is not None:
+        monkeypatch.setenv("ICDPO_JUDGE_ONE_DIRECTION", legacy)
+    if isinstance(want, str):
+        with pytest.raises(ValueError, match=want):
+            one_direction_from_env()
+        with pytest.raises(ValueError, match=want):
+            judge_from_env()
+    else:
+        assert one_direction_from_env() is want
+
+
+@pytest.mark.parametrize("protocol,per_item,name", [("paper", 1, "gpt-4@v1/one-direction"), ("both", 2, "gpt-4@v1")])
+def test_protocol_request_counts(serve: Callable[..., FakeOpenAIServer], monkeypatch: pytest.MonkeyPatch,
+                                 protocol: str, per_item: int, name: str) -> None:
+    from icdpo_eval.tasks import winrate
+
+    srv = serve(lambda body, n: Reply("A" if shown_pair(body)[0].startswith("m") else "B"))  # model always wins
+    monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+    monkeypatch.setenv("ICDPO_JUDGE_PROTOCOL", protocol)
+    judge = judge_from_env()
+    assert judge.protocol == protocol and judge.name == name
+    out = judge.judge([f"p{i}" for i in range(6)], [(f"m{i}", "ref") for i in range(6)])
+    assert len(srv.requests) == 6 * per_item and all(j.outcome == "win" for j in out)
+    assert all(len(j.verdicts) == per_item for j in out)
+    # the winrate metric records the protocol in every sample's judge name
+    items = [winrate.process_results(d, ["m"])["winrate"] for d in _docs(3)]
+    assert winrate.winrate_aggregate(items) == 1.0
+    assert len(srv.requests) == 9 * per_item and {it["judge"] for it in items} == {name}
 
 
 def test_retries_on_429_500_and_timeout(serve: Callable[..., FakeOpenAIServer], tmp_path: Any) -> None:

@@ -9,10 +9,13 @@ Shaped like TRL's pairwise judges::
 ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL`` come from the environment (any OpenAI-compatible server:
 vLLM, a local server), the key is never logged. Temperature 0.
 
-**Orders.** By default every pair is judged twice: first completion shown as A ("AB"), then as B
-("BA"), which cancels position bias. ``one_direction=True`` (the paper's cheaper option) asks once,
-in an order chosen by a stable hash of the dialogue and the pair, so about half of the items show
-the first completion as A.
+**Orders (protocol).** By default (protocol ``both``) every pair is judged twice: first completion
+shown as A ("AB"), then as B ("BA"), which cancels position bias. ``one_direction=True`` (protocol
+``paper``: the paper's uni-directional tests, §3.4, used to reduce cost) asks once, in an order
+chosen by a stable hash of the dialogue and the pair, so about half of the items show the first
+completion as A. From the environment (:func:`judge_from_env`): ``$ICDPO_JUDGE_PROTOCOL=both|paper``
+or the older ``$ICDPO_JUDGE_ONE_DIRECTION=1``; the judge's :attr:`~PairwiseJudge.name` ends in
+``/one-direction`` under ``paper``.
 
 **Combination** (one rule for both modes): *win* if every order asked prefers the first
 completion, *loss* if every order prefers the second, otherwise *tie* (split verdicts, or any
@@ -41,20 +44,25 @@ import os
 import random
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from icdpo_eval.judges.cache import VerdictCache, verdict_key
 
 log = logging.getLogger("icdpo_eval.judges.pairwise")
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
 
 PROMPT_VERSION = "v1"
 DEFAULT_MODEL = "gpt-4"
 MODEL_ENV = "ICDPO_JUDGE_MODEL"
 ONE_DIRECTION_ENV = "ICDPO_JUDGE_ONE_DIRECTION"
+PROTOCOL_ENV = "ICDPO_JUDGE_PROTOCOL"
+# protocol name -> one_direction: "both" (our default: both orders) or "paper" (one order per item)
+PROTOCOLS: dict[str, bool] = {"both": False, "paper": True}
 WORKERS_ENV = "ICDPO_JUDGE_WORKERS"
 RETRY_STATUS = frozenset({408, 409, 429})
 MAX_TOKENS = 16
@@ -169,12 +177,20 @@ class JudgeStats:
             setattr(self, name, getattr(self, name) + n)
 
 
-class PairwiseJudge:
+class ChatJudge:
+    """What every LLM judge here shares: the ``openai`` client (temperature 0, its own retries off),
+    the bounded retry/backoff policy of :meth:`_request`, request statistics and the on-disk verdict
+    cache. Subclasses (:class:`PairwiseJudge`, :class:`icdpo_eval.judges.listwise.ListwiseJudge`) set
+    the prompt version, the answer length and what a judgment is."""
+
+    prompt_version = PROMPT_VERSION
+    max_tokens = MAX_TOKENS
+    kind = "pairwise judge"  # names the judge in log lines
+
     def __init__(
         self,
         model: str | None = None,
         *,
-        one_direction: bool = False,
         max_workers: int = 8,
         cache: VerdictCache | str | os.PathLike[str] | None = None,
         max_tries: int = 5,
@@ -185,7 +201,6 @@ class PairwiseJudge:
         base_url: str | None = None,
     ) -> None:
         self.model = model or os.environ.get(MODEL_ENV, "").strip() or DEFAULT_MODEL
-        self.one_direction = one_direction
         self.max_workers = max(1, int(max_workers))
         self.max_tries = max(1, int(max_tries))
         self.backoff_base, self.backoff_cap, self.timeout = backoff_base, backoff_cap, timeout
@@ -198,8 +213,7 @@ class PairwiseJudge:
 
     @property
     def name(self) -> str:
-        """E.g. ``gpt-4@v1`` or ``gpt-4@v1/one-direction``: recorded with every judged sample."""
-        return f"{self.model}@{PROMPT_VERSION}" + ("/one-direction" if self.one_direction else "")
+        return f"{self.model}@{self.prompt_version}"
 
     def client(self) -> Any:
         with self._client_lock:
@@ -210,6 +224,75 @@ class PairwiseJudge:
                     api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout
                 )
             return self._client
+
+    def _request(self, label: str, messages: list[dict[str, str]]) -> str:
+        import openai
+
+        last, retry_after = "", None
+        for attempt in range(self.max_tries):
+            if attempt:
+                self.stats.add("retries")
+                time.sleep(self._delay(attempt, retry_after))
+            self.stats.add("requests")
+            retry_after = None
+            try:
+                resp = self.client().chat.completions.create(
+                    model=self.model, messages=messages, temperature=0, max_tokens=self.max_tokens
+                )
+                return str(resp.choices[0].message.content or "")
+            except openai.APIStatusError as e:
+                if e.status_code not in RETRY_STATUS and e.status_code < 500:
+                    raise JudgeError(f"judge {self.name}: {label}: HTTP {e.status_code} (not retried): "
+                                     f"{str(e.message)[:300]}") from e
+                last = f"HTTP {e.status_code}"
+                retry_after = _retry_after(e.response.headers.get("retry-after"))
+            except openai.APITimeoutError:
+                last = f"timeout after {self.timeout:g} s"
+            except openai.APIConnectionError as e:
+                last = f"connection error ({e.__cause__ or e})"
+            log.warning("%s: %s: %s (try %d/%d)", self.kind, label, last, attempt + 1, self.max_tries)
+        raise JudgeError(f"judge {self.name}: {label}: failed after {self.max_tries} tries; last error: {last}. "
+                         "Verdicts received so far are cached: rerun to resume.")
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        d = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
+        d = d / 2 + random.uniform(0, d / 2)
+        return max(d, min(self.backoff_cap, retry_after)) if retry_after is not None else d
+
+    def _parallel(self, calls: dict[K, Callable[[], T]]) -> dict[K, T]:
+        """Run ``calls`` on ``max_workers`` threads; the first exception cancels the rest and is raised
+        (what finished before it is already in the cache)."""
+        out: dict[K, T] = {}
+        with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="judge") as pool:
+            futures: dict[Future[T], K] = {pool.submit(fn): k for k, fn in calls.items()}
+            try:
+                for fut in as_completed(futures):
+                    out[futures[fut]] = fut.result()
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+        return out
+
+
+class PairwiseJudge(ChatJudge):
+    def __init__(self, model: str | None = None, *, one_direction: bool = False, **kwargs: Any) -> None:
+        """``model`` (else ``$ICDPO_JUDGE_MODEL``, else gpt-4), ``one_direction`` (protocol ``paper``);
+        ``max_workers``, ``cache``, ``max_tries``, ``backoff_base``, ``backoff_cap``, ``timeout``,
+        ``api_key``, ``base_url`` as in :class:`ChatJudge`."""
+        super().__init__(model, **kwargs)
+        self.one_direction = one_direction
+
+    @property
+    def protocol(self) -> str:
+        """``"both"`` (each pair in both orders) or ``"paper"`` (one order per pair)."""
+        return "paper" if self.one_direction else "both"
+
+    @property
+    def name(self) -> str:
+        """E.g. ``gpt-4@v1`` or ``gpt-4@v1/one-direction`` (protocol ``paper``): recorded with every
+        judged sample."""
+        return f"{self.model}@{PROMPT_VERSION}" + ("/one-direction" if self.one_direction else "")
 
     # -- public API -------------------------------------------------------------------------
     def judge(
@@ -243,18 +326,13 @@ class PairwiseJudge:
         if todo:
             log.info("pairwise judge %s: %d requests to send (%d verdicts cached), %d workers, endpoint %s",
                      self.name, len(todo), len(answers), self.max_workers, self.base_url or "api.openai.com")
-            with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="judge") as pool:
-                futures: dict[Future[tuple[Verdict | None, str]], tuple[int, Order]] = {
-                    pool.submit(self._ask, f"item {labels[i]} (order {order})", prompts[i], a, b, key): (i, order)
-                    for i, order, key, a, b in todo
-                }
-                try:
-                    for fut in as_completed(futures):
-                        answers[futures[fut]], raws[futures[fut]] = fut.result()
-                except BaseException:
-                    for fut in futures:
-                        fut.cancel()
-                    raise
+            got = self._parallel({
+                (i, order): (lambda i=i, order=order, key=key, a=a, b=b:
+                             self._ask(f"item {labels[i]} (order {order})", prompts[i], a, b, key))
+                for i, order, key, a, b in todo
+            })
+            for k, (verdict, raw) in got.items():
+                answers[k], raws[k] = verdict, raw
         out: list[Judgment] = []
         for i in range(len(prompts)):
             asked = {o: v for (j, o), v in answers.items() if j == i}
@@ -294,40 +372,6 @@ class PairwiseJudge:
             self.cache.put(key, verdict, raw, self.model)
         return verdict, raw
 
-    def _request(self, label: str, messages: list[dict[str, str]]) -> str:
-        import openai
-
-        last, retry_after = "", None
-        for attempt in range(self.max_tries):
-            if attempt:
-                self.stats.add("retries")
-                time.sleep(self._delay(attempt, retry_after))
-            self.stats.add("requests")
-            retry_after = None
-            try:
-                resp = self.client().chat.completions.create(
-                    model=self.model, messages=messages, temperature=0, max_tokens=MAX_TOKENS
-                )
-                return str(resp.choices[0].message.content or "")
-            except openai.APIStatusError as e:
-                if e.status_code not in RETRY_STATUS and e.status_code < 500:
-                    raise JudgeError(f"judge {self.name}: {label}: HTTP {e.status_code} (not retried): "
-                                     f"{str(e.message)[:300]}") from e
-                last = f"HTTP {e.status_code}"
-                retry_after = _retry_after(e.response.headers.get("retry-after"))
-            except openai.APITimeoutError:
-                last = f"timeout after {self.timeout:g} s"
-            except openai.APIConnectionError as e:
-                last = f"connection error ({e.__cause__ or e})"
-            log.warning("pairwise judge: %s: %s (try %d/%d)", label, last, attempt + 1, self.max_tries)
-        raise JudgeError(f"judge {self.name}: {label}: failed after {self.max_tries} tries; last error: {last}. "
-                         "Verdicts received so far are cached: rerun to resume.")
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        d = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
-        d = d / 2 + random.uniform(0, d / 2)
-        return max(d, min(self.backoff_cap, retry_after)) if retry_after is not None else d
-
 
 def _retry_after(value: str | None) -> float | None:
     try:
@@ -339,12 +383,31 @@ def _retry_after(value: str | None) -> float | None:
 _JUDGES: dict[tuple[Any, ...], PairwiseJudge] = {}
 
 
+def one_direction_from_env() -> bool:
+    """The protocol set by ``$ICDPO_JUDGE_PROTOCOL`` (``both`` | ``paper``) and/or the older
+    ``$ICDPO_JUDGE_ONE_DIRECTION`` (1/true/yes/on = one direction); True = one direction (``paper``).
+    Unset: both orders. An unknown protocol, or the two variables disagreeing, is a ValueError."""
+    proto = os.environ.get(PROTOCOL_ENV, "").strip().lower()
+    if proto and proto not in PROTOCOLS:
+        raise ValueError(f"{PROTOCOL_ENV}={proto!r}: use one of {', '.join(PROTOCOLS)} "
+                         "(both: each pair judged in both orders; paper: one order per pair)")
+    raw = os.environ.get(ONE_DIRECTION_ENV, "").strip().lower()
+    legacy = raw in ("1", "true", "yes", "on") if raw else None
+    if proto and legacy is not None and PROTOCOLS[proto] != legacy:
+        raise ValueError(f"{PROTOCOL_ENV}={proto} and {ONE_DIRECTION_ENV}={raw} disagree: set only "
+                         f"{PROTOCOL_ENV}")
+    if proto:
+        return PROTOCOLS[proto]
+    return bool(legacy)
+
+
 def judge_from_env() -> PairwiseJudge:
-    """The process-wide judge configured by ``$ICDPO_JUDGE_MODEL``, ``$ICDPO_JUDGE_ONE_DIRECTION``
-    (1/true/yes), ``$ICDPO_JUDGE_WORKERS`` (default 8), ``$ICDPO_JUDGE_CACHE``, ``$OPENAI_BASE_URL``."""
+    """The process-wide judge configured by ``$ICDPO_JUDGE_MODEL``, ``$ICDPO_JUDGE_PROTOCOL``
+    (``both`` | ``paper``) or ``$ICDPO_JUDGE_ONE_DIRECTION`` (1/true/yes), ``$ICDPO_JUDGE_WORKERS``
+    (default 8), ``$ICDPO_JUDGE_CACHE``, ``$OPENAI_BASE_URL``."""
     from icdpo_eval.judges.cache import default_cache_path
 
-    one = os.environ.get(ONE_DIRECTION_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    one = one_direction_from_env()
     workers = int(os.environ.get(WORKERS_ENV, "").strip() or 8)
     model = os.environ.get(MODEL_ENV, "").strip() or DEFAULT_MODEL
     base_url = os.environ.get("OPENAI_BASE_URL") or None
