@@ -7,11 +7,16 @@
   ``ref_model``: TRL computes the reference log-probs with the adapter disabled, i.e. the base is the
   implicit reference.
 
-Training data = the task's demo pool (:func:`icdpo_eval.data.demo_pool`), or ``--demo-pool``.
-Checkpoints go to ``OUT/checkpoint-<step>`` (``--save-steps``); ``--resume`` continues from the last one
-(optimizer, scheduler, RNG and data position restored). The final adapter (``adapter_config.json``,
-``adapter_model.safetensors``) is saved in ``OUT`` with ``icdpo_train.json``: base, task, pool, arguments,
-steps and losses.
+Training data: by default (``--task hh``) the paper's mixed pool, "We mix the data of two domains for
+training, while separately evaluating each method" (Appendix A): the ``hh_harmless`` default pool
+(HH-RLHF harmless-base train) followed by the ``hh_helpful`` one (helpful-base train), a deterministic
+union that the trainer shuffles with ``--seed``. A single task (``--task hh_harmless``,
+``hh_harmless_mini``...) trains on its demo pool alone (:func:`icdpo_eval.data.demo_pool`), and
+``--demo-pool`` replaces the pool. Checkpoints go to ``OUT/checkpoint-<step>`` (``--save-steps``);
+``--resume`` continues from the last one (optimizer, scheduler, RNG and data position restored).
+The final adapter (``adapter_config.json``,
+``adapter_model.safetensors``) is saved in ``OUT`` with ``icdpo_train.json``: base, task, the pool(s) and
+their pair counts, arguments, steps and losses.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ PROVENANCE = "icdpo_train.json"
 # LoRA on the attention projections (Hu et al. 2022; the usual setting of LoRA baselines)
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 DEFAULT_LR = {"sft": 2e-4, "dpo": 5e-5}
+# training "tasks" that stand for several tasks' default pools, concatenated in this order
+MIXED_POOLS: dict[str, tuple[str, ...]] = {"hh": ("hh_harmless", "hh_helpful")}
+DEFAULT_TASK = "hh"
 
 
 class TrainError(ValueError):
@@ -47,7 +55,7 @@ class TrainArgs:
     method: str
     out: str
     base: str = embedded.BASE_ALIAS
-    task: str = "hh_harmless"
+    task: str = DEFAULT_TASK
     demo_pool: str | None = None
     rank: int = 8
     alpha: int = 16
@@ -77,16 +85,39 @@ def train_dpo(out: str, **kwargs: Any) -> dict:
     return train(TrainArgs(method="dpo", out=out, **kwargs))
 
 
-def _rows(a: TrainArgs) -> list[dict[str, str]]:
-    if a.demo_pool is None and a.task not in data.TASK_DEFAULTS:
-        raise TrainError(f"--task {a.task!r} is not one of: {', '.join(data.TASK_DEFAULTS)} "
+def task_choices() -> list[str]:
+    """Valid ``--task`` values: the mixed pools (``hh``), then every task with a default pool."""
+    return [*MIXED_POOLS, *data.TASK_DEFAULTS]
+
+
+def _rows(a: TrainArgs) -> tuple[list[dict[str, str]], list[dict[str, Any]]]:
+    """The training pairs and, for the provenance, where they come from (``[{"pool", "pairs"}]``).
+
+    ``--demo-pool`` wins; else a mixed task (``hh``) concatenates its tasks' default pools in order
+    (harmless rows, then helpful rows; the trainer shuffles them with its seed), else the task's own
+    default pool. ``--max-pairs N`` keeps the first N rows of a single pool; of a mixed pool it keeps
+    an equal share of each (the first ceil(N/k) of the first pool...), so the mix survives the cut.
+    """
+    if a.demo_pool is not None:
+        sources = [(a.demo_pool, a.demo_pool, a.task)]
+    elif a.task in MIXED_POOLS:
+        sources = [(f"{t} default", None, t) for t in MIXED_POOLS[a.task]]
+    elif a.task in data.TASK_DEFAULTS:
+        sources = [(f"{a.task} default", None, a.task)]
+    else:
+        raise TrainError(f"--task {a.task!r} is not one of: {', '.join(task_choices())} "
                          "(or pass --demo-pool FILE.jsonl|dataset:subset:split)")
-    rows = data.demo_pool(a.demo_pool, a.task)
-    if a.max_pairs is not None:
-        rows = rows[:a.max_pairs]
+    k = len(sources)
+    rows: list[dict[str, str]] = []
+    pools: list[dict[str, Any]] = []
+    for i, (label, spec, task) in enumerate(sources):
+        share = None if a.max_pairs is None else a.max_pairs // k + (i < a.max_pairs % k)
+        part = data.demo_pool(spec, task)[:share]
+        rows += part
+        pools.append({"pool": label, "pairs": len(part)})
     if not rows:
         raise TrainError(f"the training pool for task {a.task!r} ({a.demo_pool or 'task default'}) is empty")
-    return rows
+    return rows, pools
 
 
 def _check_out(out: Path, resume: bool) -> str | None:
@@ -128,7 +159,7 @@ def train(a: TrainArgs) -> dict:
         if value < lo:
             raise TrainError(f"--{name.replace('_', '-')} must be >= {lo} (got {value})")
     out = Path(a.out)
-    rows = _rows(a)
+    rows, pools = _rows(a)
     last = _check_out(out, a.resume)
 
     import torch
@@ -177,7 +208,8 @@ def train(a: TrainArgs) -> dict:
         "base": a.base,
         "base_path": base_path,
         "task": a.task,
-        "demo_pool": a.demo_pool or f"{a.task} default",
+        "demo_pool": " + ".join(p["pool"] for p in pools),
+        "pools": pools,
         "pairs": len(rows),
         "args": {**asdict(a), "lr": lr},
         "lora": {"r": a.rank, "alpha": a.alpha, "dropout": a.dropout, "target_modules": list(a.targets)},
@@ -210,8 +242,8 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("method", choices=METHODS, help="sft (SFTTrainer on prompt+chosen) or dpo (DPOTrainer)")
     p.add_argument("--out", required=True, help="folder for checkpoints and the final adapter")
     p.add_argument("--base", default=d.base, help="base model: hub name, path or embedded:* alias (%(default)s)")
-    p.add_argument("--task", default=d.task, help=f"task whose demo pool is the training data ({d.task}); "
-                   f"one of {', '.join(data.TASK_DEFAULTS)}")
+    p.add_argument("--task", default=d.task, help="training data: hh (default, the paper's mix: hh_harmless + "
+                   "hh_helpful default pools) or one task's demo pool; one of " + ", ".join(task_choices()))
     p.add_argument("--demo-pool", default=None, help="training pairs instead of the task's pool: JSONL or "
                    "dataset:subset:split")
     p.add_argument("--rank", type=int, default=d.rank, help="LoRA rank (%(default)s)")

@@ -6,9 +6,14 @@ the spec's limit, seed and gen_kwargs. Each cell's lm-eval results JSON, samples
 rewards are kept under ``DIR/cells/<key>/``, where ``key`` hashes the cell's full config (model,
 model_args as written in the spec, task, limit, seed, gen_kwargs, env, batch size, package
 version): finished cells are reused, a changed config reruns. Outputs: ``leaderboard.md`` (the
-paper's layout: Harmless, Helpful, Total = their mean, SyntheticGPT), ``leaderboard.csv`` (one
-line per row x column, with 95% bootstrap CIs and the Wilcoxon p-value against the reference
-row) and ``leaderboard.png`` (grouped bars with the CIs). Spec format: ``docs/leaderboard.md``.
+paper's layout: Harmless, Helpful, Total, SyntheticGPT), ``leaderboard.csv`` (one line per row x
+column, with 95% bootstrap CIs and the Wilcoxon p-value against the reference row) and
+``leaderboard.png`` (grouped bars with the CIs). Spec format: ``docs/leaderboard.md``.
+
+A column that combines several tasks (Total = hh_harmless + hh_helpful) is the mean over ALL their
+documents pooled, as the authors' released ``hh_eval_performance.py`` computes it (global reward
+sum / global sample count), not the mean of the task means: with tasks of different sizes the two
+differ. Its CI resamples the pooled per-document scores; its paired test pairs by (task, doc id).
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from typing import Any
 
 LABELS = {"hh_harmless": "Harmless", "hh_helpful": "Helpful", "synthetic_gpt": "SyntheticGPT",
           "hh_harmless_mini": "Harmless (mini)"}
-TOTAL_TASK = "hh_harmless+hh_helpful"  # the paper's "Total": mean of Harmless and Helpful
+TOTAL_TASK = "hh_harmless+hh_helpful"  # the paper's "Total": mean over both tasks' documents pooled
 CSV_FIELDS = ["row", "column", "task", "metric", "value", "ci_low", "ci_high", "n", "p_value", "reference",
               "higher_is_better", "rm", "model", "model_args", "limit", "seed", "gen_kwargs"]
 # models that do not understand our `embedded:*` aliases get a local path instead
@@ -286,7 +291,8 @@ class Entry:
 
 
 def bootstrap_ci(samples: list[list[float]], seed: int = 0) -> tuple[float, float]:
-    """95% percentile-bootstrap CI of the mean (of the per-sample means, for several samples)."""
+    """95% percentile-bootstrap CI of the mean (of the per-sample means, for several samples; the
+    leaderboard passes one sample, the pooled documents of a column)."""
     import numpy as np
     from scipy.stats import bootstrap
 
@@ -319,7 +325,7 @@ def paired_p(a: dict[str, float], b: dict[str, float]) -> float:
 
 
 def columns_of(spec: Spec) -> list[tuple[str, list[str]]]:
-    """(label, tasks averaged) in the paper's order: Harmless, Helpful, Total, SyntheticGPT, others."""
+    """(label, tasks pooled) in the paper's order: Harmless, Helpful, Total, SyntheticGPT, others."""
     order = ["hh_harmless", "hh_helpful", TOTAL_TASK, "synthetic_gpt"]
     tasks = list(spec.tasks)
     if "hh_harmless" in tasks and "hh_helpful" in tasks:
@@ -330,13 +336,28 @@ def columns_of(spec: Spec) -> list[tuple[str, list[str]]]:
     return [(labels.get(t, "Total" if t == TOTAL_TASK else t), t.split("+")) for t in tasks]
 
 
+def pooled_value(cells: list[CellResult]) -> float:
+    """A column's value: lm-eval's own value for one task; for several tasks the mean over all their
+    documents pooled (sum of per-document scores / number of documents, the released
+    ``hh_eval_performance.py``'s "Global Eval"), so a larger task weighs more than a smaller one.
+    Falls back to the mean of the task values (with a warning) when a cell has no per-document scores."""
+    if len(cells) == 1:
+        return cells[0].value
+    if all(c.scores for c in cells):
+        pooled = [v for c in cells for v in c.scores.values()]
+        return sum(pooled) / len(pooled)
+    print(f"leaderboard: {'+'.join(c.cell.task for c in cells)} ({cells[0].cell.row}): no per-document "
+          "scores in some cell; the column is the mean of the task values, not the pooled mean", file=sys.stderr)
+    return sum(c.value for c in cells) / len(cells)
+
+
 def build_entries(spec: Spec, results: dict[tuple[str, str], CellResult]) -> list[Entry]:
     entries = []
     for row in spec.rows:
         for label, tasks in columns_of(spec):
             cells = [results[(row.name, t)] for t in tasks]
-            value = sum(c.value for c in cells) / len(cells)
-            lo, hi = bootstrap_ci([list(c.scores.values()) for c in cells], seed=spec.seed)
+            value = pooled_value(cells)
+            lo, hi = bootstrap_ci([[v for c in cells for v in c.scores.values()]], seed=spec.seed)
             p = math.nan
             if spec.reference and spec.reference != row.name:
                 ref = [results[(spec.reference, t)] for t in tasks]

@@ -96,7 +96,7 @@ def test_outputs_layout_total_and_png(spec: lb.Spec, tmp_path: Path) -> None:
     assert [c for c, _ in lb.columns_of(spec)] == ["Harmless", "Helpful", "Total"]
     assert by[("Base", "Harmless")].value == pytest.approx(15.0)
     assert by[("Base", "Helpful")].value == pytest.approx(-45.0)
-    assert by[("Base", "Total")].value == pytest.approx(-15.0)  # mean of Harmless and Helpful
+    assert by[("Base", "Total")].value == pytest.approx(-15.0)  # pooled 8 docs (= mean of means: equal sizes)
     assert by[("ICDPO", "Total")].value == pytest.approx((55.0 + 15.0) / 2)
     e = by[("ICDPO", "Harmless")]
     assert e.ci_low <= e.value <= e.ci_high and e.ci_low >= 40 - 1e-9 and e.ci_high <= 70 + 1e-9
@@ -112,6 +112,42 @@ def test_outputs_layout_total_and_png(spec: lb.Spec, tmp_path: Path) -> None:
     cell_dir = out / "cells" / lb.cells_of(spec)[0].key()
     assert (cell_dir / "results_hh_harmless.json").exists()
     assert (cell_dir / "samples_hh_harmless.jsonl").read_text().count("\n") == 4
+
+
+UNEVEN = {("Base", "hh_harmless"): [0.1, 0.3], ("Base", "hh_helpful"): [-0.2, -0.4, -0.6, 0.0],
+          ("ICDPO", "hh_harmless"): [0.2, 0.5], ("ICDPO", "hh_helpful"): [0.1, -0.1, -0.3, 0.4]}
+
+
+class UnevenRunner(FakeRunner):
+    """2 harmless docs, 4 helpful docs: the pooled Total differs from the mean of the two means."""
+
+    def __call__(self, cell: lb.Cell) -> dict[str, Any]:
+        rewards = UNEVEN[(cell.row, cell.task)]
+        samples = [{"doc_id": i, "rm_reward": {"reward": r, "rm": "fake"}} for i, r in enumerate(rewards)]
+        return {"results": {cell.task: {"rm_reward,none": 100 * sum(rewards) / len(rewards), "rm,none": "fake-rm"}},
+                "higher_is_better": {cell.task: {"rm_reward": True}}, "samples": {cell.task: samples}}
+
+
+def test_total_is_the_pooled_mean_over_documents(spec: lb.Spec, tmp_path: Path) -> None:
+    from scipy.stats import wilcoxon
+
+    entries = lb.run_leaderboard(spec, tmp_path / "out", runner=UnevenRunner())
+    by = {(e.row, e.column): e for e in entries}
+    # Base: harmless 10, 30 (mean 20); helpful -20, -40, -60, 0 (mean -30)
+    assert by[("Base", "Harmless")].value == pytest.approx(20.0)
+    assert by[("Base", "Helpful")].value == pytest.approx(-30.0)
+    total = by[("Base", "Total")]
+    assert total.value == pytest.approx((10 + 30 - 20 - 40 - 60 + 0) / 6)  # -13.33, not (20 - 30) / 2 = -5
+    assert total.n == 6 and total.task == "hh_harmless+hh_helpful"
+    # the CI resamples the 6 pooled documents: inside their range, around the pooled mean
+    assert -60 <= total.ci_low <= total.value <= total.ci_high <= 30
+    # ICDPO: harmless 20, 50; helpful 10, -10, -30, 40 -> 80 / 6
+    assert by[("ICDPO", "Total")].value == pytest.approx(80 / 6)
+    # paired by (task, doc id): docs 0 and 1 of each task are different pairs (6 pairs, not 4)
+    diffs = [20 - 10, 50 - 30, 10 + 20, -10 + 40, -30 + 60, 40 - 0]
+    assert by[("ICDPO", "Total")].p_value == pytest.approx(float(wilcoxon(diffs).pvalue))
+    rows = {(r["row"], r["column"]): r for r in csv.DictReader(open(tmp_path / "out" / "leaderboard.csv"))}
+    assert float(rows[("Base", "Total")]["value"]) == pytest.approx(-80 / 6) and rows[("Base", "Total")]["n"] == "6"
 
 
 def test_embedded_alias_resolution(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,12 +24,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def test_parser_defaults():
     a = parse(["dpo", "--out", "x"])
     assert (a.method, a.base, a.task, a.rank, a.alpha, a.lr, a.epochs, a.max_steps, a.resume) == (
-        "dpo", "embedded:gemma-3-270m", "hh_harmless", 8, 16, None, 1.0, -1, False)
+        "dpo", "embedded:gemma-3-270m", "hh", 8, 16, None, 1.0, -1, False)
     assert tr.DEFAULT_LR == {"sft": 2e-4, "dpo": 5e-5}
 
 
 @pytest.mark.parametrize("extra,match", [
-    (["--task", "hh_nope"], "--task 'hh_nope' is not one of: hh_harmless, hh_helpful"),
+    (["--task", "hh_nope"], "--task 'hh_nope' is not one of: hh, hh_harmless, hh_helpful"),
     (["--demo-pool", "EMPTY"], "training pool .* is empty"),
     (["--out", "FILE/sub"], "is not a writable folder"),
     (["--rank", "0"], "--rank must be >= 1"),
@@ -49,6 +49,41 @@ def test_existing_run_needs_resume(tmp_path, capsys):
     (tmp_path / "icdpo_train.json").write_text("{}")
     assert tr.main(parse(["dpo", "--out", str(tmp_path), "--task", "hh_harmless_mini"])) == 2
     assert "pass --resume" in capsys.readouterr().err
+
+
+def _fake_pools(monkeypatch) -> list[tuple[str | None, str]]:
+    """Replace data.demo_pool by 3 tagged rows per task (no hub); returns the calls made."""
+    calls: list[tuple[str | None, str]] = []
+
+    def fake(spec, task):
+        calls.append((spec, task))
+        return [{"prompt": X, "chosen": f"{task} c{i}", "rejected": "r", "id": f"{task}/{i}"} for i in range(3)]
+
+    monkeypatch.setattr(tr.data, "demo_pool", fake)
+    return calls
+
+
+def test_default_task_is_the_mixed_hh_pool(monkeypatch):
+    calls = _fake_pools(monkeypatch)
+    rows, pools = tr._rows(tr.TrainArgs(method="dpo", out="x"))
+    # harmless rows then helpful rows, in pool order (the trainer shuffles them)
+    assert [r["id"] for r in rows] == [f"hh_harmless/{i}" for i in range(3)] + [f"hh_helpful/{i}" for i in range(3)]
+    assert calls == [(None, "hh_harmless"), (None, "hh_helpful")]
+    assert pools == [{"pool": "hh_harmless default", "pairs": 3}, {"pool": "hh_helpful default", "pairs": 3}]
+    assert parse(["sft", "--out", "x"]).task == "hh"
+    # --max-pairs keeps an equal share of each pool, so the mix survives the cut
+    rows, pools = tr._rows(tr.TrainArgs(method="dpo", out="x", max_pairs=3))
+    assert [r["id"] for r in rows] == ["hh_harmless/0", "hh_harmless/1", "hh_helpful/0"]
+    assert [p["pairs"] for p in pools] == [2, 1]
+
+
+def test_single_task_keeps_one_pool(monkeypatch):
+    calls = _fake_pools(monkeypatch)
+    rows, pools = tr._rows(tr.TrainArgs(method="sft", out="x", task="hh_harmless_mini", max_pairs=2))
+    assert [r["id"] for r in rows] == ["hh_harmless_mini/0", "hh_harmless_mini/1"]
+    assert calls == [(None, "hh_harmless_mini")] and pools == [{"pool": "hh_harmless_mini default", "pairs": 2}]
+    rows, pools = tr._rows(tr.TrainArgs(method="sft", out="x", task="hh", demo_pool="my.jsonl"))
+    assert calls[-1] == ("my.jsonl", "hh") and len(rows) == 3 and pools == [{"pool": "my.jsonl", "pairs": 3}]
 
 
 def test_dataset_formats():
