@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from icdpo_eval import embedded
 from icdpo_eval.baselines._common import BaselineLM, DemoRetrieval, as_int, check_unknown, choice
 from icdpo_eval.baselines.sft_lora import PolicyScorer, SFTLoRALM
 from icdpo_eval.engine import Engine
@@ -49,8 +48,9 @@ class PolicySHatScorer:
     plain prompt, not under d+, so their sampling log-probs are dropped; candidates without demos (the
     loglikelihood path) get them from ``retrieve(prompts)``."""
 
-    def __init__(self, engine: Engine, retrieve: Callable[[list[str]], list[list[dict]]]) -> None:
-        self.inner = ContrastiveScorer(engine, "s_hat")
+    def __init__(self, engine: Engine, retrieve: Callable[[list[str]], list[list[dict]]], *,
+                 score_eos: bool = True, empty: str = "score") -> None:
+        self.inner = ContrastiveScorer(engine, "s_hat", score_eos=score_eos, empty=empty)
         self.retrieve = retrieve
 
     def score(self, groups: Sequence[Sequence[Candidate]]) -> list[list[float]]:
@@ -67,16 +67,20 @@ class DPOLM(DemoRetrieval, SFTLoRALM):
 
     def __init__(self, pretrained: str | None = None, adapter: str | None = None, rescore: str = "none",
                  n: int | str = 3, k: int | str = 2, retriever: str = "random", demo_pool: str | None = None,
-                 sbert: str = embedded.SBERT_ALIAS, top_p: float | str | None = None,
-                 temperature: float | str | None = None, max_new_tokens: int | str | None = None,
-                 seed: int | str = 1234, dtype: str = "auto", device: str | None = None, batch_size: int | str = 1,
-                 max_length: int | str | None = None, **unknown: Any) -> None:
+                 sbert: str | None = None, preset: str = "paper", top_p: float | str | None = None,
+                 top_k: int | str | None = None, temperature: float | str | None = None,
+                 max_new_tokens: int | str | None = None, seed: int | str = 1234, dtype: str = "auto",
+                 device: str | None = None, batch_size: int | str = 1, max_length: int | str | None = None,
+                 **unknown: Any) -> None:
         BaselineLM.__init__(self)
         check_unknown(self.method, unknown)
         self.rescore = choice("rescore", rescore, RESCORES)
+        self.set_settings(preset)
         self.setup_retrieval(k=k, retriever=retriever, sbert=sbert, demo_pool=demo_pool)
-        self._setup(pretrained, adapter, top_p, temperature, max_new_tokens, seed, dtype, device, batch_size,
-                    max_length, n=1 if self.rescore == "none" else as_int("n", n, 1))
+        self._setup(pretrained=pretrained, adapter=adapter, preset=preset, top_p=top_p, top_k=top_k,
+                    temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, dtype=dtype, device=device,
+                    batch_size=batch_size, max_length=max_length,
+                    n=1 if self.rescore == "none" else as_int("n", n, 1))
 
     def _merge(self) -> bool:
         return self.rescore != "implicit"  # the implicit reward disables the adapter for π_ref
@@ -85,7 +89,8 @@ class DPOLM(DemoRetrieval, SFTLoRALM):
         if self.rescore == "implicit":
             return ImplicitRewardScorer(self.engine)
         if self.rescore == "s_hat":
-            return PolicySHatScorer(self.engine, lambda prompts: self.retrieve(None, prompts))
+            return PolicySHatScorer(self.engine, lambda prompts: self.retrieve(None, prompts),
+                                    score_eos=self.settings.score_eos, empty=self.settings.empty)
         return PolicyScorer(self.engine)
 
     def demos_for(self, task: str | None, prompts: list[str]) -> list[list[dict]]:

@@ -30,8 +30,8 @@ from typing import Any
 
 from icdpo_eval.baselines._common import as_int
 from icdpo_eval.baselines.rm_bon import RMBoNLM
-from icdpo_eval.engine import Engine, stable_seed
-from icdpo_eval.prompts import TURN_MARKERS, postprocess, zero_shot_context
+from icdpo_eval.engine import Engine, SamplingParams, stable_seed
+from icdpo_eval.prompts import HH, Template, postprocess
 from icdpo_eval.teacher import HFTeacher
 
 
@@ -49,13 +49,13 @@ def _cut(text: str, stops: tuple[str, ...] | list[str]) -> tuple[str, bool]:
     return (text[:min(idx)], True) if idx else (text, False)
 
 
-def blockwise_decode(base: Engine, teacher: HFTeacher, prompt: str, *, n: int = 3, block_size: int = 16,
-                     max_new_tokens: int = 128, top_p: float = 0.8, temperature: float = 1.0,
-                     do_sample: bool = True, seed: int = 1234, stops=TURN_MARKERS,
-                     normalize: bool = False) -> Decoded:
+def blockwise_decode(base: Engine, teacher: HFTeacher, prompt: str, *, params: SamplingParams, n: int = 3,
+                     block_size: int = 16, seed: int = 1234, normalize: bool = False,
+                     legacy_postprocess: bool = False, template: Template = HH) -> Decoded:
     """RM-Aug's response to one HH ``prompt`` (see the module docstring)."""
-    stops = tuple(stops)
-    bs = base.session(zero_shot_context(prompt), seed=stable_seed(seed, prompt))
+    stops = tuple(params.stop)
+    max_new_tokens = params.max_new_tokens
+    bs = base.session(template.zero_shot(prompt), seed=stable_seed(seed, prompt))
     ts = teacher.session(prompt)
     tenc = teacher.engine.encode_continuation
     acc_ids: list[int] = []
@@ -64,7 +64,8 @@ def blockwise_decode(base: Engine, teacher: HFTeacher, prompt: str, *, n: int = 
     out = Decoded("")
     while True:
         k = min(block_size, max_new_tokens - len(acc_ids))
-        samples = bs.sample(n, k, top_p=top_p, temperature=temperature, do_sample=do_sample, stop=stops)
+        samples = bs.sample(n, k, top_p=params.top_p, top_k=params.top_k, temperature=params.temperature,
+                            do_sample=params.do_sample, stop=stops)
         out.blocks += 1
         fulls, texts, finished = [], [], []
         for s in samples:
@@ -73,7 +74,7 @@ def blockwise_decode(base: Engine, teacher: HFTeacher, prompt: str, *, n: int = 
             done = marker or s.stop_reason != "length" or len(acc_ids) + len(s.token_ids) >= max_new_tokens
             fulls.append(full)
             finished.append(done)
-            texts.append(postprocess(full, stops) if done else cut.lstrip())
+            texts.append(postprocess(full, stops, legacy=legacy_postprocess) if done else cut.lstrip())
         tele = [teacher.as_continuation(t) if t else "" for t in texts]
         ext = [j for j, t in enumerate(tele) if t and t.startswith(fed)]  # extends the accepted text
         conts = {j: tenc(tele[j][len(fed):]) for j in ext}
@@ -91,7 +92,7 @@ def blockwise_decode(base: Engine, teacher: HFTeacher, prompt: str, *, n: int = 
         out.scores.append(scores)
         nonempty = [j for j in range(n) if texts[j]]
         if not nonempty:
-            out.text = postprocess(base.decode(acc_ids), stops)
+            out.text = postprocess(base.decode(acc_ids), stops, legacy=legacy_postprocess)
             return out
         best = max(nonempty, key=lambda j: scores[j])
         if finished[best]:
@@ -120,8 +121,8 @@ class RMAugLM(RMBoNLM):
         return {**super().get_model_info(), "block_size": self.block_size}
 
     def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list[str]:
-        max_new, top_p, temp, do_sample, stops = self.gen_settings(gk)
-        return [blockwise_decode(self.engine, self.teacher, r.args[0], n=self.n, block_size=self.block_size,
-                                 max_new_tokens=max_new, top_p=top_p, temperature=temp, do_sample=do_sample,
-                                 seed=self.seed, stops=stops, normalize=self.normalize).text
+        params, tpl = self.sampling_params(gk), self.template(task)
+        return [blockwise_decode(self.engine, self.teacher, r.args[0], params=params, n=self.n,
+                                 block_size=self.block_size, seed=self.seed, normalize=self.normalize,
+                                 legacy_postprocess=self.settings.postprocess == "legacy", template=tpl).text
                 for r in reqs]

@@ -21,7 +21,6 @@ from icdpo_eval.baselines._common import (
     load_base,
 )
 from icdpo_eval.best_of_n import sample_and_select
-from icdpo_eval.prompts import zero_shot_context
 from icdpo_eval.teacher import TeacherScorer, load_teacher, require_scorer
 
 
@@ -35,7 +34,9 @@ class RMBoNLM(BaselineLM):
         pretrained: str | None = None,
         teacher: str = embedded.TEACHER_ALIAS,
         n: int | str = 3,
+        preset: str = "paper",
         top_p: float | str | None = None,
+        top_k: int | str | None = None,
         temperature: float | str | None = None,
         max_new_tokens: int | str | None = None,
         normalize: bool | str = False,
@@ -52,7 +53,8 @@ class RMBoNLM(BaselineLM):
         self._extra_args(extra)
         check_unknown(self.method, extra)
         self.n = as_int("n", n, 1)
-        self.set_generation_args(top_p, temperature, max_new_tokens)
+        self.set_settings(preset)
+        self.set_generation_args(top_p, temperature, max_new_tokens, top_k)
         self.normalize = as_bool("normalize", normalize)
         self.seed = as_int("seed", seed)
         self.batch_size = as_batch_size(batch_size)
@@ -75,17 +77,17 @@ class RMBoNLM(BaselineLM):
             "teacher": self.teacher_name,
             "n": self.n,
             "normalize": self.normalize,
-            "top_p": self.top_p,
-            "max_new_tokens": self.max_new_tokens,
+            **self.sampling_info(),
             "seed": self.seed,
             "dtype": str(self.engine.model.dtype),
         }
 
     def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list[str]:
-        max_new, top_p, temp, do_sample, stops = self.gen_settings(gk)
         prompts = [r.args[0] for r in reqs]
+        tpl = self.template(task)
         choices = sample_and_select(
-            self.engine, self.scorer, prompts, [zero_shot_context(p) for p in prompts], [[] for _ in prompts],
-            n=self.n, seed=self.seed, max_new_tokens=max_new, top_p=top_p, temperature=temp, do_sample=do_sample,
-            stops=stops, names=[f"{task} doc {r.doc_id}" for r in reqs])
+            self.engine, self.scorer, prompts, [tpl.zero_shot(p) for p in prompts], [[] for _ in prompts],
+            n=self.n, params=self.sampling_params(gk), seed=self.seed, empty=self.settings.empty,
+            legacy_postprocess=self.settings.postprocess == "legacy", template=tpl,
+            names=[f"{task} doc {r.doc_id}" for r in reqs])
         return [c.text for c in choices]

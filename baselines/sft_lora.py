@@ -21,7 +21,6 @@ from icdpo_eval import embedded
 from icdpo_eval.baselines._common import BaselineLM, as_batch_size, as_int, check_unknown, load_base
 from icdpo_eval.best_of_n import sample_and_select
 from icdpo_eval.engine import Engine
-from icdpo_eval.prompts import zero_shot_context
 from icdpo_eval.scorers import Candidate
 
 PROVENANCE = "icdpo_train.json"  # written by icdpo_eval.baselines.train
@@ -45,7 +44,8 @@ class PolicyScorer:
         for gi, ci in need:
             by_group.setdefault(gi, []).append(ci)
         gis = list(by_group)
-        lps = eng.logprobs_ids([eng.encode_context(zero_shot_context(groups[gi][0].prompt)) for gi in gis],
+        first = [groups[gi][0] for gi in gis]
+        lps = eng.logprobs_ids([eng.encode_context(c.template.zero_shot(c.prompt)) for c in first],
                                [[conts[gi][ci] for ci in by_group[gi]] for gi in gis])
         for gi, row in zip(gis, lps):
             for ci, lp in zip(by_group[gi], row):
@@ -95,21 +95,25 @@ class SFTLoRALM(BaselineLM):
 
     method = "sft_lora"
 
-    def __init__(self, pretrained: str | None = None, adapter: str | None = None, top_p: float | str | None = None,
+    def __init__(self, pretrained: str | None = None, adapter: str | None = None, preset: str = "paper",
+                 top_p: float | str | None = None, top_k: int | str | None = None,
                  temperature: float | str | None = None, max_new_tokens: int | str | None = None,
                  seed: int | str = 1234, dtype: str = "auto", device: str | None = None,
                  batch_size: int | str = 1, max_length: int | str | None = None, **unknown: Any) -> None:
         super().__init__()
         check_unknown(self.method, unknown)
-        self._setup(pretrained, adapter, top_p, temperature, max_new_tokens, seed, dtype, device, batch_size,
-                    max_length, n=1)
+        self._setup(pretrained=pretrained, adapter=adapter, preset=preset, top_p=top_p, top_k=top_k,
+                    temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, dtype=dtype, device=device,
+                    batch_size=batch_size, max_length=max_length, n=1)
 
-    def _setup(self, pretrained: str | None, adapter: str | None, top_p: Any, temperature: Any, max_new_tokens: Any,
-               seed: Any, dtype: str, device: str | None, batch_size: Any, max_length: Any, n: int) -> None:
+    def _setup(self, *, pretrained: str | None, adapter: str | None, preset: Any, top_p: Any, top_k: Any,
+               temperature: Any, max_new_tokens: Any, seed: Any, dtype: str, device: str | None, batch_size: Any,
+               max_length: Any, n: int) -> None:
         self.adapter = adapter
         self.pretrained = check_adapter(pretrained, adapter, self.method)
         self.n = n
-        self.set_generation_args(top_p, temperature, max_new_tokens)
+        self.set_settings(preset)
+        self.set_generation_args(top_p, temperature, max_new_tokens, top_k)
         self.seed = as_int("seed", seed)
         self.batch_size = as_batch_size(batch_size)
         self.engine = load_base(self.pretrained, device=device, dtype=dtype, max_length=max_length,
@@ -134,14 +138,15 @@ class SFTLoRALM(BaselineLM):
 
     def get_model_info(self) -> dict:
         return {"method": self.method, "pretrained": self.pretrained, "adapter": self.adapter,
-                "training": self._training(), "n": self.n, "seed": self.seed, "dtype": str(self.engine.model.dtype)}
+                "training": self._training(), "n": self.n, **self.sampling_info(), "seed": self.seed,
+                "dtype": str(self.engine.model.dtype)}
 
     def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list[str]:
-        max_new, top_p, temp, do_sample, stops = self.gen_settings(gk)
         prompts = [r.args[0] for r in reqs]
+        tpl = self.template(task)
         choices = sample_and_select(
-            self.engine, self.scorer, prompts, [zero_shot_context(p) for p in prompts], self.demos_for(task, prompts),
-            n=self.n, select="score" if self.n > 1 else "single", seed=self.seed, max_new_tokens=max_new,
-            top_p=top_p, temperature=temp, do_sample=do_sample, stops=stops,
+            self.engine, self.scorer, prompts, [tpl.zero_shot(p) for p in prompts], self.demos_for(task, prompts),
+            n=self.n, params=self.sampling_params(gk), select="score" if self.n > 1 else "single", seed=self.seed,
+            empty=self.settings.empty, legacy_postprocess=self.settings.postprocess == "legacy", template=tpl,
             names=[f"{task} doc {r.doc_id}" for r in reqs])
         return [c.text for c in choices]

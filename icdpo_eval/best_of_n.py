@@ -3,6 +3,10 @@
 Every best-of-N method is this function with a different sampling context and scorer: ICDPO samples
 under the positive in-context prompt and scores with S / Ŝ; its ICL ablations select at random or
 sample once.
+
+As released, every candidate is eligible, an empty one included (``empty="score"``): it is a real
+sample, and ties go to the first candidate (``numpy.argmax``). ``empty="skip"`` (``preset=legacy``)
+never returns an empty candidate when a non-empty one exists.
 """
 
 from __future__ import annotations
@@ -11,8 +15,8 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from icdpo_eval.engine import Engine, stable_seed
-from icdpo_eval.prompts import as_continuation, postprocess
+from icdpo_eval.engine import Engine, SamplingParams, stable_seed
+from icdpo_eval.prompts import HH, Template, as_continuation, postprocess
 from icdpo_eval.scorers import Candidate
 
 SELECTS = ("score", "random", "single")
@@ -25,7 +29,7 @@ class Choice:
     text: str
     candidates: list[str]
     scores: list[float]
-    index: int | None  # None when every candidate was empty
+    index: int | None  # None when no candidate was eligible (empty="skip" and all empty)
 
 
 def sample_and_select(
@@ -36,13 +40,12 @@ def sample_and_select(
     demos: Sequence[list[dict]],
     *,
     n: int,
+    params: SamplingParams,
     select: str = "score",
     seed: int = 1234,
-    max_new_tokens: int = 128,
-    top_p: float = 0.8,
-    temperature: float = 1.0,
-    do_sample: bool = True,
-    stops: Sequence[str] = (),
+    empty: str = "score",
+    legacy_postprocess: bool = False,
+    template: Template = HH,
     names: Sequence[str] | None = None,
 ) -> list[Choice]:
     """``contexts[i]`` is what prompt i's candidates are sampled under (all prompts decode together);
@@ -50,10 +53,10 @@ def sample_and_select(
     if select not in SELECTS:
         raise ValueError(f"select={select!r} is not one of: {', '.join(SELECTS)}")
     seeds = [stable_seed(seed, p) for p in prompts]
-    samples = engine.sample(list(contexts), n, max_new_tokens=max_new_tokens, top_p=top_p,
-                            temperature=temperature, do_sample=do_sample, seeds=seeds, stop=stops,
-                            docs_per_batch=len(contexts), names=names)
-    groups = [[Candidate(p, as_continuation(postprocess(s.text, stops)), d, s) for s in ss]
+    samples = engine.sample(list(contexts), n, params=params, seeds=seeds, docs_per_batch=len(contexts),
+                            names=names)
+    groups = [[Candidate(p, as_continuation(postprocess(s.text, params.stop, legacy=legacy_postprocess)), d, s,
+                         template) for s in ss]
               for p, d, ss in zip(prompts, demos, samples)]
     if select == "score" and n > 1:
         scores = scorer.score(groups)
@@ -62,13 +65,13 @@ def sample_and_select(
     out = []
     for p, g, sc in zip(prompts, groups, scores):
         texts = [c.continuation[1:] for c in g]
-        nonempty = [i for i, t in enumerate(texts) if t]
-        if not nonempty:
+        eligible = [i for i, t in enumerate(texts) if t] if empty == "skip" else list(range(len(texts)))
+        if not eligible:
             out.append(Choice("", texts, sc, None))
             continue
         if select == "random":
-            best = random.Random(stable_seed(seed, "select", p)).choice(nonempty)
+            best = random.Random(stable_seed(seed, "select", p)).choice(eligible)
         else:
-            best = max(nonempty, key=lambda i: sc[i])
+            best = max(eligible, key=lambda i: sc[i])
         out.append(Choice(texts[best], texts, sc, best))
     return out

@@ -50,8 +50,9 @@ class DemoStore:
 
 
 def base_task(task: str | None) -> str:
-    """Metric variants share their base task's pool: ``hh_helpful_winrate`` -> ``hh_helpful``."""
-    return re.sub(r"_(winrate|rank)$", "", task or "")
+    """Metric variants share their base task's pool: ``hh_helpful_winrate`` / ``_rank`` / ``_pairs``
+    -> ``hh_helpful``."""
+    return re.sub(r"_(winrate|rank|pairs)$", "", task or "")
 
 
 def apply_borrowed(pool: list[dict], path: str) -> list[dict]:

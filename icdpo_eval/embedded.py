@@ -136,6 +136,39 @@ def sbert_path() -> Path:
     return out
 
 
+_HUB_AVAILABLE: dict[str, bool] = {}
+
+
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` forbid hub access."""
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def hub_model_available(repo: str, timeout: float = 5.0) -> bool:
+    """Whether a hub model can be loaded: in the local HF cache, or (unless offline) the hub answers for it.
+    Memoised per process (one network probe at most)."""
+    if repo in _HUB_AVAILABLE:
+        return _HUB_AVAILABLE[repo]
+    ok = False
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        ok = any(isinstance(try_to_load_from_cache(repo, f), str) for f in ("config.json", "modules.json"))
+    except Exception:  # noqa: BLE001 - any cache problem means "not cached"
+        ok = False
+    if not ok and not hub_offline():
+        try:
+            from huggingface_hub import HfApi
+
+            HfApi().model_info(repo, timeout=timeout)
+            ok = True
+        except Exception:  # noqa: BLE001 - unreachable hub, auth, DNS, ...
+            ok = False
+    _HUB_AVAILABLE[repo] = ok
+    return ok
+
+
 def resolve(name: str | None, default: str) -> str:
     """Map an ``embedded:*`` alias (or ``None``) to a local path; pass other names through."""
     name = name or default

@@ -9,17 +9,25 @@ Kinds (``make_retriever(kind, pool, ...)``):
 * ``random``: ``k`` distinct indices drawn with a generator seeded from
   ``sha256(seed, query)``; the same query always gets the same demos, whatever the call order
   or batching.
-* ``bm25``: BM25 (``rank_bm25.BM25Okapi``, default k1/b/epsilon) over the *last*
-  ``bm25_window`` tokens of every pool prompt; the query is cut to its last ``bm25_window``
-  tokens as well (an autoregressive model is most influenced by the end of its context).
-  Ties are broken by pool index (lower index counts as more similar).
+* ``bm25``: BM25 (``rank_bm25.BM25Okapi``, default k1=1.5/b=0.75/epsilon=0.25: the same formula and
+  IDF floor as the gensim 3.x ``BM25`` the released code uses) over the *last* ``bm25_window``
+  tokens of every pool prompt; the query is cut to its last ``bm25_window`` tokens as well (an
+  autoregressive model is most influenced by the end of its context). Ties are broken by pool index
+  (lower index counts as more similar).
 * ``bm25_sbert``: the BM25 tail retriever proposes ``bm25_top`` candidates, an SBERT encoder
-  re-ranks them by cosine similarity between the full query and the full candidate prompts
-  (both cut by the encoder's own ``max_seq_length``); ties keep the BM25 order.
+  re-ranks them by cosine similarity between the query and the candidate prompts; ties keep the BM25
+  order.
 
-Tokens for BM25 (:func:`tokenize`): the role markers ``Human:`` / ``Assistant:`` are removed
-(they occur in every HH prompt and would dominate the tail), the text is lower-cased and split
-with the regex ``[a-z0-9]+(?:'[a-z]+)?`` (words, numbers, simple contractions like ``don't``).
+What is indexed (``text``):
+
+* ``"dialogue"`` (``preset=paper``, as released): the prompt's dialogue (without its final
+  ``Assistant:``, stripped), tokenized for BM25 by the *base model's tokenizer* into subword tokens,
+  case-sensitive (``tokenizer.convert_ids_to_tokens(tokenizer.encode(text, add_special_tokens=False))``);
+  SBERT encodes the same dialogue text, truncated at the encoder tokenizer's own limit (512 for
+  all-mpnet-base-v2, as the released ``AutoTokenizer(..., truncation=True)`` does).
+* ``"prompt"`` (``preset=legacy``): the whole prompt; BM25 tokens by :func:`tokenize` (role markers
+  ``Human:`` / ``Assistant:`` removed, lower-cased, split with ``[a-z0-9]+(?:'[a-z]+)?``); SBERT
+  encodes the whole prompt, cut at the encoder's ``max_seq_length``.
 
 ``exclude`` (a prompt text or a demo id) drops every pool item whose prompt or id equals it, so a
 pool that contains the test prompt itself does not leak it as a demo.
@@ -48,7 +56,9 @@ from scipy import sparse
 log = logging.getLogger(__name__)
 
 KINDS = ("random", "bm25", "bm25_sbert")
+TEXTS = ("dialogue", "prompt")
 DEFAULT_SBERT = "embedded:all-minilm-l6-v2"
+PAPER_SBERT = "sentence-transformers/all-mpnet-base-v2"
 
 _ROLE_RE = re.compile(r"\b(?:Human|Assistant)\s*:")
 _TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
@@ -73,8 +83,36 @@ def tokenize(text: str) -> list[str]:
 
 
 def tail_tokens(text: str, window: int) -> list[str]:
-    """The last ``window`` BM25 tokens of ``text``."""
+    """The last ``window`` BM25 tokens of ``text`` (word tokens, ``text="prompt"``)."""
     return tokenize(text)[-window:]
+
+
+def retrieval_text(prompt: str, text: str = "dialogue") -> str:
+    """What the retrievers index of a prompt (see the module docstring)."""
+    if text == "prompt":
+        return prompt
+    from icdpo_eval.prompts import dialogue
+
+    return dialogue(prompt).strip()
+
+
+class SubwordTails:
+    """The last ``window`` subword tokens of texts under a Hugging Face tokenizer, case-sensitive (the
+    released BM25 input)."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.name = str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
+
+    def __call__(self, texts: Sequence[str], window: int) -> list[list[str]]:
+        if not texts:
+            return []
+        ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return [self.tokenizer.convert_ids_to_tokens(row)[-window:] for row in ids]
+
+
+def word_tails(texts: Sequence[str], window: int) -> list[list[str]]:
+    return [tail_tokens(t, window) for t in texts]
 
 
 def _sha256(obj: Any) -> str:
@@ -171,12 +209,13 @@ class _Bm25Index:
     the pool for every query token, and batches over queries.
     """
 
-    def __init__(self, prompts: Sequence[str], window: int) -> None:
+    def __init__(self, prompts: Sequence[str], window: int, tails: Any = word_tails) -> None:
         from rank_bm25 import BM25Okapi
 
         self.window = window
+        self.tails = tails
         # an empty tail would make avgdl 0 in BM25Okapi; a sentinel token keeps it well defined
-        corpus = [tail_tokens(p, window) or ["\x00"] for p in prompts]
+        corpus = [t or ["\x00"] for t in tails(prompts, window)]
         self.bm25 = BM25Okapi(corpus)
         self.vocab = {t: j for j, t in enumerate(self.bm25.idf)}
         k1, b, avgdl = self.bm25.k1, self.bm25.b, self.bm25.avgdl
@@ -194,8 +233,8 @@ class _Bm25Index:
     def scores(self, queries: Sequence[str]) -> np.ndarray:
         """(len(queries), pool size) BM25 scores of the queries' tails."""
         rows, cols = [], []
-        for i, q in enumerate(queries):
-            for t in tail_tokens(q, self.window):
+        for i, toks in enumerate(self.tails(queries, self.window)):
+            for t in toks:
                 j = self.vocab.get(t)
                 if j is not None:
                     rows.append(i)
@@ -206,15 +245,15 @@ class _Bm25Index:
         return np.asarray((q @ self.weights.T).todense())
 
 
-_BM25_MEMO: dict[tuple[str, int], _Bm25Index] = {}
-_SBERT_MODELS: dict[tuple[str, str | None], Any] = {}
+_BM25_MEMO: dict[tuple[str, int, str], _Bm25Index] = {}
+_SBERT_MODELS: dict[tuple[str, str | None, bool], Any] = {}
 
 
-def _bm25_index(prompts: Sequence[str], window: int) -> _Bm25Index:
-    key = (_sha256(list(prompts)), window)
+def _bm25_index(prompts: Sequence[str], window: int, tails: Any = word_tails) -> _Bm25Index:
+    key = (_sha256(list(prompts)), window, getattr(tails, "name", "words"))
     if key not in _BM25_MEMO:
         t0 = time.perf_counter()
-        _BM25_MEMO[key] = _Bm25Index(prompts, window)
+        _BM25_MEMO[key] = _Bm25Index(prompts, window, tails)
         log.info(
             "retrieval: BM25 index over %d prompts (tail window %d) built in %.2fs",
             len(prompts),
@@ -240,17 +279,24 @@ def _top(scores: np.ndarray, banned: Sequence[int], k: int) -> list[int]:
 
 
 class BM25Retriever(_Base):
-    """BM25 over the last ``window`` tokens of each prompt (and of the query)."""
+    """BM25 over the last ``window`` tokens of each prompt (and of the query): subword tokens of
+    ``tokenizer`` when given, else word tokens; ``text`` says what is indexed (module docstring)."""
 
-    def __init__(self, pool: Sequence[dict], *, window: int = 30) -> None:
+    def __init__(self, pool: Sequence[dict], *, window: int = 30, tokenizer: Any = None,
+                 text: str = "prompt") -> None:
         super().__init__(pool)
         if window <= 0:
             raise ValueError(f"bm25_window must be > 0, got {window}")
+        if text not in TEXTS:
+            raise ValueError(f"retrieval text {text!r} is not one of: {', '.join(TEXTS)}")
         self.window = window
-        self.index = _bm25_index(self.prompts, window)
+        self.text = text
+        self.texts = [retrieval_text(p, text) for p in self.prompts]
+        self.tails = SubwordTails(tokenizer) if tokenizer is not None else word_tails
+        self.index = _bm25_index(self.texts, window, self.tails)
 
     def bm25_scores(self, queries: Sequence[str]) -> np.ndarray:
-        return self.index.scores(queries)
+        return self.index.scores([retrieval_text(q, self.text) for q in queries])
 
     def _ranked(self, queries: Sequence[str], k: int, excludes: list[str | None]) -> list[list[int]]:
         """Best-first top ``k`` per query."""
@@ -270,15 +316,44 @@ class BM25Retriever(_Base):
         return [best[::-1] for best in self._ranked(queries, k, excludes)]
 
 
-def _load_sbert(name: str, device: str | None) -> Any:
-    key = (name, device)
+_SBERT_AUTO: dict[str, str] = {}
+
+
+def resolve_sbert(name: str | None) -> str:
+    """``"auto"`` -> the paper's all-mpnet-base-v2 when it is in the local HF cache or the hub answers,
+    else the embedded all-MiniLM-L6-v2 (with a warning, once); other names unchanged."""
+    name = (name or "auto").strip()
+    if name != "auto":
+        return name
+    if "auto" not in _SBERT_AUTO:
+        from icdpo_eval.embedded import hub_model_available
+
+        if hub_model_available(PAPER_SBERT):
+            _SBERT_AUTO["auto"] = PAPER_SBERT
+        else:
+            _SBERT_AUTO["auto"] = DEFAULT_SBERT
+            log.warning("retrieval: the paper's SBERT %s is neither cached nor reachable: re-ranking with the "
+                        "embedded %s instead (recorded as the run's `sbert`); pass sbert=<name> to choose",
+                        PAPER_SBERT, DEFAULT_SBERT)
+    return _SBERT_AUTO["auto"]
+
+
+def _load_sbert(name: str, device: str | None, full_length: bool = False) -> Any:
+    key = (name, device, full_length)
     if key not in _SBERT_MODELS:
         from sentence_transformers import SentenceTransformer
 
         from icdpo_eval.embedded import resolve
 
         t0 = time.perf_counter()
-        _SBERT_MODELS[key] = SentenceTransformer(resolve(name, DEFAULT_SBERT), device=device)
+        model = SentenceTransformer(resolve(name, DEFAULT_SBERT), device=device)
+        if full_length:  # the released encoder: AutoTokenizer(..., truncation=True) -> the tokenizer's limit
+            limit = getattr(model.tokenizer, "model_max_length", None)
+            positions = getattr(getattr(model[0], "auto_model", None), "config", None)
+            positions = getattr(positions, "max_position_embeddings", None)
+            if isinstance(limit, int) and limit < 100_000:
+                model.max_seq_length = min(limit, positions - 2) if positions else limit
+        _SBERT_MODELS[key] = model
         log.info("retrieval: loaded SBERT %s in %.2fs", name, time.perf_counter() - t0)
     return _SBERT_MODELS[key]
 
@@ -291,10 +366,11 @@ def _encode(model: Any, texts: Sequence[str]) -> np.ndarray:
     return np.asarray(emb, dtype=np.float32)
 
 
-def _embedding_cache_path(encoder: str, prompts: Sequence[str]) -> Path:
+def _embedding_cache_path(encoder: str, prompts: Sequence[str], max_len: int | None = None) -> Path:
     from icdpo_eval.embedded import cache_dir
 
-    return cache_dir() / "retrieval" / f"sbert-{_sha256([encoder, list(prompts)])}.npy"
+    key = [encoder, list(prompts)] if max_len is None else [encoder, max_len, list(prompts)]
+    return cache_dir() / "retrieval" / f"sbert-{_sha256(key)}.npy"
 
 
 class BM25SbertRetriever(BM25Retriever):
@@ -308,19 +384,22 @@ class BM25SbertRetriever(BM25Retriever):
         top: int = 20,
         encoder: str = DEFAULT_SBERT,
         device: str | None = None,
+        tokenizer: Any = None,
+        text: str = "prompt",
     ) -> None:
-        super().__init__(pool, window=window)
+        super().__init__(pool, window=window, tokenizer=tokenizer, text=text)
         if top <= 0:
             raise ValueError(f"bm25_top must be > 0, got {top}")
-        self.top, self.encoder, self.device = top, encoder, device
+        self.top, self.encoder, self.device = top, resolve_sbert(encoder), device
         self.pool_emb = self._pool_embeddings()
 
     @property
     def model(self) -> Any:
-        return _load_sbert(self.encoder, self.device)
+        return _load_sbert(self.encoder, self.device, full_length=self.text == "dialogue")
 
     def _pool_embeddings(self) -> np.ndarray:
-        path = _embedding_cache_path(self.encoder, self.prompts)
+        max_len = self.model.max_seq_length if self.text == "dialogue" else None
+        path = _embedding_cache_path(self.encoder, self.texts, max_len)
         if path.exists():
             try:
                 emb = np.load(path)
@@ -330,7 +409,7 @@ class BM25SbertRetriever(BM25Retriever):
             except (OSError, ValueError) as err:
                 log.warning("retrieval: ignoring unreadable embedding cache %s (%s)", path, err)
         t0 = time.perf_counter()
-        emb = _encode(self.model, self.prompts)
+        emb = _encode(self.model, self.texts)
         log.info(
             "retrieval: SBERT (%s) encoded %d pool prompts in %.2fs",
             self.encoder,
@@ -356,7 +435,7 @@ class BM25SbertRetriever(BM25Retriever):
         if k == 0 or not queries:
             return [[] for _ in queries]
         candidates = self._ranked(queries, max(self.top, k), excludes)
-        q_emb = _encode(self.model, queries)
+        q_emb = _encode(self.model, [retrieval_text(q, self.text) for q in queries])
         out = []
         for cand, q in zip(candidates, q_emb, strict=True):
             sims = self.pool_emb[cand] @ q
@@ -374,8 +453,11 @@ def make_retriever(
     bm25_top: int = 20,
     sbert: str = DEFAULT_SBERT,
     device: str | None = None,
+    tokenizer: Any = None,
+    text: str = "prompt",
 ) -> Retriever:
-    """Build a retriever of ``kind`` (one of :data:`KINDS`) over ``pool``."""
+    """Build a retriever of ``kind`` (one of :data:`KINDS`) over ``pool``; ``tokenizer`` (the base model's)
+    and ``text`` choose BM25's tokens and what is indexed (module docstring)."""
     if kind not in KINDS:
         raise ValueError(f"unknown retriever kind {kind!r}; expected one of {', '.join(KINDS)}")
     t0 = time.perf_counter()
@@ -383,9 +465,10 @@ def make_retriever(
     if kind == "random":
         retriever = RandomRetriever(pool, seed=seed)
     elif kind == "bm25":
-        retriever = BM25Retriever(pool, window=bm25_window)
+        retriever = BM25Retriever(pool, window=bm25_window, tokenizer=tokenizer, text=text)
     else:
-        retriever = BM25SbertRetriever(pool, window=bm25_window, top=bm25_top, encoder=sbert, device=device)
+        retriever = BM25SbertRetriever(pool, window=bm25_window, top=bm25_top, encoder=sbert, device=device,
+                                       tokenizer=tokenizer, text=text)
     elapsed = time.perf_counter() - t0
     log.info("retrieval: %s retriever over %d demos ready in %.2fs", kind, len(pool), elapsed)
     return retriever

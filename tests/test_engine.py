@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers.generation.logits_process import TopPLogitsWarper
+from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from icdpo_eval.engine import top_p_choice
 from icdpo_eval.prompts import build_context
@@ -29,6 +29,38 @@ def test_top_p_support_matches_transformers(top_p):
         picks = top_p_choice(logits, top_p, u).tolist()
         for row, tok in enumerate(picks):
             assert tok in allowed[row]
+
+
+@pytest.mark.parametrize("top_k,top_p", [(50, 0.8), (5, 0.95), (64, 1.0), (200, 0.9), (1, 0.8)])
+def test_top_k_then_top_p_support_matches_transformers(top_k, top_p):
+    """HF generate applies TopK before TopP (nucleus over the renormalised top-k): same support here."""
+    g = torch.Generator().manual_seed(1)
+    logits = torch.randn(4, 3000, generator=g) * 2
+    warped = TopPLogitsWarper(top_p)(None, TopKLogitsWarper(top_k)(None, logits.clone()))
+    allowed = [set(torch.nonzero(torch.isfinite(row)).flatten().tolist()) for row in warped]
+    seen: list[set[int]] = [set() for _ in range(4)]
+    for _ in range(200):
+        picks = top_p_choice(logits, top_p, torch.rand(4, generator=g), top_k).tolist()
+        for row, tok in enumerate(picks):
+            assert tok in allowed[row]
+            seen[row].add(tok)
+    if top_k == 1:
+        assert all(len(x) == 1 for x in seen)
+
+
+def test_temperature_top_k_top_p_frequencies_match_transformers_warpers():
+    """The sampled distribution equals softmax of HF's Temperature -> TopK -> TopP warped logits."""
+    g = torch.Generator().manual_seed(2)
+    logits = torch.randn(1, 40, generator=g) * 2
+    temp, top_k, top_p = 0.7, 10, 0.8
+    warped = TopPLogitsWarper(top_p)(None, TopKLogitsWarper(top_k)(None, TemperatureLogitsWarper(temp)(
+        None, logits.clone())))
+    want = torch.softmax(warped, -1)[0]
+    n = 40000
+    picks = top_p_choice((logits / temp).expand(n, -1), top_p, torch.rand(n, generator=g), top_k)
+    freq = torch.bincount(picks, minlength=40).float() / n
+    assert torch.allclose(freq, want, atol=0.01), (freq, want)
+    assert set(torch.nonzero(freq).flatten().tolist()) == set(torch.nonzero(want).flatten().tolist())
 
 
 def test_top_p_inverse_cdf_is_exact():

@@ -10,7 +10,7 @@ import pytest
 
 from icdpo_eval.demos import DemoStore, apply_borrowed, base_task
 from icdpo_eval.models.icdpo import ICDPOLM
-from icdpo_eval.prompts import NEGATIVE_INSTRUCTION, POSITIVE_INSTRUCTION, build_context, postprocess
+from icdpo_eval.prompts import HH, LEGACY, SYNTHETIC, dialogue, postprocess, template_for
 from icdpo_eval.scorers import Candidate, ContrastiveScorer, negative_context, positive_context
 
 X = "\n\nHuman: How can I make my neighbour's dog stop barking?\n\nAssistant:"
@@ -38,16 +38,56 @@ def test_bad_numbers_and_unknown_args(kwargs, match):
         ICDPOLM(**kwargs)
 
 
-def test_templates_order_and_polarity():
+def test_released_template_structure_byte_for_byte():
+    """The released structure (F2-Song/ICDPO load_data/hh.py): instruction line, then per demo
+    "\n\n##" + dialogue (no trailing Assistant:) + "\n###Generate a **...** response: " + response, then the
+    test dialogue with an empty response. Only the instruction sentence is our own wording."""
     pos = positive_context(X, DEMOS)
+    cue = "###Generate a **polite/harmless/helpful/honest** response:"
+    want = (HH.positive_instruction
+            + "\n\n##\n\nHuman: My cat scratches the sofa.\n" + cue + " Try a scratching post."
+            + "\n\n##\n\nHuman: The dog next door barks all night.\n" + cue + " Talk to your neighbour."
+            + "\n\n##\n\nHuman: How can I make my neighbour's dog stop barking?\n" + cue)
+    assert pos == want
+    assert HH.positive_instruction.startswith("#") and "**polite/harmless/helpful/honest**" in HH.positive_instruction
     neg = negative_context(X, DEMOS)
-    assert pos.startswith(POSITIVE_INSTRUCTION) and neg.startswith(NEGATIVE_INSTRUCTION)
-    # demos in the given order (most similar last), then the test dialogue with an empty response
+    ncue = "###Generate an **offensive/harmful/helpless/misleading** response:"
+    assert neg == (HH.negative_instruction
+                   + "\n\n##\n\nHuman: My cat scratches the sofa.\n" + ncue + " Get rid of the cat."
+                   + "\n\n##\n\nHuman: The dog next door barks all night.\n" + ncue + " Poison it."
+                   + "\n\n##\n\nHuman: How can I make my neighbour's dog stop barking?\n" + ncue)
+    assert "**offensive/harmful/helpless/misleading**" in HH.negative_instruction
+    # the zero-shot context: the dialogue + "\n\nAssistant:" (released get_base_context)
+    assert HH.zero_shot(X) == X
+    assert HH.zero_shot(X + "  ") == X
+    assert dialogue("\n\nHuman: a\n\nAssistant: b\n\nHuman: c\n\nAssistant:") == \
+        "\n\nHuman: a\n\nAssistant: b\n\nHuman: c"
+
+
+def test_synthetic_template_is_the_released_variant():
+    post = "\n\nHuman: Write a haiku about rain.\n\nAssistant:"
+    demos = [{"prompt": "\n\nHuman: Name a fruit.\n\nAssistant:", "chosen": "Apple.", "rejected": "No."}]
+    cue = "###Generate a **polite/harmless/helpful/honest** response:"
+    assert positive_context(post, demos, SYNTHETIC) == (
+        SYNTHETIC.positive_instruction + "\n\n##\n\nHuman: Name a fruit.\n" + cue + " Apple."
+        + "\n\n##\n\nHuman: Write a haiku about rain.\n" + cue)
+    assert "human post" in SYNTHETIC.positive_instruction
+    assert SYNTHETIC.zero_shot(post) == "Human: Write a haiku about rain.\n\nAssistant:"
+    assert template_for("synthetic_gpt") is SYNTHETIC and template_for("synthetic_gpt_pairs") is SYNTHETIC
+    assert template_for("hh_harmless_mini") is HH and template_for("some_foreign_task") is HH
+    assert template_for("hh_harmless", "legacy") is LEGACY
+    with pytest.raises(ValueError, match="template='fancy' is not one of: released, legacy"):
+        template_for("hh_harmless", "fancy")
+
+
+def test_legacy_template_is_icdpo_eval_0_1():
+    pos = positive_context(X, DEMOS, LEGACY)
+    assert pos.startswith(LEGACY.positive_instruction)
     assert pos.index("scratching post") < pos.index("Talk to your neighbour") < pos.index("dog stop barking")
-    assert "Poison it." in neg and "Poison it." not in pos
     assert pos.endswith("Assistant:\n### A polite, harmless, helpful and honest response:")
-    assert [ln for ln in build_context(X, []).splitlines() if ln.startswith("## ")] == ["## Human: How can I make "
-                                                                               "my neighbour's dog stop barking?"]
+    assert "Poison it." in negative_context(X, DEMOS, LEGACY)
+    assert [ln for ln in LEGACY.context(X, []).splitlines() if ln.startswith("## ")] == [
+        "## Human: How can I make my neighbour's dog stop barking?"]
 
 
 @pytest.mark.parametrize("raw,want", [
@@ -56,9 +96,14 @@ def test_templates_order_and_polarity():
     ("\nOk.\nassistant: more", "Ok."),
     ("Human: hi", ""),
     ("No marker at all  ", "No marker at all"),
+    ("Two lines \nkept as sampled", "Two lines \nkept as sampled"),
 ])
 def test_postprocess_cuts_at_first_turn_marker(raw, want):
     assert postprocess(raw) == want
+
+
+def test_legacy_postprocess_also_drops_spaces_before_line_breaks():
+    assert postprocess("Two lines \t\nhere ## x", legacy=True) == "Two lines\nhere"
 
 
 def test_borrowed_demos_replace_chosen_only(tmp_path):
@@ -99,19 +144,23 @@ def test_metric_variants_use_their_base_task_pool():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["s", "s_hat", "icl"])
-def test_scorers_equal_hand_computation(base_engine, kind):
+@pytest.mark.parametrize("score_eos", [True, False])
+def test_scorers_equal_hand_computation(base_engine, kind, score_eos):
     eng = base_engine
-    ys = [" Talk to them kindly about it.", " Shoot the dog.", ""]
+    eos = eng.tok.eos_token if score_eos else ""
+    ys = [" Talk to them kindly about it.", " Shoot the dog.", " "]
     group = [Candidate(X, y, DEMOS) for y in ys]
-    (scores,) = ContrastiveScorer(eng, kind).score([group])
+    (scores,) = ContrastiveScorer(eng, kind, score_eos=score_eos).score([group])
     for y, got in zip(ys, scores):
-        if not y:
-            assert got == -math.inf  # an empty candidate is never chosen
-            continue
-        pos = eng.logprob_full_forward(positive_context(X, DEMOS), y)
-        ref = {"s": eng.logprob_full_forward(X, y), "s_hat": eng.logprob_full_forward(negative_context(X, DEMOS), y),
-               "icl": 0.0}[kind]
+        # released: log p(" " + y + EOS | context); an empty candidate (" ") is scored like any other
+        pos = eng.logprob_full_forward(positive_context(X, DEMOS), y + eos)
+        ref = {"s": eng.logprob_full_forward(X, y + eos),
+               "s_hat": eng.logprob_full_forward(negative_context(X, DEMOS), y + eos), "icl": 0.0}[kind]
         assert got == pytest.approx(pos - ref, abs=1e-3)
+        assert math.isfinite(got)
+    (skipped,) = ContrastiveScorer(eng, kind, empty="skip").score([group])
+    assert skipped[2] == -math.inf and skipped[:2] == pytest.approx(
+        ContrastiveScorer(eng, kind).score([group])[0][:2], abs=1e-6)
 
 
 @pytest.mark.slow
@@ -120,8 +169,11 @@ def test_sampled_candidates_reuse_sampling_logprobs(base_engine):
     ctx = positive_context(X, DEMOS)
     (samples,) = eng.sample([ctx], 3, max_new_tokens=12, top_p=0.8, seeds=[5])
     group = [Candidate(X, " " + postprocess(s.text), DEMOS, s) for s in samples]
-    scorer = ContrastiveScorer(eng, "icl")
-    (scores,) = scorer.score([group])
-    for c, got in zip(group, scores):
-        if c.continuation.strip():
-            assert got == pytest.approx(eng.logprob_full_forward(ctx, c.continuation), abs=1e-3)
+    for score_eos in (True, False):
+        scorer = ContrastiveScorer(eng, "icl", score_eos=score_eos)
+        (scores,) = scorer.score([group])
+        eos = eng.tok.eos_token if score_eos else ""
+        for c, got in zip(group, scores):
+            if c.continuation.strip():
+                assert got == pytest.approx(eng.logprob_full_forward(ctx, c.continuation + eos), abs=1e-3)
+        assert scorer.reused >= 1  # log pi(y [+ EOS] | d+, x) came from the sampling pass

@@ -3,6 +3,7 @@
 from icdpo_eval.engine.engine import (
     Engine,
     Sample,
+    SamplingParams,
     Session,
     resolve_device,
     resolve_dtype,
@@ -11,5 +12,5 @@ from icdpo_eval.engine.engine import (
     top_p_choice,
 )
 
-__all__ = ["Engine", "Sample", "Session", "resolve_device", "resolve_dtype", "row_generator", "stable_seed",
-           "top_p_choice"]
+__all__ = ["Engine", "Sample", "SamplingParams", "Session", "resolve_device", "resolve_dtype", "row_generator",
+           "stable_seed", "top_p_choice"]

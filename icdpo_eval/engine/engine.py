@@ -10,9 +10,13 @@ score them" over this one class. What it guarantees:
 * rows of several documents are decoded together (left-padded), finished rows are dropped from the
   batch as they stop;
 * log-probs equal a plain full forward pass of context + continuation (tested to 1e-4 in fp32);
-* top-p sampling is exact but avoids the full-vocabulary sort (top-k prefilter, falls back to a full
-  sort for the rare rows whose top-k mass is below p); each row draws from its own seeded generator,
-  so a document's samples do not depend on how requests were batched;
+* sampling applies temperature, then top-k, then top-p, as transformers' warpers do (HF ``generate``
+  is what the released ICDPO code samples with); top-p is exact but avoids the full-vocabulary sort
+  (top-k prefilter, falls back to a full sort for the rare rows whose top-k mass is below p); each row
+  draws from its own seeded generator, so a document's samples do not depend on how requests were
+  batched;
+* each sampling step also records log p(EOS | context, tokens so far), so a candidate scored with its
+  EOS appended (as the released scorer does) still reuses the sampling pass;
 * :class:`Session` keeps ONE growing sequence's cache for blockwise methods (RM-Aug): sample N blocks from
   it, score blocks over it, continue with the chosen one, never re-encoding the prefix.
 """
@@ -32,22 +36,51 @@ log = logging.getLogger(__name__)
 TOPK_PREFILTER = 64
 
 
+@dataclass(frozen=True)
+class SamplingParams:
+    """How to draw continuations. ``top_k`` 0 = off; ``temperature`` 0 or ``do_sample=False`` = greedy.
+
+    Order of the warpers, as in transformers: temperature, then top-k, then top-p (on the
+    renormalised top-k distribution)."""
+
+    max_new_tokens: int = 128
+    top_p: float = 1.0
+    top_k: int = 0
+    temperature: float = 1.0
+    do_sample: bool = True
+    stop: tuple[str, ...] = ()
+
+    @property
+    def greedy(self) -> bool:
+        return not self.do_sample or self.temperature <= 0
+
+
 @dataclass
 class Sample:
-    """One sampled continuation: raw tokens, their log-probs under the sampling context, raw text."""
+    """One sampled continuation: raw tokens, their log-probs under the sampling context, raw text.
+
+    ``eos_logprobs[i]`` is log p(EOS | context, token_ids[:i]) (the engine's scoring EOS token), for every
+    step the sampler computed a distribution at: ``len(token_ids) + 1`` entries when the row ended with
+    EOS, ``len(token_ids)`` otherwise."""
 
     token_ids: list[int]
     token_logprobs: list[float]
     text: str
     stop_reason: str = "length"  # "eos" | "stop" | "length"
+    eos_logprobs: list[float] = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
-    def logprob_of_prefix(self, ids: Sequence[int]) -> float | None:
-        """log p(ids | context) if ``ids`` is a prefix of the sampled tokens (free reuse), else None."""
+    def logprob_of_prefix(self, ids: Sequence[int], *, eos: bool = False) -> float | None:
+        """log p(ids | context), plus log p(EOS | context, ids) with ``eos``, when ``ids`` is a prefix of the
+        sampled tokens and the sampler computed the needed distributions (free reuse); else None."""
         n = len(ids)
-        if n == 0 or n > len(self.token_ids) or list(ids) != self.token_ids[:n]:
+        if n > len(self.token_ids) or list(ids) != self.token_ids[:n]:
             return None
-        return float(sum(self.token_logprobs[:n]))
+        if not eos:
+            return None if n == 0 else float(sum(self.token_logprobs[:n]))
+        if n >= len(self.eos_logprobs):
+            return None
+        return float(sum(self.token_logprobs[:n]) + self.eos_logprobs[n])
 
 
 def stable_seed(*parts: object) -> int:
@@ -88,15 +121,21 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     return table[dtype]
 
 
-def top_p_choice(logits: torch.Tensor, top_p: float, uniforms: torch.Tensor) -> torch.Tensor:
-    """Exact nucleus sampling by inverse CDF, one uniform in [0, 1) per row.
+def top_p_choice(logits: torch.Tensor, top_p: float, uniforms: torch.Tensor, top_k: int = 0) -> torch.Tensor:
+    """Exact top-k + nucleus sampling by inverse CDF, one uniform in [0, 1) per row.
 
-    Keeps token i (in descending-probability order) iff the mass strictly before it is < top_p,
-    the same set as transformers' TopPLogitsWarper. The top-k prefilter is exact whenever the top-k
-    mass reaches top_p; the other rows fall back to a full sort.
+    With ``top_k`` > 0 only the k most likely tokens stay, renormalised (transformers' TopKLogitsWarper,
+    which runs before TopPLogitsWarper). Then token i (in descending-probability order) is kept iff the
+    mass strictly before it is < top_p, the same set as transformers' TopPLogitsWarper. Without top-k, a
+    top-64 prefilter is exact whenever its mass reaches top_p; the other rows fall back to a full sort.
     """
     probs = torch.softmax(logits.float(), dim=-1)
-    vals, idx = probs.topk(min(TOPK_PREFILTER, probs.shape[-1]), dim=-1)
+    vocab = probs.shape[-1]
+    if 0 < top_k < vocab:
+        vals, idx = probs.topk(top_k, dim=-1)
+        vals = vals / vals.sum(-1, keepdim=True)
+        return _nucleus_pick(vals, idx, top_p, uniforms)
+    vals, idx = probs.topk(min(TOPK_PREFILTER, vocab), dim=-1)
     out = _nucleus_pick(vals, idx, top_p, uniforms)
     short = vals.sum(-1) < top_p
     if bool(short.any()):
@@ -159,6 +198,8 @@ class Engine:
             self.pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
         eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+        # the token a scored continuation ends with (the released scorer appends tokenizer.eos_token_id)
+        self.score_eos_id: int | None = tokenizer.eos_token_id
         self.add_bos = bool(getattr(tokenizer, "bos_token_id", None) is not None and
                             tokenizer("a", add_special_tokens=True).input_ids[:1] == [tokenizer.bos_token_id])
 
@@ -179,6 +220,18 @@ class Engine:
             model = PeftModel.from_pretrained(model, adapter)
         model.to(dev)
         return cls(model, tok, device=dev, max_rows=max_rows, max_length=max_length)
+
+    def generation_defaults(self) -> tuple[float, int]:
+        """(temperature, top_k) the model's own ``generation_config`` asks for, with transformers' defaults
+        (1.0, 50) where it sets none: what HF ``generate`` samples with unless told otherwise."""
+        from transformers import GenerationConfig
+
+        gc = getattr(self.model, "generation_config", None)
+        defaults = getattr(GenerationConfig, "_get_default_generation_params", lambda: {})()
+        temp = getattr(gc, "temperature", None)
+        top_k = getattr(gc, "top_k", None)
+        return (float(temp if temp is not None else defaults.get("temperature", 1.0)),
+                int(top_k if top_k is not None else defaults.get("top_k", 50)))
 
     # ----------------------------------------------------------------- tokenization
     def encode_context(self, text: str) -> list[int]:
@@ -234,23 +287,25 @@ class Engine:
     # ----------------------------------------------------------------- sampling
     @torch.inference_mode()
     def sample(self, contexts: list[str], n: int, *, max_new_tokens: int = 128, top_p: float = 1.0,
-               temperature: float = 1.0, do_sample: bool = True, seeds: Sequence[int] | None = None,
-               stop: Sequence[str] = (), docs_per_batch: int | None = None,
-               names: Sequence[str] | None = None) -> list[list[Sample]]:
+               top_k: int = 0, temperature: float = 1.0, do_sample: bool = True,
+               seeds: Sequence[int] | None = None, stop: Sequence[str] = (), docs_per_batch: int | None = None,
+               names: Sequence[str] | None = None, params: SamplingParams | None = None) -> list[list[Sample]]:
         """``n`` continuations of each context. Each context is prefilled once; rows of up to
-        ``docs_per_batch`` contexts decode together. ``seeds[i]`` seeds context i's rows."""
+        ``docs_per_batch`` contexts decode together. ``seeds[i]`` seeds context i's rows. ``params``, when
+        given, replaces the individual sampling keywords."""
+        p = params or SamplingParams(max_new_tokens, top_p, top_k, temperature, do_sample, tuple(stop))
         seeds = list(seeds) if seeds is not None else [stable_seed(c) for c in contexts]
         ids = [self.encode_context(c) for c in contexts]
         for i, c in enumerate(ids):
-            self._check_length(len(c), max_new_tokens, names[i] if names else f"context {i}")
+            self._check_length(len(c), p.max_new_tokens, names[i] if names else f"context {i}")
         per = docs_per_batch or max(1, self.max_rows // max(n, 1))
         out: list[list[Sample]] = []
         for s in range(0, len(ids), per):
-            out += self._sample_batch(ids[s:s + per], seeds[s:s + per], n, max_new_tokens, top_p,
-                                      temperature, do_sample, list(stop))
+            out += self._sample_batch(ids[s:s + per], seeds[s:s + per], n, p)
         return out
 
-    def _sample_batch(self, ctx_ids, seeds, n, max_new, top_p, temperature, do_sample, stop):
+    def _sample_batch(self, ctx_ids: list[list[int]], seeds: Sequence[int], n: int,
+                      p: SamplingParams) -> list[list[Sample]]:
         logits, cache, mask, next_pos = self._prefill(ctx_ids)
         if n > 1:
             cache.batch_repeat_interleave(n)
@@ -258,10 +313,10 @@ class Engine:
             mask = mask.repeat_interleave(n, 0)
             next_pos = next_pos.repeat_interleave(n, 0)
         gens = [row_generator(seed, j) for seed in seeds for j in range(n)]
-        samples, _ = self._decode(logits, cache, mask, next_pos, gens, max_new, top_p, temperature, do_sample, stop)
+        samples, _ = self._decode(logits, cache, mask, next_pos, gens, p)
         return [samples[d * n:(d + 1) * n] for d in range(len(ctx_ids))]
 
-    def _decode(self, logits, cache, mask, next_pos, gens, max_new, top_p, temperature, do_sample, stop):
+    def _decode(self, logits, cache, mask, next_pos, gens: list[torch.Generator], p: SamplingParams):
         """The decode loop shared by :meth:`sample` and :class:`Session`: row r starts in batch slot r with
         next-token ``logits[r]`` and draws from ``gens[r]``; finished rows leave the batch.
 
@@ -269,23 +324,28 @@ class Engine:
         (``active[slot]`` = row), holding each such row's tokens except the last one sampled (never fed).
         """
         rows = len(gens)
+        stop = list(p.stop)
         toks: list[list[int]] = [[] for _ in range(rows)]
         lps: list[list[float]] = [[] for _ in range(rows)]
+        eos_lps: list[list[float]] = [[] for _ in range(rows)]
         reason = ["length"] * rows
         active = list(range(rows))  # row index of each batch slot
-        for step in range(max_new):
+        for step in range(p.max_new_tokens):
             logp = torch.log_softmax(logits.float(), dim=-1)
-            if do_sample and temperature > 0:
+            if not p.greedy:
                 u = torch.stack([torch.rand((), generator=gens[r]) for r in active])
-                scaled = logits if temperature == 1.0 else logits.float() / temperature
-                nxt = top_p_choice(scaled, top_p, u.to(logits.device))
+                scaled = logits if p.temperature == 1.0 else logits.float() / p.temperature
+                nxt = top_p_choice(scaled, p.top_p, u.to(logits.device), p.top_k)
             else:
                 nxt = logits.argmax(-1)
             chosen_lp = logp.gather(-1, nxt[:, None]).squeeze(-1).tolist()
+            eos_lp = logp[:, self.score_eos_id].tolist() if self.score_eos_id is not None else None
             nxt_list = nxt.tolist()
             keep_slots = []
             for slot, r in enumerate(active):
                 t = nxt_list[slot]
+                if eos_lp is not None:
+                    eos_lps[r].append(eos_lp[slot])
                 if t in self.eos_ids:
                     reason[r] = "eos"
                     continue
@@ -295,7 +355,7 @@ class Engine:
                     reason[r] = "stop"
                     continue
                 keep_slots.append(slot)
-            if not keep_slots or step == max_new - 1:
+            if not keep_slots or step == p.max_new_tokens - 1:
                 break
             if len(keep_slots) < len(active):
                 sel = torch.tensor(keep_slots, device=self.device)
@@ -306,7 +366,7 @@ class Engine:
             logits, cache = self._forward(nxt[:, None], mask, next_pos[:, None], cache, keep=1)
             logits = logits[:, -1, :]
             next_pos = next_pos + 1
-        samples = [Sample(toks[r], lps[r], self.decode(toks[r]), reason[r]) for r in range(rows)]
+        samples = [Sample(toks[r], lps[r], self.decode(toks[r]), reason[r], eos_lps[r]) for r in range(rows)]
         return samples, (cache, active)
 
     # ----------------------------------------------------------------- scoring
@@ -451,12 +511,13 @@ class Session:
         self._fed = len(self.ids)
 
     @torch.inference_mode()
-    def sample(self, n: int, max_new_tokens: int, *, top_p: float = 1.0, temperature: float = 1.0,
+    def sample(self, n: int, max_new_tokens: int, *, top_p: float = 1.0, top_k: int = 0, temperature: float = 1.0,
                do_sample: bool = True, stop: Sequence[str] = ()) -> list[Sample]:
         """``n`` continuations of the current sequence (then :meth:`accept` one of them to continue)."""
         self._check_open()
         self._flush()
         eng = self.engine
+        p = SamplingParams(max_new_tokens, top_p, top_k, temperature, do_sample, tuple(stop))
         eng._check_length(len(self.ids), max_new_tokens, "session")
         while len(self._gens) < n:
             self._gens.append(row_generator(self.seed, len(self._gens)))
@@ -467,8 +528,7 @@ class Session:
             logits = logits.repeat_interleave(n, 0)
         mask = torch.ones((n, len(self.ids)), dtype=torch.long, device=eng.device)
         next_pos = torch.full((n,), len(self.ids), dtype=torch.long, device=eng.device)
-        samples, (cache, active) = eng._decode(logits, cache, mask, next_pos, self._gens[:n], max_new_tokens,
-                                               top_p, temperature, do_sample, list(stop))
+        samples, (cache, active) = eng._decode(logits, cache, mask, next_pos, self._gens[:n], p)
         self._branch = (cache, active, samples)
         return samples
 

@@ -17,7 +17,9 @@ from lm_eval.api.model import LM
 from tqdm import tqdm
 
 from icdpo_eval import embedded
-from icdpo_eval.prompts import TURN_MARKERS
+from icdpo_eval.engine import SamplingParams
+from icdpo_eval.presets import CHOICES, Settings, settings_for
+from icdpo_eval.prompts import TURN_MARKERS, Template, template_for
 from icdpo_eval.scorers import Candidate
 
 RETRIEVERS = ("random", "bm25", "bm25_sbert")
@@ -93,17 +95,48 @@ class MethodLM(LM):
     batch_size: int = 1
     max_new_tokens: int | None = None
     top_p: float | None = None
+    top_k: int | None = None
     temperature: float | None = None
+    settings: Settings = settings_for("paper")
 
     @property
     def tokenizer_name(self) -> str:
         return str(self.pretrained).replace("/", "__")
 
-    def set_generation_args(self, top_p: Any, temperature: Any, max_new_tokens: Any) -> None:
-        """model_args that override the task's generation kwargs when given (None = the task's)."""
+    def set_generation_args(self, top_p: Any, temperature: Any, max_new_tokens: Any, top_k: Any = None) -> None:
+        """model_args that override the task's generation kwargs / the model's generation_config (None = not
+        given: see :meth:`sampling_params`)."""
         self.top_p = None if top_p is None else as_float("top_p", top_p, 0.0, 1.0)
         self.temperature = None if temperature is None else as_float("temperature", temperature, 0.0, 100.0)
         self.max_new_tokens = None if max_new_tokens is None else as_int("max_new_tokens", max_new_tokens, 1)
+        self.top_k = None if top_k is None else as_int("top_k", top_k, 0)
+
+    def set_settings(self, preset: Any = "paper", *, template: Any = None, score_eos: Any = None,
+                     empty: Any = None, bm25_tokens: Any = None) -> None:
+        """The preset (``paper`` / ``legacy``) and the model_args that override single settings of it."""
+        self.settings = settings_for(
+            str(preset or "paper"),
+            template=None if template is None else choice("template", template, CHOICES["template"]),
+            score_eos=None if score_eos is None else as_bool("score_eos", score_eos),
+            empty=None if empty is None else choice("empty", empty, CHOICES["empty"]),
+            bm25_tokens=None if bm25_tokens is None else choice("bm25_tokens", bm25_tokens, CHOICES["bm25_tokens"]))
+
+    def template(self, task: str | None) -> Template:
+        return template_for(task, self.settings.template)
+
+    def sampling_info(self) -> dict[str, Any]:
+        """The effective settings for the results' config (``"task"`` = the task's generation kwargs)."""
+        info: dict[str, Any] = {**self.settings.as_dict()}
+        if self.settings.sampling == "model":
+            temp, top_k = self.engine.generation_defaults()
+            info["temperature"] = self.temperature if self.temperature is not None else temp
+            info["top_k"] = self.top_k if self.top_k is not None else top_k
+        else:
+            info["temperature"] = self.temperature if self.temperature is not None else "task"
+            info["top_k"] = self.top_k or 0
+        info["top_p"] = self.top_p if self.top_p is not None else "task"
+        info["max_new_tokens"] = self.max_new_tokens if self.max_new_tokens is not None else "task"
+        return info
 
     def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list[str]:
         raise NotImplementedError
@@ -112,16 +145,25 @@ class MethodLM(LM):
         """Demonstrations for each prompt (none unless the method retrieves some)."""
         return [[] for _ in prompts]
 
-    def gen_settings(self, gk: dict) -> tuple[int, float, float, bool, list[str]]:
-        """(max_new_tokens, top_p, temperature, do_sample, stops): model_args override the task's kwargs."""
+    def sampling_params(self, gk: dict) -> SamplingParams:
+        """The request's sampling settings. model_args win; then, with ``sampling="model"`` (preset paper, as
+        the released code), temperature and top_k come from the base model's generation_config (transformers'
+        defaults 1.0 / 50 where it sets none) while max_new_tokens / top_p / do_sample come from the task;
+        with ``sampling="task"`` (legacy) the task's temperature applies and there is no top-k."""
         until = gk.get("until") or []
         if isinstance(until, str):
             until = [until]
         max_new = self.max_new_tokens or int(gk.get("max_gen_toks", 128))
         top_p = self.top_p if self.top_p is not None else float(gk.get("top_p", 0.8))
-        temp = self.temperature if self.temperature is not None else float(gk.get("temperature", 1.0))
+        if self.settings.sampling == "model":
+            temp0, top_k0 = self.engine.generation_defaults()
+            temp = self.temperature if self.temperature is not None else temp0
+            top_k = self.top_k if self.top_k is not None else top_k0
+        else:
+            temp = self.temperature if self.temperature is not None else float(gk.get("temperature", 1.0))
+            top_k = self.top_k or 0
         do_sample = bool(gk.get("do_sample", True)) and temp > 0
-        return max_new, top_p, temp, do_sample, [*TURN_MARKERS, *until]
+        return SamplingParams(max_new, top_p, top_k, temp, do_sample, (*TURN_MARKERS, *until))
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         out: list[str] = [""] * len(requests)
@@ -153,7 +195,8 @@ class MethodLM(LM):
                 by_task[key[0]].append(key)
             for task, tkeys in by_task.items():
                 demos = self.demos_for(task, [ctx for _, ctx in tkeys])
-                groups = [[Candidate(ctx, requests[i].args[1], d) for i in groups_idx[(t, ctx)]]
+                tpl = self.template(task)
+                groups = [[Candidate(ctx, requests[i].args[1], d, template=tpl) for i in groups_idx[(t, ctx)]]
                           for (t, ctx), d in zip(tkeys, demos)]
                 for key, sc in zip(tkeys, self.scorer.score(groups)):
                     for i, v in zip(groups_idx[key], sc):
@@ -174,22 +217,32 @@ class DemoRetrieval:
     seed: int
     engine: Any
 
-    def setup_retrieval(self, *, k: Any = 2, retriever: str = "random", sbert: str = embedded.SBERT_ALIAS,
+    settings: Settings
+
+    def setup_retrieval(self, *, k: Any = 2, retriever: str = "random", sbert: str | None = None,
                         bm25_window: Any = 30, bm25_top: Any = 20, demo_pool: str | None = None,
                         demo_source: str = "raw") -> None:
+        """Call after :meth:`MethodLM.set_settings` (``sbert=None`` = the preset's)."""
         from icdpo_eval.demos import DemoStore
 
         self.k = as_int("k", k, 0)
         self.retriever_kind = choice("retriever", retriever, RETRIEVERS)
-        self.sbert = sbert
+        self.sbert = sbert or self.settings.sbert
         self.bm25_window = as_int("bm25_window", bm25_window, 1)
         self.bm25_top = as_int("bm25_top", bm25_top, 1)
         self.demos = DemoStore(demo_pool=demo_pool, demo_source=demo_source)
         self._retrievers: dict[str, Any] = {}
 
     def retrieval_info(self) -> dict:
-        return {"retriever": self.retriever_kind, "k": self.k,
-                "sbert": self.sbert if self.retriever_kind == "bm25_sbert" else None,
+        sbert = None
+        if self.retriever_kind == "bm25_sbert":
+            from icdpo_eval.retrieval import resolve_sbert
+
+            sbert = resolve_sbert(self.sbert)
+            if sbert != self.sbert:
+                sbert = f"{sbert} ({self.sbert})"
+        return {"retriever": self.retriever_kind, "k": self.k, "sbert": sbert,
+                "bm25_window": self.bm25_window if self.retriever_kind != "random" else None,
                 "demo_pool": self.demos.demo_pool or "task default", "demo_source": self.demos.demo_source}
 
     def retrieve(self, task: str | None, queries: list[str]) -> list[list[dict]]:
@@ -200,7 +253,9 @@ class DemoRetrieval:
         pool = self.demos.pool(task)
         key = self.demos.key(task)
         if key not in self._retrievers:
+            subword = self.settings.bm25_tokens == "subword"
             self._retrievers[key] = make_retriever(
                 self.retriever_kind, pool, seed=self.seed, bm25_window=self.bm25_window,
-                bm25_top=self.bm25_top, sbert=self.sbert, device=str(self.engine.device))
+                bm25_top=self.bm25_top, sbert=self.sbert, device=str(self.engine.device),
+                tokenizer=self.engine.tok if subword else None, text=self.settings.retrieval_text)
         return [[pool[i] for i in ids] for ids in self._retrievers[key].retrieve_many(queries, self.k)]

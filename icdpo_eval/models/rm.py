@@ -3,7 +3,8 @@
 ``loglikelihood(context, continuation)`` returns the reward of the response ``continuation`` to the
 dialogue ``context``, so a multiple-choice task (e.g. ``hh_harmless_rank``) ranks choices by the RM.
 model_args: ``rm`` (``auto`` = ``$ICDPO_RM`` / the paper's OpenAssistant RM / the offline proxy;
-or any HF sequence-classification RM name or path), ``batch_size``, ``device``.
+or any HF sequence-classification RM name or path), ``batch_size``, ``device``, ``dtype`` (the RM's
+precision: ``float32`` by default, or ``bf16``/``fp16``; see :mod:`icdpo_eval.judges.reward_model`).
 """
 
 from __future__ import annotations
@@ -15,20 +16,20 @@ from lm_eval.api.model import LM
 
 class RMScorerLM(LM):
     def __init__(self, rm: str = "auto", batch_size: int | str = 8, device: str | None = None,
-                 max_batch_size: Any = None, **unknown: Any) -> None:
+                 dtype: str = "float32", max_batch_size: Any = None, **unknown: Any) -> None:
         super().__init__()
         if unknown:
             raise ValueError(f"unknown model_arg(s) for --model rm: {', '.join(sorted(unknown))} "
-                             "(known: rm, batch_size, device)")
+                             "(known: rm, batch_size, device, dtype)")
         from icdpo_eval.engine import resolve_device
         from icdpo_eval.judges.reward_model import RewardModelJudge
 
         bs = str(batch_size)
         self.judge = RewardModelJudge(rm, device=str(resolve_device(device)),
-                                      batch_size=8 if bs.startswith("auto") else int(bs))
+                                      batch_size=8 if bs.startswith("auto") else int(bs), dtype=dtype)
 
     def get_model_info(self) -> dict:
-        return {"method": "rm", "rm": self.judge.resolved_name}
+        return {"method": "rm", "rm": self.judge.resolved_name, "rm_dtype": self.judge.dtype_name}
 
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         rewards = self.judge.score([r.args[0] for r in requests], [r.args[1].strip() for r in requests])
