@@ -9,6 +9,7 @@
     icdpo-eval train sft|dpo --base X --task hh_harmless --out DIR
     icdpo-eval build-rank-set --task hh_harmless --out rank.jsonl    # data of the MRR task
     icdpo-eval demo-nll --sources raw,demos.jsonl                    # base-model NLL of demos per source
+    icdpo-eval show-prompt --task hh_harmless_mini --doc 0 --scorer s_hat  # the exact contexts a doc is scored under
 
 Each subcommand has --help.
 """
@@ -27,6 +28,7 @@ SUBCOMMANDS = {
     "train": "icdpo_eval.baselines.train",
     "build-rank-set": "icdpo_eval.ranking",
     "demo-nll": "icdpo_eval.demo_nll",
+    "show-prompt": "icdpo_eval.show_prompt",
 }
 
 
