@@ -159,15 +159,17 @@ def judge_orders(judge: str, prompts: list[str], candidates: list[list[str]],
 
 
 def build_rank_set(task: str, out: str, *, base: str | None = None, judge: str = "openai", n_docs: int = 200,
-                   k: int = 2, retriever: str = "random", seed: int = 1234, max_new_tokens: int = 128,
+                   k: int = 2, retriever: str = "random", seed: int = 1234, max_new_tokens: int | None = None,
                    top_p: float = 0.8, demo_pool: str | None = None, batch_size: int = 1,
-                   protocol: str = DEFAULT_PROTOCOL) -> Path:
+                   protocol: str = DEFAULT_PROTOCOL, preset: str = "paper") -> Path:
+    """Sample 3 candidates per prompt exactly as ``--model icdpo`` does under ``preset`` (its retriever,
+    template, sampling settings and post-processing; ``max_new_tokens`` None = the task's: 128 for HH,
+    200 for SyntheticGPT) and have ``judge`` rank them."""
     from icdpo_eval import __version__, embedded
     from icdpo_eval.data import TASK_DEFAULTS, load_pairs
-    from icdpo_eval.demos import DemoStore
-    from icdpo_eval.engine import Engine, stable_seed
-    from icdpo_eval.prompts import TURN_MARKERS, postprocess
-    from icdpo_eval.retrieval import make_retriever
+    from icdpo_eval.engine import stable_seed
+    from icdpo_eval.models.icdpo import ICDPOLM
+    from icdpo_eval.prompts import postprocess
     from icdpo_eval.scorers import positive_context
 
     if task not in TASK_DEFAULTS:
@@ -182,24 +184,29 @@ def build_rank_set(task: str, out: str, *, base: str | None = None, judge: str =
     rows = load_pairs(t.dataset, t.subset, t.eval_split)[:n_docs]
     if not rows:
         raise ValueError(f"task {task} has no rows")
-    pool = DemoStore(demo_pool).pool(task)
-    retr = make_retriever(retriever, pool, seed=seed)
-    engine = Engine.load(embedded.resolve(base, embedded.BASE_ALIAS))
+    if max_new_tokens is None:
+        max_new_tokens = 200 if t.dataset == "synthetic-gpt" else 128
+    icdpo = ICDPOLM(pretrained=base, k=k, retriever=retriever, seed=seed, demo_pool=demo_pool, preset=preset,
+                    n=N_CANDIDATES)
+    params = icdpo.sampling_params({"max_gen_toks": max_new_tokens, "top_p": top_p, "do_sample": True})
+    tpl = icdpo.template(task)
+    legacy_post = icdpo.settings.postprocess == "legacy"
     prompts = [r["prompt"] for r in rows]
     candidates: list[list[str]] = []
     for s in tqdm(range(0, len(rows), batch_size), desc="rank set: sampling candidates"):
         chunk = prompts[s:s + batch_size]
-        demos = [[pool[i] for i in ids] for ids in retr.retrieve_many(chunk, k)]
-        samples = engine.sample([positive_context(p, d) for p, d in zip(chunk, demos)], N_CANDIDATES,
-                                max_new_tokens=max_new_tokens, top_p=top_p, stop=list(TURN_MARKERS),
-                                seeds=[stable_seed(seed, p) for p in chunk], docs_per_batch=len(chunk))
-        candidates += [[postprocess(x.text) for x in ss] for ss in samples]
+        demos = icdpo.retrieve(task, chunk)
+        samples = icdpo.engine.sample([positive_context(p, d, tpl) for p, d in zip(chunk, demos)], N_CANDIDATES,
+                                      params=params, seeds=[stable_seed(seed, p) for p in chunk],
+                                      docs_per_batch=len(chunk))
+        candidates += [[postprocess(x.text, legacy=legacy_post) for x in ss] for ss in samples]
     judged, judge_name, errors = judge_orders(judge, prompts, candidates, protocol)
     failed = sum(j.order is None for j in judged)
     tied = sum(j.best_tied for j in judged)
     prov = {"task": task, "base": base or embedded.BASE_ALIAS, "judge": judge_name,
             "protocol": "reward" if judge.partition(":")[0] == "rm" else protocol, "n": N_CANDIDATES, "k": k,
             "retriever": retriever, "seed": seed, "top_p": top_p, "max_new_tokens": max_new_tokens,
+            "preset": preset, "top_k": params.top_k, "temperature": params.temperature,
             "judge_errors": errors, "rows_failed": failed, "rows_tied": tied, "icdpo_eval": __version__}
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,7 +244,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retriever", default="random", choices=["random", "bm25", "bm25_sbert"])
     p.add_argument("--demo-pool", default=None)
     p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the task's (HH 128, SyntheticGPT 200)")
+    p.add_argument("--preset", default="paper", choices=["paper", "legacy"],
+                   help="sample candidates as `--model icdpo` does under this preset (docs/fidelity.md)")
     p.add_argument("--top-p", type=float, default=0.8)
     p.add_argument("--batch-size", type=int, default=1, help="prompts decoded together")
 
@@ -246,6 +255,6 @@ def main(args: argparse.Namespace) -> int:
     path = build_rank_set(args.task, args.out, base=args.base, judge=args.judge, n_docs=args.n_docs, k=args.k,
                           retriever=args.retriever, seed=args.seed, max_new_tokens=args.max_new_tokens,
                           top_p=args.top_p, demo_pool=args.demo_pool, batch_size=args.batch_size,
-                          protocol=args.protocol)
+                          protocol=args.protocol, preset=args.preset)
     print(f"wrote {path}; run: ICDPO_RANK_SET={path} lm_eval --model icdpo --tasks hh_harmless_rank")
     return 0

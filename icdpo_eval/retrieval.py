@@ -21,7 +21,8 @@ Kinds (``make_retriever(kind, pool, ...)``):
 What is indexed (``text``):
 
 * ``"dialogue"`` (``preset=paper``, as released): the prompt's dialogue (without its final
-  ``Assistant:``, stripped), tokenized for BM25 by the *base model's tokenizer* into subword tokens,
+  ``Assistant:``, stripped), tokenized for BM25 into subword tokens by the *base model's tokenizer*
+  (the release uses LLaMA-7B's for every base model: the same for LLaMA bases, see docs/fidelity.md),
   case-sensitive (``tokenizer.convert_ids_to_tokens(tokenizer.encode(text, add_special_tokens=False))``);
   SBERT encodes the same dialogue text, truncated at the encoder tokenizer's own limit (512 for
   all-mpnet-base-v2, as the released ``AutoTokenizer(..., truncation=True)`` does).

@@ -73,7 +73,10 @@ def test_local_data_dir_and_demo_pool_file(tmp_path):
 
 
 def test_foreign_multiple_choice_task_ranks_by_scorer(tmp_path, base_engine):
+    from test_teacher import full_forward_ids
+
     from icdpo_eval.data import load_pairs
+    from icdpo_eval.prompts import zero_shot_context
     from icdpo_eval.retrieval import make_retriever
     from icdpo_eval.scorers import positive_context
 
@@ -88,13 +91,19 @@ def test_foreign_multiple_choice_task_ranks_by_scorer(tmp_path, base_engine):
                        "--include_path", str(task_dir)], tmp_path)
     assert "acc,none" in res["results"]["toy_harmless_mc"]
     (samples,) = res["_samples"].values()
-    # the logged loglikelihoods are S = log π(c | d+, x) − log π(c | x), with the same demos
+    # the logged loglikelihoods are S = log π(c | d+, x) − log π(c | x), with the same demos, each term over
+    # " " + c followed by EOS (preset=paper, as released)
     pool = load_pairs("hh-rlhf-mini", None, "pool")
     retr = make_retriever("random", pool, seed=1234)
+    eng = base_engine
+
+    def lp(ctx: str, cont: str) -> float:
+        y = eng.encode_continuation(cont) + [eng.tok.eos_token_id]
+        return full_forward_ids(eng, eng.encode_context(ctx) + y, len(y))
+
     for s in samples:
         x = s["doc"]["prompt"]
         demos = [pool[i] for i in retr.retrieve(x, 2)]
         for choice, resp in zip(s["doc"]["choices"], s["resps"]):
-            want = (base_engine.logprob_full_forward(positive_context(x, demos), " " + choice)
-                    - base_engine.logprob_full_forward(x, " " + choice))
+            want = lp(positive_context(x, demos), " " + choice) - lp(zero_shot_context(x), " " + choice)
             assert float(resp[0][0]) == pytest.approx(want, abs=1e-3)

@@ -213,6 +213,12 @@ def test_lm_eval_rm_reward_with_oasst_reward_model(rm_paths, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = sorted(out.rglob("results_*.json"))
     assert results, proc.stderr[-2000:]
-    r = json.loads(results[-1].read_text())["results"]["hh_harmless_mini"]
+    doc = json.loads(results[-1].read_text())
+    r = doc["results"]["hh_harmless_mini"]
     assert r["rm,none"] == rm
+    # the effective settings of preset=paper are recorded in the results' config
+    cfg = doc["config"]
+    assert (cfg["preset"], cfg["score_eos"], cfg["template"], cfg["top_k"], cfg["top_p"]) == (
+        "paper", True, "released", 50, "task"), cfg
+    assert cfg["temperature"] == 1.0 and cfg["max_new_tokens"] == 8
     assert isinstance(r["rm_reward,none"], float) and math.isfinite(r["rm_reward,none"])

@@ -8,6 +8,7 @@ from test_teacher import X, teacher  # noqa: F401 (session-scoped teacher fixtur
 from icdpo_eval.baselines.rm_aug import RMAugLM, blockwise_decode
 from icdpo_eval.baselines.rm_bon import RMBoNLM
 from icdpo_eval.best_of_n import sample_and_select
+from icdpo_eval.engine import SamplingParams
 from icdpo_eval.prompts import TURN_MARKERS, zero_shot_context
 from icdpo_eval.teacher import TeacherError, TeacherScorer
 
@@ -32,11 +33,12 @@ def test_rm_aug_with_one_block_equals_rm_bon(base_engine, teacher):  # noqa: F81
     """Same seeds and sampler -> identical candidates; one block (block_size >= max_new_tokens) -> the
     teacher scores the same texts in the same context -> the same answer. rm_bon's scores are plain teacher
     forward passes of each response given the teacher's chat context."""
-    kw = dict(max_new_tokens=6, top_p=0.8, temperature=1.0, do_sample=True, seed=5)
+    params = SamplingParams(max_new_tokens=6, top_p=0.8, temperature=1.0, do_sample=True, stop=TURN_MARKERS)
     for p, normalize, block in [(PROMPTS[0], False, 6), (PROMPTS[1], False, 64), (PROMPTS[0], True, 6)]:
         bon = sample_and_select(base_engine, TeacherScorer(teacher, normalize), [p], [zero_shot_context(p)], [[]],
-                                n=3, stops=TURN_MARKERS, **kw)[0]
-        aug = blockwise_decode(base_engine, teacher, p, n=3, block_size=block, normalize=normalize, **kw)
+                                n=3, params=params, seed=5)[0]
+        aug = blockwise_decode(base_engine, teacher, p, n=3, block_size=block, normalize=normalize, params=params,
+                               seed=5)
         assert aug.blocks == 1 and aug.text == bon.text
         assert aug.scores[0] == pytest.approx(bon.scores, abs=1e-4)
         for cand, sc in zip(bon.candidates, bon.scores):
@@ -48,7 +50,7 @@ def test_rm_aug_with_one_block_equals_rm_bon(base_engine, teacher):  # noqa: F81
 
 @pytest.mark.slow
 def test_rm_aug_several_blocks_is_deterministic(base_engine, teacher):  # noqa: F811
-    kw = dict(n=2, block_size=3, max_new_tokens=9, top_p=0.9, seed=11)
+    kw = dict(n=2, block_size=3, params=SamplingParams(max_new_tokens=9, top_p=0.9, stop=TURN_MARKERS), seed=11)
     a = blockwise_decode(base_engine, teacher, PROMPTS[1], **kw)
     b = blockwise_decode(base_engine, teacher, PROMPTS[1], **kw)
     assert a.text == b.text and a.scores == b.scores and 2 <= a.blocks <= 3

@@ -77,3 +77,17 @@ def test_hh_helpful_missing_local_file(tmp_path, monkeypatch):
     monkeypatch.setenv(D.DATA_ENV, str(tmp_path))
     with pytest.raises(FileNotFoundError, match="helpful-base"):
         _build("hh_helpful").test_docs()
+
+
+def test_generation_lengths_as_released():
+    """Released scripts: 128 new tokens for HH-RLHF, 200 for SyntheticGPT; the rest of the kwargs shared."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from icdpo_eval._lm_eval_hook import tasks_dir
+
+    def gen(name):  # lm-eval's own loader: includes merged, local keys win
+        return load_yaml(tasks_dir() / f"{name}.yaml", resolve_func=False)["generation_kwargs"]
+
+    syn, hh = gen("synthetic_gpt"), gen("hh_harmless")
+    assert syn["max_gen_toks"] == 200 and hh["max_gen_toks"] == 128 and gen("hh_helpful")["max_gen_toks"] == 128
+    assert {k: v for k, v in syn.items() if k != "max_gen_toks"} == {k: v for k, v in hh.items() if k != "max_gen_toks"}

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from icdpo_eval.engine import SamplingParams
 from icdpo_eval.scorers import Candidate
 from icdpo_eval.teacher import APITeacher, TeacherError, TeacherScorer, chat_messages, load_teacher
 
@@ -97,7 +98,7 @@ def test_session_blocks_on_base_model_past_sliding_window(base_engine):
     ctx = eng.encode_context(X * 20)[:505]
     s = eng.session(ctx, seed=7)
     first = s.sample(2, 4, top_p=0.9)
-    ref = eng._sample_batch([ctx], [7], 2, 4, 0.9, 1.0, True, [])[0]
+    ref = eng._sample_batch([ctx], [7], 2, SamplingParams(max_new_tokens=4, top_p=0.9))[0]
     assert [x.token_ids for x in first] == [x.token_ids for x in ref]
     s.accept(1)
     second = s.sample(2, 6, top_p=0.9)
