@@ -5,9 +5,11 @@
 Same model, same real HH-RLHF prompts, same demos (K=2, seeded random retrieval from the vendored
 pool), same seed, same stop strings, in ONE process:
 
-(a) naive: the released pipeline. ``generate(num_return_sequences=N)`` (the prompt re-encoded per
-    sample), then S/Ŝ scoring by a full forward pass of context + response for every candidate under
-    every context, full-vocabulary logits at every position, one document at a time;
+(a) naive: a re-implementation of the released pipeline's *algorithm* (github F2-Song/ICDPO; not its
+    code, which needs its own data files and GPUs): HF ``generate(num_return_sequences=N)`` (the prompt
+    re-encoded per sample), then S/Ŝ scoring by a full forward pass of context + ``" " + y`` + EOS for
+    every candidate under every context, full-vocabulary logits at every position, one document at a
+    time;
 (b) ours: the engine (one prefill per context expanded across samples, log π(y|d+,x) reused from the
     sampling pass, one batched pass per other context over its cached prefix, logits only where
     scored), one document at a time; then throughput (``docs_per_min``) on max(n_docs, batch_docs)
@@ -37,7 +39,7 @@ import torch
 from icdpo_eval import embedded
 from icdpo_eval.data import load_pairs, load_pairs_file
 from icdpo_eval.engine import Engine, stable_seed
-from icdpo_eval.prompts import TURN_MARKERS, as_continuation, postprocess
+from icdpo_eval.prompts import TURN_MARKERS, as_continuation, postprocess, zero_shot_context
 from icdpo_eval.retrieval import make_retriever
 from icdpo_eval.scorers import Candidate, ContrastiveScorer, negative_context, positive_context
 
@@ -66,21 +68,21 @@ class PeakRSS:
 
 
 # ---------------------------------------------------------------------------- naive reference
-def naive_generate(eng: Engine, context: str, n: int, max_new: int, top_p: float, seed: int) -> list[str]:
+def naive_generate(eng: Engine, context: str, n: int, max_new: int, top_p: float, seed: int,
+                   top_k: int = 50) -> list[str]:
     tok, model = eng.tok, eng.model
     torch.manual_seed(seed)
     enc = tok(context, return_tensors="pt").to(eng.device)
-    out = model.generate(**enc, do_sample=True, top_p=top_p, top_k=0, temperature=1.0, max_new_tokens=max_new,
+    out = model.generate(**enc, do_sample=True, top_p=top_p, top_k=top_k, temperature=1.0, max_new_tokens=max_new,
                          num_return_sequences=n, stop_strings=list(TURN_MARKERS), tokenizer=tok,
                          pad_token_id=eng.pad_id)
     return [tok.decode(o[enc.input_ids.shape[1]:], skip_special_tokens=True) for o in out]
 
 
 def naive_logprob(eng: Engine, context: str, continuation: str) -> float:
-    """Full forward of context + continuation, full-vocabulary logits at every position."""
-    c, y = eng.encode_context(context), eng.encode_continuation(continuation)
-    if not y:
-        return 0.0
+    """Full forward of context + continuation + EOS (the released ``tokenize_for_fair_scoring``),
+    full-vocabulary logits at every position."""
+    c, y = eng.encode_context(context), eng.encode_continuation(continuation) + [eng.tok.eos_token_id]
     with torch.inference_mode():
         logits = eng.model(input_ids=torch.tensor([c + y], device=eng.device)).logits[0].float()
         logp = torch.log_softmax(logits, -1)
@@ -89,14 +91,8 @@ def naive_logprob(eng: Engine, context: str, continuation: str) -> float:
 
 def naive_scores(eng: Engine, kind: str, prompt: str, demos: list[dict], conts: list[str]) -> list[float]:
     pos_ctx = positive_context(prompt, demos)
-    ref_ctx = prompt if kind == "s" else negative_context(prompt, demos)
-    out = []
-    for y in conts:
-        if not y.strip():
-            out.append(-math.inf)
-            continue
-        out.append(naive_logprob(eng, pos_ctx, y) - naive_logprob(eng, ref_ctx, y))
-    return out
+    ref_ctx = zero_shot_context(prompt) if kind == "s" else negative_context(prompt, demos)
+    return [naive_logprob(eng, pos_ctx, y) - naive_logprob(eng, ref_ctx, y) for y in conts]
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -160,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=3)
     ap.add_argument("--k", type=int, default=2)
     ap.add_argument("--top-p", type=float, default=0.8)
+    ap.add_argument("--top-k", type=int, default=50, help="top-k before top-p (transformers' default, as released)")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--json", action="store_true", help="end with one JSON line of the results")
     args = ap.parse_args(argv)
@@ -194,19 +191,19 @@ def main(argv: list[str] | None = None) -> int:
         seed = stable_seed(args.seed, prompts[i])
         # (c) one plain ICL sample, stock HF generate
         t = time.perf_counter()
-        naive_generate(eng, ctxs[i], 1, args.max_new_tokens, args.top_p, seed)
+        naive_generate(eng, ctxs[i], 1, args.max_new_tokens, args.top_p, seed, args.top_k)
         t_single += time.perf_counter() - t
         # (a) naive sampling
         rss.reset()
         t = time.perf_counter()
-        naive_generate(eng, ctxs[i], args.n, args.max_new_tokens, args.top_p, seed)
+        naive_generate(eng, ctxs[i], args.n, args.max_new_tokens, args.top_p, seed, args.top_k)
         t_naive_sample += time.perf_counter() - t
         rss_naive = max(rss_naive, rss.peak)
         # (b) ours
         rss.reset()
         t = time.perf_counter()
         (samples,) = eng.sample([ctxs[i]], args.n, max_new_tokens=args.max_new_tokens, top_p=args.top_p,
-                                seeds=[seed], stop=stops)
+                                top_k=args.top_k, seeds=[seed], stop=stops)
         t_ours_sample += time.perf_counter() - t
         new_tokens += sum(len(s.token_ids) for s in samples)
         group = [Candidate(prompts[i], as_continuation(postprocess(s.text)), demos[i], s) for s in samples]
@@ -237,8 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         for s in range(0, len(prompts), per):
             sl = slice(s, s + per)
             seeds = [stable_seed(args.seed, p) for p in prompts[sl]]
-            batch = eng.sample(ctxs[sl], args.n, max_new_tokens=args.max_new_tokens, top_p=args.top_p, seeds=seeds,
-                               stop=stops, docs_per_batch=per)
+            batch = eng.sample(ctxs[sl], args.n, max_new_tokens=args.max_new_tokens, top_p=args.top_p,
+                               top_k=args.top_k, seeds=seeds, stop=stops, docs_per_batch=per)
             groups = [[Candidate(p, as_continuation(postprocess(x.text)), d, x) for x in ss]
                       for p, d, ss in zip(prompts[sl], demos[sl], batch)]
             ContrastiveScorer(eng, kind0).score(groups)

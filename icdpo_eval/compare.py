@@ -12,6 +12,18 @@ BASELINE's 95% CI (below ``ci_low`` for higher-is-better) by more than the toler
 no CI fall back to the tolerance check); or a BASELINE cell is missing in NEW.
 Exit 2: unreadable input, mixed formats, or the same cell run under a different config (limit,
 seed, gen_kwargs, reward model, model/model_args of a CSV row): the keys that differ are named.
+
+``--paired BASE_DOCS`` (with ``--ci``; NEW a leaderboard folder): also a one-sided paired Wilcoxon
+signed-rank test per cell over the documents both runs scored (NEW's ``documents.jsonl`` vs
+BASE_DOCS); a cell fails when its drop is significant (p < ``--alpha``, default 0.05) and larger than
+the tolerance, even inside the CI. Every report lists each cell's *minimum detectable drop* (MDD):
+the drop a two-sided test at α=0.05 detects with 80% power given the baseline's standard error
+(``(1.96 + 0.84) x SE``, SE from the 95% CI: ``(ci_high - ci_low) / (2 x 1.96)``). A drop smaller
+than the MDD usually passes: a table whose MDD is tens of points cannot gate small regressions.
+
+``--exact`` (NEW a leaderboard folder, BASELINE a ``documents.jsonl``): the exactness gate of
+:mod:`icdpo_eval.exact_gate` instead (responses byte for byte, rewards to ``--atol``). Which gate when:
+``docs/leaderboard.md``.
 """
 
 from __future__ import annotations
@@ -154,25 +166,62 @@ def _f(x: float | None) -> str:
     return "–" if x is None or math.isnan(x) else f"{x:.4g}"
 
 
+Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided alpha = 0.05, power 0.8
+
+
+def minimum_detectable_drop(cell: Cell) -> float | None:
+    """``(z_0.975 + z_0.8) x SE`` with SE from the baseline cell's 95% CI (None without a CI)."""
+    if cell.ci_low is None or cell.ci_high is None:
+        return None
+    return (Z_ALPHA + Z_POWER) * (cell.ci_high - cell.ci_low) / (2 * Z_ALPHA)
+
+
+PairedDocs = dict[tuple[str, str], dict[str, float]]  # (row, task) -> doc id -> value on the table's scale
+
+
+def paired_docs(docs: dict[tuple[str, str, str], dict[str, Any]], scale: float = 100.0) -> PairedDocs:
+    """Per-document rewards of a ``documents.jsonl`` (x ``scale``: the tables report reward x 100)."""
+    out: PairedDocs = {}
+    for (row, task, doc), d in docs.items():
+        if d.get("reward") is not None:
+            out.setdefault((row, task), {})[doc] = scale * float(d["reward"])
+    return out
+
+
+def paired_drop_p(new: dict[str, float], base: dict[str, float], higher_is_better: bool) -> tuple[float, int]:
+    """One-sided paired Wilcoxon signed-rank p-value that NEW is worse than BASE over their common
+    documents (zero differences dropped; 1.0 when none differ) and the number of documents paired."""
+    common = sorted(set(new) & set(base))
+    diffs = [(new[d] - base[d]) * (1 if higher_is_better else -1) for d in common]
+    if not any(abs(x) > 1e-12 for x in diffs):
+        return 1.0, len(common)
+    from scipy.stats import wilcoxon
+
+    return float(wilcoxon(diffs, alternative="less", zero_method="wilcox").pvalue), len(common)
+
+
 def compare(new: dict[Key, Cell], base: dict[Key, Cell], tolerance: float = 0.0,
-            use_ci: bool = False) -> tuple[int, str]:
-    """-> (exit code 0/1, markdown report). Raises CompareError on mismatched configs."""
+            use_ci: bool = False, paired: tuple[PairedDocs, PairedDocs] | None = None,
+            alpha: float = 0.05) -> tuple[int, str]:
+    """-> (exit code 0/1, markdown report). Raises CompareError on mismatched configs. ``paired`` =
+    (NEW's, BASELINE's) per-document values: adds the paired test of the module docstring."""
     bad = config_mismatches(new, base)
     if bad:
         raise CompareError("the same cells were run under different configs; not comparable:\n  "
                            + "\n  ".join(bad))
-    lines = ["| model | task | metric | baseline | new | Δ | allowed | status |",
-             "|---|---|---|---:|---:|---:|---|---|"]
+    lines = ["| model | task | metric | baseline | new | Δ | allowed | MDD | paired p | status |",
+             "|---|---|---|---:|---:|---:|---|---:|---:|---|"]
     failures: list[str] = []
     for key in sorted(set(base) | set(new)):
         model, task, metric = key
         b, n = base.get(key), new.get(key)
         if b is None and n is not None:
-            lines.append(f"| {model} | {task} | {metric} | – | {_f(n.value)} | – | – | new (not in baseline) |")
+            lines.append(f"| {model} | {task} | {metric} | – | {_f(n.value)} | – | – | – | – | new (not in baseline) |")
             continue
         assert b is not None
+        mdd = minimum_detectable_drop(b)
         if n is None:
-            lines.append(f"| {model} | {task} | {metric} | {_f(b.value)} | – | – | – | **MISSING** |")
+            lines.append(f"| {model} | {task} | {metric} | {_f(b.value)} | – | – | – | {_f(mdd)} | – | **MISSING** |")
             failures.append(f"{model} / {task} / {metric}: in BASELINE but missing in NEW")
             continue
         sign = 1.0 if b.higher_is_better else -1.0
@@ -189,13 +238,26 @@ def compare(new: dict[Key, Cell], base: dict[Key, Cell], tolerance: float = 0.0,
             allowed = f"{'≥' if sign > 0 else '≤'} {_f(floor)}"
         if math.isnan(n.value) and not math.isnan(b.value):
             ok = False
+        p_value, n_paired = math.nan, 0
+        if paired is not None and (model, task) in paired[1]:
+            p_value, n_paired = paired_drop_p(paired[0].get((model, task), {}), paired[1][(model, task)],
+                                              b.higher_is_better)
+            if p_value < alpha and -sign * delta > tolerance:
+                ok = False
+                allowed += f"; paired p ≥ {alpha:g}"
         status = "ok" if ok and abs(delta) <= eps else ("better" if ok and sign * delta > 0 else
                                                         ("ok (within)" if ok else "**WORSE**"))
         lines.append(f"| {model} | {task} | {metric} | {_f(b.value)} | {_f(n.value)} | {delta:+.4g} | "
-                     f"{allowed} | {status} |")
+                     f"{allowed} | {_f(mdd)} | {_f(p_value)} | {status} |")
         if not ok:
+            why = f", paired Wilcoxon p={p_value:.3g} over {n_paired} documents" if n_paired else ""
             failures.append(f"{model} / {task} / {metric}: {_f(n.value)} vs baseline {_f(b.value)} "
-                            f"(allowed {allowed}, {'higher' if sign > 0 else 'lower'} is better)")
+                            f"(allowed {allowed}{why}, {'higher' if sign > 0 else 'lower'} is better)")
+    mdds = [m for m in (minimum_detectable_drop(c) for c in base.values()) if m is not None]
+    if mdds:
+        lines += ["", f"Minimum detectable drop (80% power, α=0.05, from the baseline's CIs): "
+                      f"{_f(min(mdds))} to {_f(max(mdds))} in the metric's units; smaller drops usually pass "
+                      "this gate (use more documents, or the exactness gate for our own code)."]
     if failures:
         lines += ["", f"FAIL: {len(failures)} regression(s):", *[f"- {f}" for f in failures]]
     else:
@@ -213,12 +275,35 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="allowed drop, absolute in the metric's units (default 0)")
     p.add_argument("--ci", action="store_true",
                    help="fail only when NEW falls outside BASELINE's 95%% CI (minus the tolerance)")
+    p.add_argument("--paired", metavar="BASE_DOCS", default=None,
+                   help="with --ci: also fail on a significant paired per-document drop vs this documents.jsonl "
+                   "(NEW must be a leaderboard folder)")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level of --paired (default 0.05)")
+    p.add_argument("--exact", action="store_true",
+                   help="exactness gate: NEW's documents.jsonl vs BASELINE (a documents.jsonl), responses byte "
+                   "for byte and rewards to --atol")
+    p.add_argument("--atol", type=float, default=1e-6, help="reward tolerance of --exact (default 1e-6)")
     p.set_defaults(func=main)
     return p
 
 
 def main(args: argparse.Namespace) -> int:
+    from icdpo_eval.exact_gate import GateError, compare_documents, load_documents
+
+    if args.exact:
+        try:
+            code, report = compare_documents(load_documents(args.new), load_documents(args.baseline), args.atol)
+        except GateError as e:
+            print(f"icdpo-eval compare: error: {e}", file=sys.stderr)
+            return 2
+        print(report)
+        return code
     try:
+        paired = None
+        if args.paired:
+            if not args.ci:
+                raise CompareError("--paired needs --ci")
+            paired = (paired_docs(load_documents(args.new)), paired_docs(load_documents(args.paired)))
         fmt_new, new = load(args.new)
         fmt_base, base = load(args.baseline)
         if fmt_new != fmt_base:
@@ -227,8 +312,8 @@ def main(args: argparse.Namespace) -> int:
                                "; compare like with like")
         if not base:
             raise CompareError(f"{args.baseline}: no numeric metrics found")
-        code, report = compare(new, base, args.tolerance, args.ci)
-    except CompareError as e:
+        code, report = compare(new, base, args.tolerance, args.ci, paired, args.alpha)
+    except (CompareError, GateError) as e:
         print(f"icdpo-eval compare: error: {e}", file=sys.stderr)
         return 2
     print(report)

@@ -68,6 +68,7 @@ class Spec:
     metric: str = "rm_reward"
     reference: str | None = None
     columns: dict[str, str] = field(default_factory=dict)
+    adapters: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> TrainArgs fields (+ method)
 
 
 @dataclass(frozen=True)
@@ -150,16 +151,94 @@ def load_spec(path: str | Path, overrides: dict[str, str] | None = None) -> Spec
         seen.add(r["name"])
         args = {**parse_kv(defaults.get(r["model"])), **parse_kv(r.get("model_args"))}
         rows.append(Row(str(r["name"]), str(r["model"]), args))
+    adapters = _adapter_specs(path, raw.get("adapters"))
+    for row in rows:
+        for k, v in row.model_args.items():
+            name = str(v).removeprefix(TRAINED_PREFIX)
+            if str(v).startswith(TRAINED_PREFIX) and name not in adapters:
+                raise SpecError(f"{path}: row {row.name!r}: {k}={v} names no adapter under `adapters:` "
+                                f"({', '.join(adapters) or 'none defined'})")
     tasks = raw["tasks"].split(",") if isinstance(raw["tasks"], str) else [str(t) for t in raw["tasks"]]
     spec = Spec(name=str(raw.get("name", Path(path).stem)), tasks=tasks, rows=rows, limit=raw.get("limit"),
                 seed=int(raw.get("seed", 1234)), gen_kwargs=parse_kv(raw.get("gen_kwargs")),
                 env={k: str(v) for k, v in (raw.get("env") or {}).items()},
                 batch_size=int(raw.get("batch_size", 1)), device=str(raw.get("device", "auto")),
                 metric=str(raw.get("metric", "rm_reward")),
-                reference=raw.get("reference"), columns=dict(raw.get("columns") or {}))
+                reference=raw.get("reference"), columns=dict(raw.get("columns") or {}), adapters=adapters)
     if spec.reference is not None and spec.reference not in seen:
         raise SpecError(f"{path}: reference {spec.reference!r} is not a row name ({', '.join(seen)})")
     return spec
+
+
+TRAINED_PREFIX = "trained:"  # a model_arg value "trained:NAME" = the adapter NAME of the spec's `adapters:`
+
+
+def _adapter_specs(path: str | Path, raw: Any) -> dict[str, dict[str, Any]]:
+    """Validate ``adapters:``: ``NAME: {method: sft|dpo, <icdpo-eval train options>}``."""
+    if not raw:
+        return {}
+    from dataclasses import fields
+
+    from icdpo_eval.baselines.train import METHODS, TrainArgs
+
+    allowed = {f.name for f in fields(TrainArgs)} - {"out", "resume"}
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: `adapters:` must map names to training options")
+    out = {}
+    for name, opts in raw.items():
+        if not isinstance(opts, dict) or opts.get("method") not in METHODS:
+            raise SpecError(f"{path}: adapter {name!r} needs `method: sft` or `method: dpo`")
+        bad = sorted(set(opts) - allowed)
+        if bad:
+            raise SpecError(f"{path}: adapter {name!r}: unknown training option(s) {', '.join(bad)}; "
+                            f"allowed: {', '.join(sorted(allowed))}")
+        out[str(name)] = dict(opts)
+    return out
+
+
+def adapter_dir(name: str, opts: dict[str, Any]) -> Path:
+    """Where the spec's adapter ``name`` is cached: the cache dir, keyed by its training options, the package
+    version and the training code (a change to any of them trains a new adapter)."""
+    import inspect
+
+    from icdpo_eval import __version__, embedded
+    from icdpo_eval.baselines import train as train_mod
+
+    blob = json.dumps({"opts": opts, "version": __version__,
+                       "code": hashlib.sha256(inspect.getsource(train_mod).encode()).hexdigest()},
+                      sort_keys=True, default=str)
+    return embedded.cache_dir() / "adapters" / f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
+
+
+def prepare_adapters(spec: Spec) -> dict[str, Path]:
+    """Train (once; cached, see :func:`adapter_dir`) every adapter the spec's rows use."""
+    import shutil
+
+    from icdpo_eval.baselines.train import PROVENANCE, TrainArgs, train
+
+    used = {str(v).removeprefix(TRAINED_PREFIX) for r in spec.rows for v in r.model_args.values()
+            if str(v).startswith(TRAINED_PREFIX)}
+    paths = {}
+    for name in sorted(used):
+        opts = spec.adapters[name]
+        path = adapter_dir(name, opts)
+        if not (path / PROVENANCE).is_file():
+            if path.exists():
+                shutil.rmtree(path)  # an unfinished earlier attempt
+            print(f"leaderboard: training adapter {name!r} ({opts}) -> {path}", file=sys.stderr)
+            train(TrainArgs(out=str(path), **opts))
+        paths[name] = path
+    return paths
+
+
+def with_adapters(spec: Spec, paths: dict[str, Path]) -> Spec:
+    """The spec with every ``trained:NAME`` model_arg replaced by the adapter's folder."""
+    from dataclasses import replace
+
+    def sub(v: Any) -> Any:
+        return str(paths[str(v).removeprefix(TRAINED_PREFIX)]) if str(v).startswith(TRAINED_PREFIX) else v
+
+    return replace(spec, rows=[Row(r.name, r.model, {k: sub(v) for k, v in r.model_args.items()}) for r in spec.rows])
 
 
 def cells_of(spec: Spec) -> list[Cell]:
@@ -273,6 +352,22 @@ def ensure_cell(cell: Cell, out: Path, runner: Callable[[Cell], dict[str, Any]] 
     tmp.write_text(json.dumps(record, indent=2, default=_jsonable))
     tmp.replace(marker)  # written last: a cell without it is unfinished and reruns
     return CellResult(cell, value, scores, rm, hib)
+
+
+def write_documents(results: dict[tuple[str, str], CellResult], out: Path) -> Path:
+    """``out/documents.jsonl``: every cell's per-document response and reward, in spec order (the input of
+    the exactness gate, :mod:`icdpo_eval.exact_gate`)."""
+    from icdpo_eval.exact_gate import DOCUMENTS, document_rows
+
+    path = out / DOCUMENTS
+    with open(path, "w", encoding="utf-8") as fh:
+        for (row, task), r in results.items():
+            samples_path = out / "cells" / r.cell.key() / f"samples_{task}.jsonl"
+            with open(samples_path, encoding="utf-8") as sf:
+                samples = [json.loads(line) for line in sf if line.strip()]
+            for d in document_rows(row, task, samples, r.cell.metric):
+                fh.write(json.dumps(d, ensure_ascii=False) + "\n")
+    return path
 
 
 # ---------------------------------------------------------------------------------- statistics
@@ -450,8 +545,10 @@ def run_leaderboard(spec: Spec, out: Path, runner: Callable[[Cell], dict[str, An
     from tqdm import tqdm
 
     out.mkdir(parents=True, exist_ok=True)
+    # cells run with the adapters' folders; the tables keep the spec's own model_args ("trained:NAME")
+    bar = tqdm(cells_of(with_adapters(spec, prepare_adapters(spec))), desc=f"leaderboard {spec.name}", unit="cell",
+               file=sys.stderr)
     results: dict[tuple[str, str], CellResult] = {}
-    bar = tqdm(cells_of(spec), desc=f"leaderboard {spec.name}", unit="cell", file=sys.stderr)
     for cell in bar:
         bar.set_postfix_str(f"{cell.row} / {cell.task}")
         results[(cell.row, cell.task)] = ensure_cell(cell, out, runner, rerun)
@@ -459,6 +556,7 @@ def run_leaderboard(spec: Spec, out: Path, runner: Callable[[Cell], dict[str, An
     print(f"cells: {len(results)} ({reused} reused, {len(results) - reused} run) in {out / 'cells'}",
           file=sys.stderr)
     entries = build_entries(spec, results)
+    write_documents(results, out)
     write_md(spec, entries, out / "leaderboard.md")
     write_csv(spec, entries, out / "leaderboard.csv")
     write_png(spec, entries, out / "leaderboard.png")
@@ -505,5 +603,6 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out or f"leaderboard-{spec.name}")
     run_leaderboard(spec, out, rerun=args.rerun)
     print((out / "leaderboard.md").read_text())
-    print(f"wrote {out / 'leaderboard.md'}, {out / 'leaderboard.csv'}, {out / 'leaderboard.png'}")
+    print(f"wrote {out / 'leaderboard.md'}, {out / 'leaderboard.csv'}, {out / 'leaderboard.png'}, "
+          f"{out / 'documents.jsonl'}")
     return 0

@@ -1,6 +1,38 @@
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+
+# Data that is too big to vendor: the HH-RLHF harmless-base test file, laid out as
+# ../shared/data/hh-rlhf/harmless-base/test.jsonl.gz beside the repository.
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_HH_TEST = SHARED_DATA / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
+
+
+def in_ci() -> bool:
+    """The ``CI`` environment variable is set (GitHub Actions, GitLab, ... set ``CI=true``)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_shared(path: Path = SHARED_HH_TEST) -> Path:
+    """``path`` when it exists. When it is missing: skip with the reason outside CI, FAIL in CI, so that
+    a CI without ``../shared/data`` cannot pass while silently skipping these tests."""
+    if path.exists():
+        return path
+    msg = (f"{path} is missing: this test needs the HH-RLHF harmless-base test file as "
+           f"../shared/data/hh-rlhf/harmless-base/test.jsonl.gz beside the repository "
+           f"(Anthropic/hh-rlhf on the Hugging Face hub)")
+    if in_ci():
+        pytest.fail(f"{msg}; CI is set, so this is a failure, not a skip", pytrace=False)
+    pytest.skip(f"{msg} (skipped outside CI; fails when CI is set)")
+
+
+@pytest.fixture
+def shared_hh_test() -> Path:
+    """Path of ``hh-rlhf/harmless-base/test.jsonl.gz`` under ../shared/data (see :func:`require_shared`)."""
+    return require_shared(SHARED_HH_TEST)
 
 
 @pytest.fixture(scope="session")

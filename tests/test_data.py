@@ -12,9 +12,6 @@ import pytest
 
 from icdpo_eval import data as D
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-REAL_TEST = SHARED / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
-
 
 def _hh(prompt_turns: str, chosen: str, rejected: str) -> dict[str, str]:
     return {"chosen": prompt_turns + " " + chosen, "rejected": prompt_turns + " " + rejected}
@@ -171,11 +168,10 @@ def test_demo_pool_unknown_task():
         D.demo_pool("nosuch:train", "x")
 
 
-@pytest.mark.skipif(not REAL_TEST.exists(), reason="shared HH-RLHF test file not present")
-def test_mini_data_regenerates_identically(tmp_path):
+def test_mini_data_regenerates_identically(tmp_path, shared_hh_test):
     script = Path(__file__).resolve().parents[1] / "scripts" / "make_mini_data.py"
     subprocess.run(
-        [sys.executable, str(script), str(REAL_TEST.parents[1]), "--out", str(tmp_path)],
+        [sys.executable, str(script), str(shared_hh_test.parents[1]), "--out", str(tmp_path)],
         check=True,
         capture_output=True,
     )
@@ -183,9 +179,8 @@ def test_mini_data_regenerates_identically(tmp_path):
         assert (tmp_path / name).read_bytes() == (D.MINI_DIR / name).read_bytes()
 
 
-@pytest.mark.skipif(not REAL_TEST.exists(), reason="shared HH-RLHF test file not present")
-def test_heldout_excludes_mini(monkeypatch):
-    monkeypatch.setenv(D.DATA_ENV, str(SHARED))
+def test_heldout_excludes_mini(monkeypatch, shared_hh_test):
+    monkeypatch.setenv(D.DATA_ENV, str(shared_hh_test.parents[2]))
     held = D.heldout_pairs(apply_length_filter=False)
     assert len(held) == 2303 - 1100  # 9 malformed rows of the 2312 are skipped
     assert not {r["id"] for r in held} & D.mini_ids()

@@ -1,15 +1,12 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 
 from icdpo_eval import data as D
 
 TASKS = ("hh_harmless", "hh_helpful", "synthetic_gpt", "hh_harmless_mini")
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-REAL_TEST = SHARED / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
 
 
 def _manager(**metadata):
@@ -62,11 +59,10 @@ def test_mini_task_builds():
     assert "rm" not in _build("hh_harmless_mini").config.metadata
 
 
-@pytest.mark.skipif(not REAL_TEST.exists(), reason="shared HH-RLHF test file not present")
-def test_hh_harmless_builds_from_local_dir(tmp_path, monkeypatch):
+def test_hh_harmless_builds_from_local_dir(tmp_path, monkeypatch, shared_hh_test):
     target = tmp_path / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
     target.parent.mkdir(parents=True)
-    shutil.copyfile(REAL_TEST, target)
+    shutil.copyfile(shared_hh_test, target)
     monkeypatch.setenv(D.DATA_ENV, str(tmp_path))
     docs = list(_build("hh_harmless").test_docs())
     assert 1900 < len(docs) < 2312

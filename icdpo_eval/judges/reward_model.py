@@ -128,12 +128,14 @@ def resolve_rm_name(name: str | None = "auto") -> str:
     if paper_rm_available():
         return PAPER_RM
     if not _warned_proxy:
+        from icdpo_eval.judges.proxy_rm import PROXY_HELDOUT_ACCURACY
+
         _warned_proxy = True
         log.warning(
             "icdpo-eval: the paper's reward model %s is neither in the HF cache nor reachable; rm_reward "
-            "uses the offline PROXY reward model (MiniLM Bradley-Terry head, ~61%% pairwise accuracy on "
+            "uses the offline PROXY reward model (MiniLM Bradley-Terry head, %s pairwise accuracy on "
             "held-out HH pairs). Its numbers are not comparable to the paper's; set %s=<model> to choose.",
-            PAPER_RM, RM_ENV,
+            PAPER_RM, PROXY_HELDOUT_ACCURACY.all, RM_ENV,
         )
     return "proxy"
 

@@ -1,0 +1,47 @@
+"""The exactness gate against the committed mini baseline: it reproduces it, and it catches a planted
+regression (the contrastive scorer's sign flipped), naming the row.
+
+Runs the ICDPO row of ``leaderboards/mini.yaml`` on its first documents in-process (the spec's
+seed, generation length and reward model; a document's output depends only on the seed and the
+document, not on how many documents run) and compares with the same documents of
+``leaderboards/baseline_mini_docs.jsonl``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from icdpo_eval.exact_gate import compare_documents, load_documents
+from icdpo_eval.leaderboard import load_spec, run_leaderboard
+from icdpo_eval.scorers import ContrastiveScorer
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+ROW = "ICDPO"
+DOCS = 3
+
+
+def _run(out: Path) -> dict:
+    spec = load_spec(ROOT / "leaderboards" / "mini.yaml")
+    spec.rows = [r for r in spec.rows if r.name == ROW]
+    spec.limit, spec.reference = DOCS, None
+    run_leaderboard(spec, out)
+    return load_documents(out)
+
+
+def test_exactness_gate_reproduces_the_baseline_then_catches_a_sign_flip(tmp_path, monkeypatch):
+    base = {k: v for k, v in load_documents(ROOT / "leaderboards" / "baseline_mini_docs.jsonl").items()
+            if k[0] == ROW and int(k[2]) < DOCS}
+    assert len(base) == DOCS
+    code, report = compare_documents(_run(tmp_path / "clean"), base)
+    assert code == 0, report  # the committed baseline is reproduced exactly
+
+    score = ContrastiveScorer.score
+    monkeypatch.setattr(ContrastiveScorer, "score",
+                        lambda self, groups: [[-x for x in row] for row in score(self, groups)])
+    code, report = compare_documents(_run(tmp_path / "planted"), base)
+    assert code == 1, report
+    assert f"in row(s) {ROW}:" in report and "response differs" in report

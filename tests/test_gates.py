@@ -1,0 +1,156 @@
+"""The two regression gates: exactness (per-document, our own code) and statistical (users' tables)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from icdpo_eval import compare as C
+from icdpo_eval.exact_gate import (
+    GateError,
+    compare_documents,
+    document_rows,
+    first_difference,
+    load_documents,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _docs(rows: dict[str, list[tuple[str, float]]], task: str = "t") -> dict:
+    return {(r, task, str(i)): {"row": r, "task": task, "doc_id": str(i), "response": resp, "reward": rew}
+            for r, items in rows.items() for i, (resp, rew) in enumerate(items)}
+
+
+BASE = _docs({"ICDPO": [("I can't help with that.", 0.25), ("Sure, here is how.", -0.5)],
+              "Base": [("No.", 0.0), ("Yes.", 0.125)]})
+
+
+def test_identical_documents_pass():
+    code, report = compare_documents(BASE, {k: dict(v) for k, v in BASE.items()})
+    assert code == 0 and "OK" in report and "4 baseline documents over 2 row(s)" in report
+
+
+def test_changed_response_names_row_doc_and_first_token():
+    new = {k: dict(v) for k, v in BASE.items()}
+    new[("ICDPO", "t", "1")]["response"] = "Sure, here is why."
+    code, report = compare_documents(new, BASE)
+    assert code == 1
+    assert "row 'ICDPO', task t, doc 1: response differs at token 7: new 'why.' vs baseline 'how.'" in report
+    assert "in row(s) ICDPO:" in report and "Base" not in report.split("FAIL")[1]
+
+
+def test_reward_tolerance_is_absolute_1e6():
+    new = {k: dict(v) for k, v in BASE.items()}
+    new[("Base", "t", "1")]["reward"] = 0.125 + 5e-7
+    assert compare_documents(new, BASE)[0] == 0
+    new[("Base", "t", "1")]["reward"] = 0.125 + 2e-6
+    code, report = compare_documents(new, BASE)
+    assert code == 1 and "row 'Base', task t, doc 1: reward 0.125002 vs baseline 0.125" in report
+
+
+def test_missing_document_fails_and_new_rows_are_listed():
+    new = {k: dict(v) for k, v in BASE.items() if k != ("Base", "t", "0")}
+    new[("SFT", "t", "0")] = {"row": "SFT", "task": "t", "doc_id": "0", "response": "x", "reward": 1.0}
+    code, report = compare_documents(new, BASE)
+    assert code == 1 and "row 'Base', task t, doc 0: in the baseline but missing" in report
+    assert "new (not in the baseline, not gated): SFT / t" in report
+
+
+def test_first_difference_at_the_end():
+    assert first_difference("Hello there", "Hello") == "token 1: new ' there' vs baseline <end>"
+
+
+def test_document_rows_from_lm_eval_samples():
+    samples = [{"doc_id": 10, "filtered_resps": ["b"], "rm_reward": {"reward": 0.5, "response": "b"}},
+               {"doc_id": 2, "filtered_resps": ["a"], "rm_reward": {"reward": -1.0, "response": "a"}}]
+    rows = document_rows("R", "t", samples, "rm_reward")
+    assert rows == [{"row": "R", "task": "t", "doc_id": "2", "response": "a", "reward": -1.0},
+                    {"row": "R", "task": "t", "doc_id": "10", "response": "b", "reward": 0.5}]
+
+
+def test_load_documents_names_file_and_line(tmp_path):
+    p = tmp_path / "documents.jsonl"
+    p.write_text(json.dumps({"row": "A", "task": "t", "doc_id": "0", "response": "x", "reward": 0.1}) + "\n"
+                 + json.dumps({"row": "A", "task": "t", "doc_id": "1", "response": "y"}) + "\n")
+    with pytest.raises(GateError, match=r"documents.jsonl:2: .*KeyError: 'reward'"):
+        load_documents(p)
+    with pytest.raises(GateError, match="no such file"):
+        load_documents(tmp_path / "nope")
+
+
+def _cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    C.add_parser(parser.add_subparsers())
+    return C.main(parser.parse_args(["compare", *argv]))
+
+
+def _write(path: Path, docs: dict) -> Path:
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs.values()))
+    return path
+
+
+def test_exact_cli_exit_codes(tmp_path, capsys):
+    base = _write(tmp_path / "base.jsonl", BASE)
+    lb = tmp_path / "lb"
+    lb.mkdir()
+    _write(lb / "documents.jsonl", BASE)
+    assert _cli(str(lb), str(base), "--exact") == 0
+    changed = {k: dict(v) for k, v in BASE.items()}
+    changed[("Base", "t", "0")]["response"] = "Maybe."
+    _write(lb / "documents.jsonl", changed)
+    assert _cli(str(lb), str(base), "--exact") == 1
+    assert "row 'Base', task t, doc 0" in capsys.readouterr().out
+    assert _cli(str(lb), str(tmp_path / "missing.jsonl"), "--exact") == 2
+
+
+# ------------------------------------------------------------------------------ statistical gate
+def test_minimum_detectable_drop_by_hand():
+    cell = C.Cell(5.0, True, 0.0, 10.0)
+    assert C.minimum_detectable_drop(cell) == pytest.approx((1.959964 + 0.841621) * 5.0 / 1.959964)
+    assert C.minimum_detectable_drop(C.Cell(5.0, True)) is None
+
+
+def test_paired_drop_inside_the_ci_fails_only_with_the_paired_test():
+    base_scores = {str(i): float(10 + (i % 3)) for i in range(12)}
+    new_scores = {d: v - 1.0 for d, v in base_scores.items()}  # every document one point worse
+    base = {("ICDPO", "t", "rm_reward"): C.Cell(11.0, True, 2.0, 20.0)}
+    new = {("ICDPO", "t", "rm_reward"): C.Cell(10.0, True, 1.0, 19.0)}
+    assert C.compare(new, base, use_ci=True)[0] == 0  # inside the baseline's CI: the CI gate passes
+    paired = ({("ICDPO", "t"): new_scores}, {("ICDPO", "t"): base_scores})
+    code, report = C.compare(new, base, use_ci=True, paired=paired)
+    assert code == 1 and "ICDPO / t / rm_reward" in report and "paired Wilcoxon p=0.000244 over 12" in report
+    # one-sided p of 12 negative differences, all ranks: 1 / 2**12
+    assert C.paired_drop_p(new_scores, base_scores, True)[0] == pytest.approx(1 / 2 ** 12)
+    # the same documents, better: not a drop
+    better = {d: v + 1.0 for d, v in base_scores.items()}
+    assert C.compare(new, base, use_ci=True, paired=({("ICDPO", "t"): better}, paired[1]))[0] == 0
+    # lower-is-better metrics: a rise is the drop
+    assert C.paired_drop_p(better, base_scores, False)[0] == pytest.approx(1 / 2 ** 12)
+
+
+def test_identical_documents_give_p_one():
+    s = {"0": 1.0, "1": 2.0}
+    assert C.paired_drop_p(s, dict(s), True) == (1.0, 2)
+
+
+def test_committed_baseline_has_the_rows_ci_gates():
+    """The committed mini baseline: RM-Aug's blockwise path changes at least one answer vs RM-BoN, and it
+    holds SFT and DPO rows; both baseline files describe the same rows and documents."""
+    docs = load_documents(ROOT / "leaderboards" / "baseline_mini_docs.jsonl")
+    by_row: dict[str, dict[str, str]] = {}
+    for (row, _task, doc), d in docs.items():
+        by_row.setdefault(row, {})[doc] = d["response"]
+    assert {"SFT", "DPO", "RM-BoN", "RM-Aug", "ICDPO", "Base"} <= set(by_row)
+    assert any(by_row["RM-Aug"][d] != by_row["RM-BoN"][d] for d in by_row["RM-BoN"])
+    _, table = C.load(str(ROOT / "leaderboards" / "baseline_mini.csv"))
+    assert {k[0] for k in table} == set(by_row)
+    n_docs = {len(v) for v in by_row.values()}
+    assert n_docs == {10}
+    for row, responses in by_row.items():
+        mean = 100 * sum(docs[(row, "hh_harmless_mini", d)]["reward"] for d in responses) / len(responses)
+        assert math.isclose(table[(row, "hh_harmless_mini", "rm_reward")].value, mean, abs_tol=1e-4), row
