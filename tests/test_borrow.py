@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 
 import pytest
+from _rm_checks import proxy_rm_bound
 from fake_openai_server import FakeOpenAIServer, Reply
 
 from icdpo_eval import borrow
@@ -84,3 +86,8 @@ def test_borrow_with_embedded_teacher_and_report(tmp_path, monkeypatch, capsys):
     assert "teacher chosen (embedded:smollm2-135m-instruct)" in text and "dataset chosen (raw)" in text
     table = borrow.report(out)
     assert [n for _, n, _ in table] == [2, 2, 2]
+    # mean proxy reward x100 of three different sets of texts: finite, within the proxy's range, all different
+    _, bound = proxy_rm_bound()
+    values = [v for _, _, v in table]
+    assert all(math.isfinite(v) and abs(v) <= 100 * bound for v in values) and len(set(values)) == 3, values
+    assert all(f"{v:7.2f}" in text for v in values)  # the printed table shows the same numbers

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from _rm_checks import check_rm_reward, rm_items
 
 pytestmark = pytest.mark.slow
 LM_EVAL = str(Path(sys.executable).with_name("lm_eval"))
-SHARED_HH = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf"
 
 
 def run_lm_eval(args: list[str], tmp_path: Path, entry: list[str] | None = None, **env: str) -> dict:
@@ -35,17 +35,18 @@ def test_icdpo_default_on_mini(tmp_path):
     res = run_lm_eval(["--model", "icdpo", "--model_args", "max_new_tokens=24", "--tasks", "hh_harmless_mini",
                        "--limit", "2"], tmp_path)
     r = res["results"]["hh_harmless_mini"]
-    assert isinstance(r["rm_reward,none"], float)
     assert res["config"]["scorer"] == "s" and res["config"]["method"] == "icdpo"
     (samples,) = res["_samples"].values()
     assert len(samples) == 2 and all(s["resps"][0][0].strip() for s in samples)
+    check_rm_reward(r, rm_items(samples), 2)
 
 
 def test_icdpo_s_hat_bm25_sbert_via_icdpo_eval_run(tmp_path):
     res = run_lm_eval(["--model", "icdpo", "--model_args",
                        "scorer=s_hat,retriever=bm25_sbert,max_new_tokens=16", "--tasks", "hh_harmless_mini",
                        "--limit", "2"], tmp_path, entry=[str(Path(sys.executable).with_name("icdpo-eval")), "run"])
-    assert isinstance(res["results"]["hh_harmless_mini"]["rm_reward,none"], float)
+    (samples,) = res["_samples"].values()
+    check_rm_reward(res["results"]["hh_harmless_mini"], rm_items(samples), 2)
     assert res["config"]["scorer"] == "s_hat" and res["config"]["retriever"] == "bm25_sbert"
 
 
@@ -54,21 +55,22 @@ def test_base_row_with_stock_hf_model(tmp_path):
 
     res = run_lm_eval(["--model", "hf", "--model_args", f"pretrained={base_model_path()}", "--device", "cpu",
                        "--gen_kwargs", "max_gen_toks=16", "--tasks", "hh_harmless_mini", "--limit", "2"], tmp_path)
-    assert isinstance(res["results"]["hh_harmless_mini"]["rm_reward,none"], float)
+    (samples,) = res["_samples"].values()
+    check_rm_reward(res["results"]["hh_harmless_mini"], rm_items(samples), 2)
 
 
-@pytest.mark.skipif(not SHARED_HH.is_dir(), reason="needs ../shared/data/hh-rlhf beside the repo")
-def test_local_data_dir_and_demo_pool_file(tmp_path):
+def test_local_data_dir_and_demo_pool_file(tmp_path, shared_hh_test):
     data_dir = tmp_path / "data" / "hh-rlhf" / "harmless-base"
     data_dir.mkdir(parents=True)
-    shutil.copy(SHARED_HH / "harmless-base" / "test.jsonl.gz", data_dir / "test.jsonl.gz")
+    shutil.copy(shared_hh_test, data_dir / "test.jsonl.gz")
     pool = tmp_path / "pool.jsonl"
-    with gzip.open(SHARED_HH / "harmless-base" / "test.jsonl.gz", "rt") as fh:
+    with gzip.open(shared_hh_test, "rt") as fh:
         raw = [json.loads(x) for _, x in zip(range(2000), fh)]
     pool.write_text("".join(json.dumps(r) + "\n" for r in raw[-40:]))  # raw HH transcripts are accepted
     res = run_lm_eval(["--model", "icdpo", "--model_args", f"demo_pool={pool},max_new_tokens=8,n=2",
                        "--tasks", "hh_harmless", "--limit", "2"], tmp_path, ICDPO_DATA_DIR=str(tmp_path / "data"))
-    assert isinstance(res["results"]["hh_harmless"]["rm_reward,none"], float)
+    (samples,) = res["_samples"].values()
+    check_rm_reward(res["results"]["hh_harmless"], rm_items(samples), 2)
     assert res["config"]["demo_pool"] == str(pool)
 
 
@@ -89,8 +91,12 @@ def test_foreign_multiple_choice_task_ranks_by_scorer(tmp_path, base_engine):
     (task_dir / "toy_mc.yaml").write_text(yaml.replace("PLACEHOLDER", str(tmp_path / "mc.jsonl")))
     res = run_lm_eval(["--model", "icdpo", "--model_args", "scorer=s", "--tasks", "toy_harmless_mc",
                        "--include_path", str(task_dir)], tmp_path)
-    assert "acc,none" in res["results"]["toy_harmless_mc"]
     (samples,) = res["_samples"].values()
+    # acc: per document 1 when its label (the chosen response) gets the highest logged score, else 0; the mean
+    assert len(samples) == 2
+    hits = [float(max(range(2), key=lambda i: float(s["resps"][i][0][0])) == s["doc"]["label"]) for s in samples]
+    assert [s["acc"] for s in samples] == hits
+    assert res["results"]["toy_harmless_mc"]["acc,none"] == pytest.approx(sum(hits) / 2)
     # the logged loglikelihoods are S = log π(c | d+, x) − log π(c | x), with the same demos, each term over
     # " " + c followed by EOS (preset=paper, as released)
     pool = load_pairs("hh-rlhf-mini", None, "pool")

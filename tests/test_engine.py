@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_teacher import X as TEACHER_X
+from test_teacher import teacher  # noqa: F401 (session-scoped teacher fixture)
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-from icdpo_eval.engine import top_p_choice
+from icdpo_eval.engine import Sample, top_p_choice
 from icdpo_eval.prompts import build_context
 
 DIALOGUES = [
@@ -103,6 +105,7 @@ def test_sampling_logprobs_equal_full_forward_and_are_batch_invariant(base_engin
     eng = base_engine
     both = eng.sample(DIALOGUES[:2], 3, max_new_tokens=8, top_p=0.8, seeds=[1, 2])
     assert [len(s) for s in both] == [3, 3]
+    round_trips = 0
     for ctx, samples in zip(DIALOGUES[:2], both):
         for s in samples:
             assert len(s.token_ids) == len(s.token_logprobs) <= 8
@@ -111,20 +114,61 @@ def test_sampling_logprobs_equal_full_forward_and_are_batch_invariant(base_engin
                 reused = s.logprob_of_prefix(eng.encode_continuation(eng.decode(s.token_ids)))
                 if reused is not None:  # re-tokenization round-trips for almost all samples
                     assert abs(reused - ref) < 1e-4
+                    round_trips += 1
                 assert abs(sum(s.token_logprobs) - eng.logprobs_ids(
                     [eng.encode_context(ctx)], [[s.token_ids]])[0][0]) < 1e-4
+    assert round_trips == 6  # all six samples of these seeds: the reuse check above ran on each
     # the same seed gives the same samples whether the document is decoded alone or in a batch
     alone = eng.sample(DIALOGUES[1:2], 3, max_new_tokens=8, top_p=0.8, seeds=[2])
     assert [s.token_ids for s in alone[0]] == [s.token_ids for s in both[1]]
 
 
 @pytest.mark.slow
-def test_stop_strings_and_length_limit(base_engine):
+def test_stop_strings_and_length_limit(base_engine, monkeypatch):
+    """Each stop reason on a constructed greedy case: the reference is the unconstrained greedy decode G
+    (DIALOGUES[0] -> " I have a sourdough starter.\n\nHuman: ...": a line break before the 12th token)."""
     eng = base_engine
-    out = eng.sample([DIALOGUES[0]], 2, max_new_tokens=40, top_p=0.8, seeds=[3], stop=["\n"])
-    for s in out[0]:
-        assert s.stop_reason in {"stop", "eos", "length"}
-        if s.stop_reason == "stop":
-            assert "\n" in s.text
+
+    def greedy(max_new_tokens: int, stop: tuple[str, ...] = ()) -> Sample:
+        (s,), = eng.sample([DIALOGUES[0]], 1, max_new_tokens=max_new_tokens, do_sample=False, stop=stop)
+        return s
+
+    ref = greedy(12)
+    g = ref.token_ids
+    assert ref.stop_reason == "length" and len(g) == 12 and eng.eos_ids.isdisjoint(g)
+    # "stop": the first token whose text completes "\n" ends the sample, that token included
+    k = next(i for i in range(len(g)) if "\n" in eng.decode(g[:i + 1]))
+    assert 2 <= k < 11  # the line break comes inside the 12 tokens, after some text
+    s = greedy(40, ("\n",))
+    assert (s.stop_reason, s.token_ids) == ("stop", g[:k + 1]) and s.text == eng.decode(g[:k + 1])
+    assert s.text.endswith("\n") and "\n" not in eng.decode(g[:k])
+    # "length": the limit comes first (the stop string is not reached), and max_new_tokens=1
+    s = greedy(k, ("\n",))
+    assert (s.stop_reason, s.token_ids) == ("length", g[:k])
+    s = greedy(1)
+    assert (s.stop_reason, s.token_ids, s.token_logprobs) == ("length", g[:1], ref.token_logprobs[:1])
+    # "eos": make the greedy token at step 3 an EOS id; it ends the sample and is not part of it, and the
+    # EOS log-prob of the step it was drawn at is kept (len(token_ids) + 1 entries)
+    monkeypatch.setattr(eng, "eos_ids", {g[3]})
+    s = greedy(40)
+    first = g.index(g[3])
+    assert (s.stop_reason, s.token_ids) == ("eos", g[:first])
+    assert s.eos_logprobs == pytest.approx(ref.eos_logprobs[:first + 1], abs=1e-5)
+    monkeypatch.undo()
     with pytest.raises(ValueError, match="exceed the model's max length"):
         eng.sample(["word " * 40000], 1, max_new_tokens=4, names=["doc 7"])
+
+
+@pytest.mark.slow
+def test_greedy_stops_at_the_eos_an_instruct_model_emits(teacher):  # noqa: F811
+    """A natural "eos": the instruct teacher answers a short chat turn and closes it with its EOS
+    (<|im_end|>) well before the limit; the EOS token was the argmax of a plain forward pass there."""
+    eng = teacher.engine
+    ctx = teacher.context(TEACHER_X)
+    (s,), = eng.sample([ctx], 1, max_new_tokens=40, do_sample=False)
+    assert s.stop_reason == "eos" and 1 <= len(s.token_ids) < 40 and s.text.strip()
+    assert len(s.eos_logprobs) == len(s.token_ids) + 1
+    with torch.inference_mode():
+        logits = eng.model(input_ids=torch.tensor([eng.encode_context(ctx) + s.token_ids])).logits[0, -1].float()
+    assert int(logits.argmax()) in eng.eos_ids and int(logits.argmax()) == eng.score_eos_id
+    assert s.eos_logprobs[-1] == pytest.approx(float(torch.log_softmax(logits, -1).max()), abs=1e-4)

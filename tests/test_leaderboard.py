@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _rm_checks import check_rm_reward, rm_items
 
 from icdpo_eval import leaderboard as lb
 
@@ -101,7 +103,9 @@ def test_outputs_layout_total_and_png(spec: lb.Spec, tmp_path: Path) -> None:
     e = by[("ICDPO", "Harmless")]
     assert e.ci_low <= e.value <= e.ci_high and e.ci_low >= 40 - 1e-9 and e.ci_high <= 70 + 1e-9
     assert math.isnan(by[("Base", "Total")].p_value)  # the reference itself
-    assert 0 < by[("ICDPO", "Total")].p_value < 0.05  # 8 paired docs, all better
+    # 8 paired docs, all better, no zero difference: of the 2^8 equally likely sign patterns only all-plus and
+    # all-minus are as extreme -> exact two-sided Wilcoxon p = 2 / 2^8
+    assert by[("ICDPO", "Total")].p_value == pytest.approx(2 / 2**8)
     md = (out / "leaderboard.md").read_text()
     assert "| Method | Harmless | Helpful | Total |" in md
     assert "| Base | 15.00 [" in md and "-15.00 [" in md and "vs **Base**" in md
@@ -176,6 +180,11 @@ def test_real_one_cell_leaderboard(tmp_path: Path) -> None:
                  "gen_kwargs: {max_gen_toks: 8}\nenv: {ICDPO_RM: proxy}\n"
                  "rows:\n  - {name: ICL, model: icdpo, model_args: {scorer: icl, select: single, n: 1}}\n")
     entries = lb.run_leaderboard(lb.load_spec(p), tmp_path / "out")
-    assert len(entries) == 1 and math.isfinite(entries[0].value) and entries[0].n == 1
-    assert entries[0].rm.startswith("proxy")
+    assert len(entries) == 1 and entries[0].n == 1
+    (cell,) = (tmp_path / "out" / "cells").iterdir()
+    res = json.loads((cell / "results_hh_harmless_mini.json").read_text())["results"]["hh_harmless_mini"]
+    samples = [json.loads(x) for x in (cell / "samples_hh_harmless_mini.jsonl").read_text().splitlines()]
+    (reward,) = check_rm_reward(res, rm_items(samples), 1)  # finite, x100, within the proxy RM's range
+    assert entries[0].value == pytest.approx(100 * reward) and math.isfinite(entries[0].value)
+    assert entries[0].rm == res["rm,none"] and entries[0].rm.startswith("proxy")
     assert (tmp_path / "out" / "leaderboard.png").stat().st_size > 0

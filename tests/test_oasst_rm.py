@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from _rm_checks import check_rm_reward, rm_items
 from _tiny_oasst_rm import build_tiny_oasst_rm
 
 from icdpo_eval.judges import reward_model as rmod
@@ -206,7 +207,7 @@ def test_lm_eval_rm_reward_with_oasst_reward_model(rm_paths, tmp_path):
     out = tmp_path / "out"
     rm = str(rm_paths["last"])
     cmd = [lm_eval, "--model", "icdpo", "--model_args", "max_new_tokens=8", "--tasks", "hh_harmless_mini",
-           "--limit", "2", "--output_path", str(out)]
+           "--limit", "2", "--output_path", str(out), "--log_samples"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ICDPO_RM": rm}
     env.pop("ICDPO_RM_DTYPE", None)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
@@ -221,4 +222,11 @@ def test_lm_eval_rm_reward_with_oasst_reward_model(rm_paths, tmp_path):
     assert (cfg["preset"], cfg["score_eos"], cfg["template"], cfg["top_k"], cfg["top_p"]) == (
         "paper", True, "released", 50, "task"), cfg
     assert cfg["temperature"] == 1.0 and cfg["max_new_tokens"] == 8
-    assert isinstance(r["rm_reward,none"], float) and math.isfinite(r["rm_reward,none"])
+    # finite, 100 x the mean of the logged per-document rewards, different for the two different answers
+    (samples,) = sorted(out.rglob("samples_*.jsonl"))
+    items = rm_items([json.loads(x) for x in samples.read_text().splitlines()])
+    rewards = check_rm_reward(r, items, 2)
+    # each logged reward is the tiny RM's own score of the logged (prompt, response)
+    judge = RewardModelJudge(rm, device="cpu")
+    assert rewards == pytest.approx(judge.score([it["prompt"] for it in items], [it["response"] for it in items]),
+                                    abs=1e-4)

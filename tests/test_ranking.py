@@ -72,7 +72,9 @@ def test_rm_judge_reports_equal_rewards_as_tied(monkeypatch: pytest.MonkeyPatch)
 
 # -- the MRR task: loader, per-row statuses, exclusion and counts ------------------------------------
 @pytest.mark.parametrize("scores,best,want", [([3.0, 1.0, 2.0], 0, 1.0), ([3.0, 1.0, 2.0], 2, 0.5),
-                                              ([3.0, 1.0, 2.0], 1, 1 / 3), ([1.0, 1.0, 0.0], 0, 0.5)])
+                                              ([3.0, 1.0, 2.0], 1, 1 / 3), ([1.0, 1.0, 0.0], 0, 0.5),
+                                              # a scorer tie is never resolved in the scorer's favour
+                                              ([0.0, 5.0, 5.0], 2, 0.5), ([2.0, 2.0, 2.0], 1, 1 / 3)])
 def test_reciprocal_rank_hand_computed(scores, best, want):
     assert rank.reciprocal_rank(scores, best) == pytest.approx(want)
     doc = {"judge_best": best}  # an old-style doc (no status): a unique best
@@ -223,6 +225,7 @@ def test_rm_scorer_reproduces_rm_judge_ranking(tmp_path):
     assert len(rows) == 3 and all(len(r["candidates"]) == 3 for r in rows)
     assert rows[0]["provenance"]["judge"].startswith("rm:proxy") and rows[0]["provenance"]["protocol"] == "reward"
     ties = sum(r["best_tied"] for r in rows)
+    by_id = {r["id"]: r for r in rows}
     assert all(r["judge_best_set"][0] == r["judge_best"] for r in rows)
     res_dir = tmp_path / "res"
     for model, args in [("rm", "rm=proxy"), ("icdpo", "scorer=s_hat,max_new_tokens=8")]:
@@ -236,11 +239,14 @@ def test_rm_scorer_reproduces_rm_judge_ranking(tmp_path):
         (samples,) = list((res_dir / model).rglob("samples_hh_harmless_rank_*.jsonl"))
         rrs = []
         for s in map(json.loads, samples.read_text().splitlines()):
+            scores = [float(r[0]) for r in s["filtered_resps"]]
+            if model == "rm":  # the judge's own RM: its scores order every row exactly as the judge did
+                judged = by_id[s["doc"]["id"]]
+                assert sorted(range(3), key=lambda c: (-scores[c], c)) == judged["judge_order"], scores
+                assert [c for c in range(3) if scores[c] == max(scores)] == sorted(judged["judge_best_set"])
             if s["doc"]["judge_status"] == "ok":
-                scores = [float(r[0]) for r in s["filtered_resps"]]
                 rrs.append(rank.reciprocal_rank(scores, s["doc"]["judge_best"]))
-        assert len(rrs) == 3 - ties
-        want = sum(rrs) / len(rrs) if rrs else math.nan
+        assert len(rrs) == 3 - ties and rrs, "no row with a unique best: the MRR checks below would be vacuous"
         if model == "rm":
-            assert all(rr == 1.0 for rr in rrs)  # the same RM ranks its own unique best first
-        assert metrics["mrr,none"] == pytest.approx(want, nan_ok=True)
+            assert rrs == [1.0] * len(rrs) and metrics["mrr,none"] == 1.0  # its own unique best ranked first
+        assert metrics["mrr,none"] == pytest.approx(sum(rrs) / len(rrs))

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _rm_checks import check_rm_reward, rm_items
 from _trained_adapters import trained
 
 from icdpo_eval.baselines.dpo import DPOLM
@@ -73,7 +74,8 @@ def run_lm_eval(model: str, model_args: str, tmp_path: Path) -> dict:
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (res,) = sorted(out.rglob("results_*.json"))
-    return json.loads(res.read_text())
+    (samples,) = sorted(out.rglob("samples_*.jsonl"))
+    return {**json.loads(res.read_text()), "_samples": [json.loads(x) for x in samples.read_text().splitlines()]}
 
 
 @pytest.mark.slow
@@ -85,7 +87,7 @@ def run_lm_eval(model: str, model_args: str, tmp_path: Path) -> dict:
 def test_stock_lm_eval_cli(tmp_path_factory, tmp_path, model, args):
     adapter = trained(tmp_path_factory)["sft" if model == "sft_lora" else "dpo"]
     res = run_lm_eval(model, f"adapter={adapter},{args}", tmp_path)
-    assert isinstance(res["results"]["hh_harmless_mini"]["rm_reward,none"], float)
+    check_rm_reward(res["results"]["hh_harmless_mini"], rm_items(res["_samples"]), 2)
     cfg = res["config"]
     assert cfg["method"] == model and cfg["adapter"] == str(adapter)
     if model == "dpo":

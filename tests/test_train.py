@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 
 import pytest
@@ -104,7 +105,17 @@ def test_adapter_is_saved_and_changes_the_model(tmp_path_factory, base_engine, m
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     prov = json.loads((out / "icdpo_train.json").read_text())
     assert prov["method"] == method and prov["base"] == "embedded:gemma-3-270m" and prov["pairs"] == 16
-    assert prov["global_step"] == 2 and isinstance(prov["final_loss"], float)
+    assert prov["global_step"] == 2
+    log = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
+    losses = [h["loss"] for h in log if "loss" in h]
+    assert len(losses) == 2 and prov["final_loss"] == losses[-1]
+    assert all(math.isfinite(x) and x > 0 for x in losses), losses
+    if method == "dpo":
+        # step 1 is computed before any update, and LoRA's B starts at zero: the policy equals the reference,
+        # so the (sigmoid) DPO loss is -log sigmoid(0) = log 2 exactly
+        assert losses[0] == pytest.approx(math.log(2), abs=1e-3)
+    else:  # the base model's mean token NLL of the completions: better than a uniform guess over the vocabulary
+        assert losses[0] < math.log(len(base_engine.tok))
     assert prov["lora"]["target_modules"] == list(tr.LORA_TARGETS) and prov["lora"]["r"] == 4
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     eng = Engine.load(prov["base_path"], device="cpu", dtype="float32", adapter=str(out))
