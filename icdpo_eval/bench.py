@@ -140,7 +140,7 @@ def decode_step_seconds(eng: Engine, context: str, rows: int, steps: int = 16) -
 def load_prompts(path: str | None, n: int) -> list[dict]:
     rows = load_pairs_file(path, on_error="skip") if path else load_pairs("hh-rlhf-mini", None, "eval")
     if len(rows) < n:
-        raise SystemExit(f"--prompts has {len(rows)} usable rows, fewer than --n-docs {n}")
+        raise SystemExit(f"--prompts has {len(rows)} usable rows, fewer than --offset + the documents needed ({n})")
     return rows
 
 
@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=embedded.BASE_ALIAS, help="base model (hub name, path or embedded:*)")
     ap.add_argument("--prompts", help="JSONL of HH-RLHF rows (default: the vendored hh_harmless_mini eval rows)")
+    ap.add_argument("--offset", type=int, default=0, help="skip this many rows of --prompts first (measure on rows "
+                    "other than the ones tuned on)")
     ap.add_argument("--n-docs", type=int, default=2, help="documents timed one at a time (default 2)")
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--scorer", choices=["s", "s_hat", "both"], default="both")
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     eng = Engine.load(embedded.resolve(args.model, embedded.BASE_ALIAS), device="cpu" if not torch.cuda.is_available()
                       else None, dtype=args.dtype)
     need = max(args.n_docs, args.batch_docs)
-    rows = load_prompts(args.prompts, need)[:need]
+    rows = load_prompts(args.prompts, args.offset + need)[args.offset:args.offset + need]
     pool = load_pairs("hh-rlhf-mini", None, "pool")
     retr = make_retriever("random", pool, seed=args.seed)
     demos = [[pool[i] for i in retr.retrieve(r["prompt"], args.k)] for r in rows]
