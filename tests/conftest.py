@@ -42,3 +42,20 @@ def base_engine():
     from icdpo_eval.engine import Engine
 
     return Engine.load(str(base_model_path()), device="cpu", dtype="float32")
+
+
+@pytest.fixture
+def serve():
+    """``serve(responder=None)`` starts a local fake OpenAI-compatible server (tests/fake_openai_server.py);
+    every server started in the test is stopped after it."""
+    from fake_openai_server import FakeOpenAIServer
+
+    servers: list = []
+
+    def start(responder=None):
+        servers.append(FakeOpenAIServer(responder).start())
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.stop()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,19 +20,6 @@ def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.setenv("ICDPO_JUDGE_CACHE", str(tmp_path / "judge"))
     for var in ("OPENAI_BASE_URL", "ICDPO_JUDGE_MODEL"):
         monkeypatch.delenv(var, raising=False)
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[..., FakeOpenAIServer]]:
-    servers: list[FakeOpenAIServer] = []
-
-    def start(responder: Callable[[dict[str, Any], int], Reply] | None = None) -> FakeOpenAIServer:
-        servers.append(FakeOpenAIServer(responder).start())
-        return servers[-1]
-
-    yield start
-    for s in servers:
-        s.stop()
 
 
 def make_judge(srv: FakeOpenAIServer, tmp_path: Any, **kw: Any) -> ListwiseJudge:

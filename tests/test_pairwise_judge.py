@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -32,19 +32,6 @@ def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     for var in ("OPENAI_BASE_URL", "ICDPO_JUDGE_MODEL", "ICDPO_JUDGE_ONE_DIRECTION", "ICDPO_JUDGE_PROTOCOL",
                 "ICDPO_WINRATE_N"):
         monkeypatch.delenv(var, raising=False)
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[..., FakeOpenAIServer]]:
-    servers: list[FakeOpenAIServer] = []
-
-    def start(responder: Callable[[dict[str, Any], int], Reply] | None = None) -> FakeOpenAIServer:
-        servers.append(FakeOpenAIServer(responder).start())
-        return servers[-1]
-
-    yield start
-    for s in servers:
-        s.stop()
 
 
 def make_judge(srv: FakeOpenAIServer, tmp_path: Any, **kw: Any) -> PairwiseJudge:
