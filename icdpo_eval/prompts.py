@@ -79,21 +79,18 @@ class Template:
         return (d.lstrip() if self.zero_shot_lstrip else d) + ASSISTANT
 
 
-HH = Template(
-    "hh",
-    positive_instruction=(f"#Each dialogue context below ends with a reply from you; make every reply as "
-                          f"{POSITIVE_TRAITS} as possible:"),
-    negative_instruction=(f"#Each dialogue context below ends with a reply from you; make every reply as "
-                          f"{NEGATIVE_TRAITS} as possible:"),
-)
-SYNTHETIC = Template(
-    "synthetic",
-    positive_instruction=(f"#Each human post below is followed by a reply from you; make every reply as "
-                          f"{POSITIVE_TRAITS} as possible:"),
-    negative_instruction=(f"#Each human post below is followed by a reply from you; make every reply as "
-                          f"{NEGATIVE_TRAITS} as possible:"),
-    zero_shot_lstrip=True,
-)
+def _instruction(subject: str, traits: str) -> str:
+    """Our wording of the released instruction line: ``#`` + what each block holds + the trait list + ``:``."""
+    return f"#Each {subject} a reply from you; make every reply as {traits} as possible:"
+
+
+def _released(name: str, subject: str, *, zero_shot_lstrip: bool = False) -> Template:
+    return Template(name, _instruction(subject, POSITIVE_TRAITS), _instruction(subject, NEGATIVE_TRAITS),
+                    zero_shot_lstrip=zero_shot_lstrip)
+
+
+HH = _released("hh", "dialogue context below ends with")
+SYNTHETIC = _released("synthetic", "human post below is followed by", zero_shot_lstrip=True)
 
 
 class LegacyTemplate(Template):
