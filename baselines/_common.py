@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from icdpo_eval import embedded
+from icdpo_eval.data import embedded
 from icdpo_eval.engine import Engine
 from icdpo_eval.models.base import (  # noqa: F401  (re-exported for the baselines)
     DemoRetrieval,

@@ -20,7 +20,7 @@ from typing import Any
 from icdpo_eval.baselines._common import BaselineLM, DemoRetrieval, as_int, check_unknown, choice
 from icdpo_eval.baselines.sft_lora import PolicyScorer, SFTLoRALM
 from icdpo_eval.engine import Engine
-from icdpo_eval.scorers import Candidate, ContrastiveScorer
+from icdpo_eval.method.scorers import Candidate, ContrastiveScorer
 
 RESCORES = ("none", "implicit", "s_hat")
 

@@ -31,8 +31,8 @@ from typing import Any
 from icdpo_eval.baselines._common import as_int
 from icdpo_eval.baselines.rm_bon import RMBoNLM
 from icdpo_eval.engine import Engine, SamplingParams, stable_seed
-from icdpo_eval.prompts import HH, Template, postprocess
-from icdpo_eval.teacher import HFTeacher
+from icdpo_eval.method.prompts import HH, Template, postprocess
+from icdpo_eval.method.teacher import HFTeacher
 
 
 @dataclass

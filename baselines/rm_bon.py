@@ -4,14 +4,13 @@ N candidates are sampled from the base model under the plain (zero-shot) prompt,
 markers; the teacher's log-probability of each response given the dialogue (its chat template, GPTScore
 style; per token with ``normalize=true``) picks the best. ``loglikelihood`` returns that teacher score,
 so multiple-choice / MRR tasks rank candidates by the teacher. Generator and scorer are the shared ones:
-:func:`icdpo_eval.best_of_n.sample_and_select` on the engine, :class:`icdpo_eval.teacher.TeacherScorer`.
+:func:`icdpo_eval.method.best_of_n.sample_and_select` on the engine, :class:`icdpo_eval.method.teacher.TeacherScorer`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from icdpo_eval import embedded
 from icdpo_eval.baselines._common import (
     BaselineLM,
     as_batch_size,
@@ -20,8 +19,9 @@ from icdpo_eval.baselines._common import (
     check_unknown,
     load_base,
 )
-from icdpo_eval.best_of_n import sample_and_select
-from icdpo_eval.teacher import TeacherScorer, load_teacher, require_scorer
+from icdpo_eval.data import embedded
+from icdpo_eval.method.best_of_n import sample_and_select
+from icdpo_eval.method.teacher import TeacherScorer, load_teacher, require_scorer
 
 
 class RMBoNLM(BaselineLM):

@@ -17,11 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from icdpo_eval import embedded
 from icdpo_eval.baselines._common import BaselineLM, as_batch_size, as_int, check_unknown, load_base
-from icdpo_eval.best_of_n import sample_and_select
+from icdpo_eval.data import embedded
 from icdpo_eval.engine import Engine
-from icdpo_eval.scorers import Candidate
+from icdpo_eval.method.best_of_n import sample_and_select
+from icdpo_eval.method.scorers import Candidate
 
 PROVENANCE = "icdpo_train.json"  # written by icdpo_eval.baselines.train
 

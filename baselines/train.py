@@ -31,8 +31,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from icdpo_eval import data, embedded
-from icdpo_eval.prompts import as_continuation
+from icdpo_eval.data import datasets as data
+from icdpo_eval.data import embedded
+from icdpo_eval.method.prompts import as_continuation
 
 log = logging.getLogger(__name__)
 

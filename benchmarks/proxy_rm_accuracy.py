@@ -12,7 +12,7 @@ them (``icdpo_eval/data/hh_harmless_heldout``; no data needed), which is the sam
 Scorers: the reward models named by ``--rm`` (default the shipped ``proxy``), the length-only baseline
 (a 1-feature Bradley-Terry model on log word count, fitted on the pool) and, with ``--lm-judge``, an LM
 judge: the teacher LM (default the embedded SmolLM2-135M-Instruct, the RM-BoN / RM-Aug teacher,
-``icdpo_eval.teacher``) scoring a response by log p_teacher(response | chat context), summed (RM-BoN's
+``icdpo_eval.method.teacher``) scoring a response by log p_teacher(response | chat context), summed (RM-BoN's
 default) and per token. The LM judge runs on a seeded sample of ``--lm-judge-n`` pairs (default 200: the
 vendored sample) to stay cheap on a CPU; the other scorers are also reported on that same sample, so the
 rows of one sample are a paired comparison.
@@ -92,7 +92,7 @@ def lm_judge_correct(rows: Sequence[dict[str, str]], teacher_name: str | None = 
                      device: str | None = None, batch: int = 8) -> tuple[str, np.ndarray, np.ndarray]:
     """(teacher name, correct by summed log-prob, correct by per-token log-prob): one scoring pass of
     log p_teacher(response | context) over chosen and rejected (each context encoded once)."""
-    from icdpo_eval.teacher import load_teacher, require_scorer
+    from icdpo_eval.method.teacher import load_teacher, require_scorer
 
     require_scorer(teacher_name)  # an API teacher gives no log-probs
     teacher = load_teacher(teacher_name, device=device)
@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     if args.data_dir:
         os.environ["ICDPO_DATA_DIR"] = args.data_dir
 
-    from icdpo_eval.data import LENGTH_LIMITS, heldout_pairs, length_filter, load_pairs, load_pairs_file
+    from icdpo_eval.data.datasets import LENGTH_LIMITS, heldout_pairs, length_filter, load_pairs, load_pairs_file
     from icdpo_eval.judges.proxy_rm import HELDOUT_SAMPLE_FILE, PROXY_HELDOUT_ACCURACY
     from icdpo_eval.judges.reward_model import RewardModelJudge
 

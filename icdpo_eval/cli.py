@@ -22,13 +22,13 @@ import sys
 
 # subcommand -> module with add_parser(subparsers) and main(args) -> int (imported only when used)
 SUBCOMMANDS = {
-    "leaderboard": "icdpo_eval.leaderboard",
-    "compare": "icdpo_eval.compare",
-    "borrow": "icdpo_eval.borrow",
+    "leaderboard": "icdpo_eval.report.leaderboard",
+    "compare": "icdpo_eval.report.compare",
+    "borrow": "icdpo_eval.report.borrow",
     "train": "icdpo_eval.baselines.train",
-    "build-rank-set": "icdpo_eval.ranking",
-    "demo-nll": "icdpo_eval.demo_nll",
-    "show-prompt": "icdpo_eval.show_prompt",
+    "build-rank-set": "icdpo_eval.report.ranking",
+    "demo-nll": "icdpo_eval.report.demo_nll",
+    "show-prompt": "icdpo_eval.report.show_prompt",
 }
 
 
@@ -44,7 +44,7 @@ def _run(argv: list[str]) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from icdpo_eval import embedded
+    from icdpo_eval.data import embedded
 
     getters = {"base": embedded.base_model_path, "teacher": embedded.teacher_model_path,
                "sbert": embedded.sbert_path}
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "run":
         return _run(argv[1:])
     if argv and argv[0] == "bench":
-        from icdpo_eval.bench import main as bench
+        from icdpo_eval.report.bench import main as bench
 
         return bench(argv[1:])
     parser = argparse.ArgumentParser(prog="icdpo-eval", description=__doc__,

@@ -16,7 +16,7 @@ import random
 import shutil
 from pathlib import Path
 
-from icdpo_eval import data as D
+from icdpo_eval.data import datasets as D
 
 SEED = 1234
 N_EVAL = 100
@@ -34,7 +34,7 @@ vendored so that `lm_eval --model icdpo --tasks hh_harmless_mini` runs with no n
 Each line is `{{"prompt", "chosen", "rejected", "id"}}`: `prompt` is the dialogue up to and including
 the last `"\\n\\nAssistant:"`, `chosen`/`rejected` the stripped final assistant turns, `id` is
 `harmless-base/test/<row index in the original test file>`. Rows were parsed and length-filtered
-as in `icdpo_eval.data` ({n_bad} malformed rows skipped; the length filter, prompt <= 320 and
+as in `icdpo_eval.data.datasets` ({n_bad} malformed rows skipped; the length filter, prompt <= 320 and
 responses <= 128 tokens of the Gemma-3 tokenizer, kept {n_kept} of the other {n_parsed}),
 then drawn with `random.Random({seed})`.
 The other test rows (`icdpo_eval.data.heldout_pairs()`) are held out for measuring metrics.

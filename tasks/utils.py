@@ -12,7 +12,7 @@ from typing import Any
 
 import datasets
 
-from icdpo_eval.data import TASK_DEFAULTS, load_pairs
+from icdpo_eval.data.datasets import TASK_DEFAULTS, load_pairs
 
 FIELDS = ("prompt", "chosen", "rejected", "id")
 

@@ -26,7 +26,7 @@ def proxy_rm_bound() -> tuple[str, float]:
     if not _BOUND:
         import numpy as np
 
-        from icdpo_eval.data import load_pairs
+        from icdpo_eval.data.datasets import load_pairs
         from icdpo_eval.judges.proxy_rm import ProxyRewardModel, _training_hash
 
         rm = ProxyRewardModel.__new__(ProxyRewardModel)

@@ -11,7 +11,7 @@ _CACHE: dict[str, Path] = {}
 
 
 def short_pool(path: Path, n: int = 16) -> Path:
-    from icdpo_eval import data
+    from icdpo_eval.data import datasets as data
 
     rows = sorted(data.demo_pool(None, "hh_harmless_mini"),
                   key=lambda r: (len(r["prompt"]) + len(r["chosen"]) + len(r["rejected"]), r["id"]))[:n]

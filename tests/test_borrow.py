@@ -10,9 +10,9 @@ import pytest
 from _rm_checks import proxy_rm_bound
 from fake_openai_server import FakeOpenAIServer, Reply
 
-from icdpo_eval import borrow
-from icdpo_eval.data import demo_pool
-from icdpo_eval.demos import DemoStore, apply_borrowed
+from icdpo_eval.data.datasets import demo_pool
+from icdpo_eval.method.demos import DemoStore, apply_borrowed
+from icdpo_eval.report import borrow
 
 
 def run(argv: list[str]) -> int:

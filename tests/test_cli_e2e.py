@@ -51,7 +51,7 @@ def test_icdpo_s_hat_bm25_sbert_via_icdpo_eval_run(tmp_path):
 
 
 def test_base_row_with_stock_hf_model(tmp_path):
-    from icdpo_eval.embedded import base_model_path
+    from icdpo_eval.data.embedded import base_model_path
 
     res = run_lm_eval(["--model", "hf", "--model_args", f"pretrained={base_model_path()}", "--device", "cpu",
                        "--gen_kwargs", "max_gen_toks=16", "--tasks", "hh_harmless_mini", "--limit", "2"], tmp_path)
@@ -77,10 +77,10 @@ def test_local_data_dir_and_demo_pool_file(tmp_path, shared_hh_test):
 def test_foreign_multiple_choice_task_ranks_by_scorer(tmp_path, base_engine):
     from test_teacher import full_forward_ids
 
-    from icdpo_eval.data import load_pairs
-    from icdpo_eval.prompts import zero_shot_context
-    from icdpo_eval.retrieval import make_retriever
-    from icdpo_eval.scorers import positive_context
+    from icdpo_eval.data.datasets import load_pairs
+    from icdpo_eval.method.prompts import zero_shot_context
+    from icdpo_eval.method.retrieval import make_retriever
+    from icdpo_eval.method.scorers import positive_context
 
     rows = load_pairs("hh-rlhf-mini", None, "eval")[:2]
     docs = [{"prompt": r["prompt"], "choices": [r["chosen"], r["rejected"]], "label": 0} for r in rows]

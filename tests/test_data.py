@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from icdpo_eval import data as D
+from icdpo_eval.data import datasets as D
 
 
 def _hh(prompt_turns: str, chosen: str, rejected: str) -> dict[str, str]:
@@ -75,7 +75,7 @@ def test_malformed_row_raises_naming_row(tmp_path, bad, reason):
 def test_malformed_rows_skipped_and_counted(tmp_path, caplog):
     rows = [_hh(DIALOGUE, "good", "bad")] + [b for b, _ in BAD_ROWS] + ["not an object"]
     f = _write_jsonl(tmp_path / "user.jsonl", rows)
-    with caplog.at_level(logging.WARNING, logger="icdpo_eval.data"):
+    with caplog.at_level(logging.WARNING, logger="icdpo_eval.data.datasets"):
         out = D.load_pairs_file(f, on_error="skip")
     assert [r["id"] for r in out] == ["user.jsonl/0"]
     assert "skipped 5 malformed rows of" in caplog.text and "row 1" in caplog.text
@@ -144,7 +144,7 @@ def test_length_filter_drops_long_rows(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv(D.DATA_ENV, str(tmp_path))
     rows = [_hh(DIALOGUE, "short", "short too"), _hh(DIALOGUE, "word " * 300, "short")]
     _write_jsonl(tmp_path / "hh-rlhf" / "harmless-base" / "train.jsonl", rows)
-    with caplog.at_level(logging.WARNING, logger="icdpo_eval.data"):
+    with caplog.at_level(logging.WARNING, logger="icdpo_eval.data.datasets"):
         out = D.load_pairs("hh-rlhf", "harmless-base", "train")
     assert [r["chosen"] for r in out] == ["short"]
     assert "length filter kept 1 of 2 rows" in caplog.text

@@ -9,7 +9,7 @@ from test_teacher import teacher  # noqa: F401 (session-scoped teacher fixture)
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from icdpo_eval.engine import Sample, top_p_choice
-from icdpo_eval.prompts import build_context
+from icdpo_eval.method.prompts import build_context
 
 DIALOGUES = [
     "\n\nHuman: How do I bake sourdough bread at home?\n\nAssistant:",

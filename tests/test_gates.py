@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from icdpo_eval import compare as C
-from icdpo_eval.exact_gate import (
+from icdpo_eval.report import compare as C
+from icdpo_eval.report.exact_gate import (
     GateError,
     compare_documents,
     document_rows,

@@ -8,10 +8,10 @@ import re
 
 import pytest
 
-from icdpo_eval.demos import DemoStore, apply_borrowed, base_task
+from icdpo_eval.method.demos import DemoStore, apply_borrowed, base_task
+from icdpo_eval.method.prompts import HH, LEGACY, SYNTHETIC, dialogue, postprocess, template_for
+from icdpo_eval.method.scorers import Candidate, ContrastiveScorer, negative_context, positive_context
 from icdpo_eval.models.icdpo import ICDPOLM
-from icdpo_eval.prompts import HH, LEGACY, SYNTHETIC, dialogue, postprocess, template_for
-from icdpo_eval.scorers import Candidate, ContrastiveScorer, negative_context, positive_context
 
 X = "\n\nHuman: How can I make my neighbour's dog stop barking?\n\nAssistant:"
 DEMOS = [
@@ -124,7 +124,7 @@ def test_foreign_task_falls_back_to_vendored_pool():
 
 
 def test_known_task_pool_failure_is_not_replaced_by_another_pool(monkeypatch):
-    from icdpo_eval import data
+    from icdpo_eval.data import datasets as data
 
     def broken(spec, task):
         raise data.DataError(f"pool of {task} is malformed")

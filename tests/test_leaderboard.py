@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from _rm_checks import check_rm_reward, rm_items
 
-from icdpo_eval import leaderboard as lb
+from icdpo_eval.report import leaderboard as lb
 
 SPEC = """
 name: toy
@@ -155,7 +155,7 @@ def test_total_is_the_pooled_mean_over_documents(spec: lb.Spec, tmp_path: Path) 
 
 
 def test_embedded_alias_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
-    from icdpo_eval import embedded
+    from icdpo_eval.data import embedded
 
     monkeypatch.setattr(embedded, "base_model_path", lambda: Path("/cache/gemma"))
     assert lb.resolve_model_args("hf", {"pretrained": "embedded:base"}) == {"pretrained": "/cache/gemma"}

@@ -292,7 +292,7 @@ def test_winrate_task_builds(monkeypatch: pytest.MonkeyPatch) -> None:
     from lm_eval.tasks import TaskManager
 
     from icdpo_eval._lm_eval_hook import tasks_dir
-    from icdpo_eval.data import load_pairs
+    from icdpo_eval.data.datasets import load_pairs
     from icdpo_eval.tasks import winrate
 
     monkeypatch.setenv("ICDPO_WINRATE_N", "7")

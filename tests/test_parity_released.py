@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import torch
 
-from icdpo_eval.best_of_n import sample_and_select
-from icdpo_eval.data import TASK_DEFAULTS, load_pairs
+from icdpo_eval.data.datasets import TASK_DEFAULTS, load_pairs
+from icdpo_eval.method.best_of_n import sample_and_select
+from icdpo_eval.method.prompts import HH
+from icdpo_eval.method.scorers import ContrastiveScorer, positive_context
 from icdpo_eval.models.icdpo import ICDPOLM
-from icdpo_eval.prompts import HH
-from icdpo_eval.scorers import ContrastiveScorer, positive_context
 
 pytestmark = pytest.mark.slow
 
@@ -105,7 +105,7 @@ def test_reference_context_strings_are_ours(icdpo):
     """The reference builds its strings on its own; they must be byte-equal to what our model scores."""
     t = TASK_DEFAULTS[TASK]
     rows = load_pairs(t.dataset, t.subset, t.eval_split)
-    from icdpo_eval.scorers import negative_context
+    from icdpo_eval.method.scorers import negative_context
 
     for i in DOCS:
         p = rows[i]["prompt"]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from icdpo_eval.ranking import RowJudgment, copeland_order, judge_orders, rank_row
+from icdpo_eval.report.ranking import RowJudgment, copeland_order, judge_orders, rank_row
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))

@@ -1,4 +1,4 @@
-"""Tests for icdpo_eval.retrieval (random / bm25 tail / bm25 + SBERT re-rank)."""
+"""Tests for icdpo_eval.method.retrieval (random / bm25 tail / bm25 + SBERT re-rank)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from icdpo_eval import retrieval as R
-from icdpo_eval.retrieval import make_retriever
+from icdpo_eval.method import retrieval as R
+from icdpo_eval.method.retrieval import make_retriever
 
 TOPICS = [
     "How do I change the oil in my car engine?",
@@ -210,7 +210,7 @@ DISTRACTOR = hh("Hello.", "Hi!", "How do I fix my flat mood when I tire of my jo
 
 @pytest.fixture(scope="module")
 def sbert_name() -> str:
-    from icdpo_eval.embedded import sbert_path
+    from icdpo_eval.data.embedded import sbert_path
 
     return str(sbert_path())  # a local path: resolves the same whatever ICDPO_CACHE_DIR says
 

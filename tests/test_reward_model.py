@@ -170,7 +170,7 @@ def _tiny_rm(path: Path, num_labels: int = 1) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForSequenceClassification
 
-    from icdpo_eval.embedded import teacher_model_path
+    from icdpo_eval.data.embedded import teacher_model_path
 
     tok = AutoTokenizer.from_pretrained(teacher_model_path())
     torch.manual_seed(0)
@@ -222,7 +222,7 @@ def test_bad_rm_name_gives_clear_error(tmp_path):
 
 @pytest.mark.slow
 def test_proxy_deterministic_and_batch_invariant():
-    from icdpo_eval.data import load_pairs
+    from icdpo_eval.data.datasets import load_pairs
     from icdpo_eval.judges.proxy_rm import ProxyRewardModel
 
     pool = load_pairs("hh-rlhf-mini", None, "pool")
@@ -257,7 +257,7 @@ def _benchmark():
 def test_shipped_proxy_accuracy_matches_the_recorded_constant():
     """The benchmark's measurement on the vendored held-out sample (runs in a plain clone, no ../shared) is the
     one PROXY_HELDOUT_ACCURACY records; that constant is the number in the log warning and the README."""
-    from icdpo_eval.data import load_pairs_file
+    from icdpo_eval.data.datasets import load_pairs_file
     from icdpo_eval.judges.proxy_rm import HELDOUT_SAMPLE_FILE, PROXY_HELDOUT_ACCURACY
 
     rec = PROXY_HELDOUT_ACCURACY.sample
@@ -275,7 +275,7 @@ def test_shipped_proxy_accuracy_matches_the_recorded_constant():
 def test_vendored_heldout_sample_is_the_seeded_sample(monkeypatch, shared_hh_test):
     """icdpo_eval/data/hh_harmless_heldout is ``--n 200``'s sample of all held-out pairs (what the benchmark and
     the constant call the vendored seeded sample)."""
-    from icdpo_eval.data import heldout_pairs, load_pairs_file
+    from icdpo_eval.data.datasets import heldout_pairs, load_pairs_file
     from icdpo_eval.judges.proxy_rm import HELDOUT_SAMPLE_FILE, PROXY_HELDOUT_ACCURACY
 
     monkeypatch.setenv("ICDPO_DATA_DIR", str(shared_hh_test.parents[2]))

@@ -8,10 +8,10 @@ from test_teacher import X, teacher  # noqa: F401 (session-scoped teacher fixtur
 
 from icdpo_eval.baselines.rm_aug import RMAugLM, blockwise_decode
 from icdpo_eval.baselines.rm_bon import RMBoNLM
-from icdpo_eval.best_of_n import sample_and_select
 from icdpo_eval.engine import SamplingParams
-from icdpo_eval.prompts import TURN_MARKERS, zero_shot_context
-from icdpo_eval.teacher import TeacherError, TeacherScorer
+from icdpo_eval.method.best_of_n import sample_and_select
+from icdpo_eval.method.prompts import TURN_MARKERS, zero_shot_context
+from icdpo_eval.method.teacher import TeacherError, TeacherScorer
 
 PROMPTS = [X, "\n\nHuman: How do I get my neighbour's dog to stop barking at night?\n\nAssistant:"]
 

@@ -14,7 +14,7 @@ from _trained_adapters import trained
 
 from icdpo_eval.baselines.dpo import DPOLM
 from icdpo_eval.baselines.sft_lora import SFTLoRALM
-from icdpo_eval.scorers import Candidate
+from icdpo_eval.method.scorers import Candidate
 
 LM_EVAL = str(Path(sys.executable).with_name("lm_eval"))
 X = "\n\nHuman: How do I bake bread at home?\n\nAssistant:"

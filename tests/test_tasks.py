@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from icdpo_eval import data as D
+from icdpo_eval.data import datasets as D
 
 TASKS = ("hh_harmless", "hh_helpful", "synthetic_gpt", "hh_harmless_mini")
 

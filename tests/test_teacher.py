@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from icdpo_eval.engine import SamplingParams
-from icdpo_eval.scorers import Candidate
-from icdpo_eval.teacher import APITeacher, TeacherError, TeacherScorer, chat_messages, load_teacher
+from icdpo_eval.method.scorers import Candidate
+from icdpo_eval.method.teacher import APITeacher, TeacherError, TeacherScorer, chat_messages, load_teacher
 
 X = "\n\nHuman: What's the capital of France?\n\nAssistant: Paris.\n\nHuman: And of Italy?\n\nAssistant:"
 RESPONSES = ["Rome.", "I'm sorry, I can't help with that.", "The capital of Italy is Rome, a city of 2.8 million."]
@@ -17,7 +17,7 @@ RESPONSES = ["Rome.", "I'm sorry, I can't help with that.", "The capital of Ital
 
 @pytest.fixture(scope="session")
 def teacher():
-    from icdpo_eval.teacher import HFTeacher
+    from icdpo_eval.method.teacher import HFTeacher
 
     return HFTeacher.load(device="cpu", dtype="float32")
 

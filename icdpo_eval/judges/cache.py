@@ -6,7 +6,7 @@ committed as soon as it arrives: an interrupted run resumes where it stopped and
 request for a comparison already judged. Only parsed verdicts are stored (an unparsable answer is
 asked again on the next run).
 
-Default location: ``icdpo_eval.embedded.cache_dir() / "judge" / "verdicts.sqlite"``;
+Default location: ``icdpo_eval.data.embedded.cache_dir() / "judge" / "verdicts.sqlite"``;
 ``$ICDPO_JUDGE_CACHE`` overrides it (a directory, or a file path ending in ``.sqlite``/``.db``).
 Safe across threads (one connection behind a lock) and across processes (sqlite's file locking).
 """
@@ -30,7 +30,7 @@ def default_cache_path() -> Path:
     if env:
         p = Path(env).expanduser()
         return p if p.suffix in (".sqlite", ".db") else p / DB_NAME
-    from icdpo_eval.embedded import cache_dir
+    from icdpo_eval.data.embedded import cache_dir
 
     return cache_dir() / "judge" / DB_NAME
 

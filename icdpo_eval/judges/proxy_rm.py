@@ -140,7 +140,7 @@ class Encoder:
     def __init__(self, device: str | None = None, batch_size: int = 64) -> None:
         from sentence_transformers import SentenceTransformer
 
-        from icdpo_eval.embedded import sbert_path
+        from icdpo_eval.data.embedded import sbert_path
 
         self.model = SentenceTransformer(str(sbert_path()), device=device or "cpu")
         self.batch_size = batch_size
@@ -176,7 +176,7 @@ class ProxyRewardModel:
     def __init__(self, rows: Sequence[dict[str, Any]] | None = None, device: str | None = None,
                  cache: bool = True) -> None:
         if rows is None:
-            from icdpo_eval.data import load_pairs
+            from icdpo_eval.data.datasets import load_pairs
 
             rows = load_pairs("hh-rlhf-mini", None, "pool")
         self.digest = _training_hash(rows)
@@ -197,7 +197,7 @@ class ProxyRewardModel:
             tmp.replace(path)
 
     def cache_path(self) -> Path:
-        from icdpo_eval.embedded import cache_dir
+        from icdpo_eval.data.embedded import cache_dir
 
         return cache_dir() / "proxy_rm" / f"{FEATURES_VERSION}-{self.digest[:16]}.npz"
 

@@ -172,7 +172,7 @@ class RewardModelJudge:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from icdpo_eval.embedded import resolve
+        from icdpo_eval.data.embedded import resolve
         from icdpo_eval.judges.oasst_rm import register
 
         register()  # OpenAssistant's gpt_neox_reward_model (the paper's RM)

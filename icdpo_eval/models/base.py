@@ -16,11 +16,11 @@ from typing import Any
 from lm_eval.api.model import LM
 from tqdm import tqdm
 
-from icdpo_eval import embedded
+from icdpo_eval.data import embedded
 from icdpo_eval.engine import SamplingParams
-from icdpo_eval.presets import CHOICES, Settings, settings_for
-from icdpo_eval.prompts import TURN_MARKERS, Template, template_for
-from icdpo_eval.scorers import Candidate
+from icdpo_eval.method.presets import CHOICES, Settings, settings_for
+from icdpo_eval.method.prompts import TURN_MARKERS, Template, template_for
+from icdpo_eval.method.scorers import Candidate
 
 RETRIEVERS = ("random", "bm25", "bm25_sbert")
 # keys lm-eval's CLI may inject; accepted and ignored when they carry no meaning for us
@@ -223,7 +223,7 @@ class DemoRetrieval:
                         bm25_window: Any = 30, bm25_top: Any = 20, demo_pool: str | None = None,
                         demo_source: str = "raw") -> None:
         """Call after :meth:`MethodLM.set_settings` (``sbert=None`` = the preset's)."""
-        from icdpo_eval.demos import DemoStore
+        from icdpo_eval.method.demos import DemoStore
 
         self.k = as_int("k", k, 0)
         self.retriever_kind = choice("retriever", retriever, RETRIEVERS)
@@ -236,7 +236,7 @@ class DemoRetrieval:
     def retrieval_info(self) -> dict:
         sbert = None
         if self.retriever_kind == "bm25_sbert":
-            from icdpo_eval.retrieval import resolve_sbert
+            from icdpo_eval.method.retrieval import resolve_sbert
 
             sbert = resolve_sbert(self.sbert)
             if sbert != self.sbert:
@@ -248,7 +248,7 @@ class DemoRetrieval:
     def retrieve(self, task: str | None, queries: list[str]) -> list[list[dict]]:
         if self.k == 0:
             return [[] for _ in queries]
-        from icdpo_eval.retrieval import make_retriever
+        from icdpo_eval.method.retrieval import make_retriever
 
         pool = self.demos.pool(task)
         key = self.demos.key(task)

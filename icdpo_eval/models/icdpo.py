@@ -3,7 +3,7 @@
 generate_until: retrieve K demos for the request's dialogue, sample N candidates from the base model
 under the positive in-context prompt, cut them at turn markers, score them with S / Ŝ / ICL, return
 the best (or, for the ablations, a random one / the single sample). ``preset=paper`` (default) is the
-released code's behaviour, ``preset=legacy`` icdpo-eval 0.1's (:mod:`icdpo_eval.presets`).
+released code's behaviour, ``preset=legacy`` icdpo-eval 0.1's (:mod:`icdpo_eval.method.presets`).
 loglikelihood: the configured scorer's value of (context, continuation), so any multiple-choice task
 ranks its choices by S / Ŝ / ICL.
 """
@@ -14,9 +14,10 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from icdpo_eval import embedded
-from icdpo_eval.best_of_n import SELECTS, sample_and_select
+from icdpo_eval.data import embedded
 from icdpo_eval.engine import Engine
+from icdpo_eval.method.best_of_n import SELECTS, sample_and_select
+from icdpo_eval.method.scorers import SCORERS, ContrastiveScorer, positive_context
 from icdpo_eval.models.base import (
     DemoRetrieval,
     MethodLM,
@@ -26,7 +27,6 @@ from icdpo_eval.models.base import (
     check_unknown,
     choice,
 )
-from icdpo_eval.scorers import SCORERS, ContrastiveScorer, positive_context
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from icdpo_eval.engine import Engine, SamplingParams, stable_seed
-from icdpo_eval.prompts import HH, Template, as_continuation, postprocess
-from icdpo_eval.scorers import Candidate
+from icdpo_eval.method.prompts import HH, Template, as_continuation, postprocess
+from icdpo_eval.method.scorers import Candidate
 
 SELECTS = ("score", "random", "single")
 

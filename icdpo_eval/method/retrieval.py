@@ -92,7 +92,7 @@ def retrieval_text(prompt: str, text: str = "dialogue") -> str:
     """What the retrievers index of a prompt (see the module docstring)."""
     if text == "prompt":
         return prompt
-    from icdpo_eval.prompts import dialogue
+    from icdpo_eval.method.prompts import dialogue
 
     return dialogue(prompt).strip()
 
@@ -327,7 +327,7 @@ def resolve_sbert(name: str | None) -> str:
     if name != "auto":
         return name
     if "auto" not in _SBERT_AUTO:
-        from icdpo_eval.embedded import hub_model_available
+        from icdpo_eval.data.embedded import hub_model_available
 
         if hub_model_available(PAPER_SBERT):
             _SBERT_AUTO["auto"] = PAPER_SBERT
@@ -344,7 +344,7 @@ def _load_sbert(name: str, device: str | None, full_length: bool = False) -> Any
     if key not in _SBERT_MODELS:
         from sentence_transformers import SentenceTransformer
 
-        from icdpo_eval.embedded import resolve
+        from icdpo_eval.data.embedded import resolve
 
         t0 = time.perf_counter()
         model = SentenceTransformer(resolve(name, DEFAULT_SBERT), device=device)
@@ -368,7 +368,7 @@ def _encode(model: Any, texts: Sequence[str]) -> np.ndarray:
 
 
 def _embedding_cache_path(encoder: str, prompts: Sequence[str], max_len: int | None = None) -> Path:
-    from icdpo_eval.embedded import cache_dir
+    from icdpo_eval.data.embedded import cache_dir
 
     key = [encoder, list(prompts)] if max_len is None else [encoder, max_len, list(prompts)]
     return cache_dir() / "retrieval" / f"sbert-{_sha256(key)}.npy"

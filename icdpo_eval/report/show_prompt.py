@@ -20,9 +20,9 @@ import sys
 from types import SimpleNamespace
 from typing import Any
 
-from icdpo_eval import embedded
+from icdpo_eval.data import embedded
+from icdpo_eval.method.scorers import SCORERS, negative_context, positive_context
 from icdpo_eval.models.base import DemoRetrieval, MethodLM, as_bool, as_int, check_unknown, choice
-from icdpo_eval.scorers import SCORERS, negative_context, positive_context
 
 # ICDPOLM's model_args that change sampling only: accepted, not needed to show the contexts
 _SAMPLING_ONLY = {"select", "n", "top_p", "top_k", "temperature", "max_new_tokens", "dtype", "device", "batch_size",
@@ -75,8 +75,8 @@ class PromptPreview(DemoRetrieval, MethodLM):
 
 def load_doc(task: str, doc: int) -> dict[str, str]:
     """Row ``doc`` of ``task``'s evaluation set (after the length filters, as lm-eval sees it)."""
-    from icdpo_eval.data import TASK_DEFAULTS, load_pairs
-    from icdpo_eval.demos import base_task
+    from icdpo_eval.data.datasets import TASK_DEFAULTS, load_pairs
+    from icdpo_eval.method.demos import base_task
 
     name = base_task(task)
     if name not in TASK_DEFAULTS:

@@ -15,7 +15,7 @@ import logging
 import re
 from pathlib import Path
 
-from icdpo_eval import data
+from icdpo_eval.data import datasets as data
 
 log = logging.getLogger(__name__)
 

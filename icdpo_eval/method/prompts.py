@@ -128,8 +128,8 @@ def template_for(task: str | None, style: str = "released") -> Template:
         return LEGACY
     if style != "released":
         raise ValueError(f"template={style!r} is not one of: {', '.join(TEMPLATE_STYLES)}")
-    from icdpo_eval.data import TASK_DEFAULTS
-    from icdpo_eval.demos import base_task
+    from icdpo_eval.data.datasets import TASK_DEFAULTS
+    from icdpo_eval.method.demos import base_task
 
     t = TASK_DEFAULTS.get(base_task(task))
     return SYNTHETIC if t is not None and t.dataset == "synthetic-gpt" else HH

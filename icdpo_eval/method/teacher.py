@@ -21,10 +21,10 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from icdpo_eval import embedded
+from icdpo_eval.data import embedded
 from icdpo_eval.engine import Engine, Session, stable_seed
 from icdpo_eval.judges.reward_model import hh_to_turns
-from icdpo_eval.prompts import TURN_MARKERS, postprocess, zero_shot_context
+from icdpo_eval.method.prompts import TURN_MARKERS, postprocess, zero_shot_context
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def require_scorer(name: str | None) -> None:
 
 
 class TeacherScorer:
-    """The scorer interface (:mod:`icdpo_eval.scorers`) over a teacher: log p_teacher(y | x), GPTScore style."""
+    """The scorer interface (:mod:`icdpo_eval.method.scorers`) over a teacher: log p_teacher(y | x), GPTScore style."""
 
     def __init__(self, teacher: Teacher, normalize: bool = False) -> None:
         if teacher.is_api:

@@ -18,7 +18,7 @@ dialogue ending in ``"Assistant:"`` and ``chosen``/``rejected`` are stripped res
 
 Length filters follow the paper: HH-RLHF keeps prompts <= 320 tokens and responses <= 128
 tokens; SyntheticGPT prompts <= 128 and responses <= 200. Tokens are counted with the embedded
-Gemma-3-270M tokenizer (:func:`icdpo_eval.embedded.base_model_path`), without special tokens,
+Gemma-3-270M tokenizer (:func:`icdpo_eval.data.embedded.base_model_path`), without special tokens,
 whatever base model is evaluated, so that the data do not depend on the model.
 
 Local data: when ``$ICDPO_DATA_DIR`` is set, datasets are read only from it, laid out like the
@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 ASSISTANT = "\n\nAssistant:"
 DATA_ENV = "ICDPO_DATA_DIR"
-MINI_DIR = Path(__file__).parent / "data" / "hh_harmless_mini"
+MINI_DIR = Path(__file__).parent / "hh_harmless_mini"
 HH_SUBSETS = ("harmless-base", "helpful-base")
 SYNTHETIC_SPLITS = ("train", "dev", "test")
 SYNTHETIC_SEED = 42
@@ -158,7 +158,7 @@ def _parse(
 def _tokenizer():
     from transformers import AutoTokenizer
 
-    from icdpo_eval.embedded import base_model_path
+    from icdpo_eval.data.embedded import base_model_path
 
     return AutoTokenizer.from_pretrained(str(base_model_path()))
 
@@ -241,7 +241,7 @@ def _hub(repo: str, **kwargs: str) -> Iterable[dict[str, Any]]:
     except (ConnectionError, OSError) as e:
         raise ConnectionError(
             f"could not load {repo} ({kwargs}) from the Hugging Face hub: {e}; without network, "
-            f"set {DATA_ENV} to a local copy (see icdpo_eval.data)"
+            f"set {DATA_ENV} to a local copy (see icdpo_eval.data.datasets)"
         ) from e
 
 

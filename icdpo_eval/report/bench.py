@@ -36,12 +36,12 @@ import time
 import psutil
 import torch
 
-from icdpo_eval import embedded
-from icdpo_eval.data import load_pairs, load_pairs_file
+from icdpo_eval.data import embedded
+from icdpo_eval.data.datasets import load_pairs, load_pairs_file
 from icdpo_eval.engine import Engine, stable_seed
-from icdpo_eval.prompts import TURN_MARKERS, as_continuation, postprocess, zero_shot_context
-from icdpo_eval.retrieval import make_retriever
-from icdpo_eval.scorers import Candidate, ContrastiveScorer, negative_context, positive_context
+from icdpo_eval.method.prompts import TURN_MARKERS, as_continuation, postprocess, zero_shot_context
+from icdpo_eval.method.retrieval import make_retriever
+from icdpo_eval.method.scorers import Candidate, ContrastiveScorer, negative_context, positive_context
 
 
 class PeakRSS:

@@ -22,7 +22,7 @@ the drop a two-sided test at α=0.05 detects with 80% power given the baseline's
 than the MDD usually passes: a table whose MDD is tens of points cannot gate small regressions.
 
 ``--exact`` (NEW a leaderboard folder, BASELINE a ``documents.jsonl``): the exactness gate of
-:mod:`icdpo_eval.exact_gate` instead (responses byte for byte, rewards to ``--atol``). Which gate when:
+:mod:`icdpo_eval.report.exact_gate` instead (responses byte for byte, rewards to ``--atol``). Which gate when:
 ``docs/leaderboard.md``.
 """
 
@@ -288,7 +288,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    from icdpo_eval.exact_gate import GateError, compare_documents, load_documents
+    from icdpo_eval.report.exact_gate import GateError, compare_documents, load_documents
 
     if args.exact:
         try:

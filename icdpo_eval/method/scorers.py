@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from icdpo_eval.engine import Engine, Sample
-from icdpo_eval.prompts import HH, Template
+from icdpo_eval.method.prompts import HH, Template
 
 SCORERS = ("s", "s_hat", "icl")
 EMPTY_POLICIES = ("score", "skip")

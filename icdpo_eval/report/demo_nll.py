@@ -21,7 +21,7 @@ from tqdm import tqdm
 def load_source(source: str, pool: list[dict]) -> list[tuple[str, str]]:
     if source == "raw":
         return [(r["prompt"], r["chosen"]) for r in pool]
-    from icdpo_eval.data import load_pairs_file
+    from icdpo_eval.data.datasets import load_pairs_file
 
     path = Path(source)
     if not path.is_file():
@@ -71,9 +71,9 @@ def main(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from icdpo_eval import embedded
-    from icdpo_eval.demos import DemoStore
+    from icdpo_eval.data import embedded
     from icdpo_eval.engine import Engine
+    from icdpo_eval.method.demos import DemoStore
 
     pool = DemoStore(args.demo_pool).pool(args.task)
     sources = [s.strip() for s in args.sources.split(",") if s.strip()]

@@ -64,7 +64,7 @@ def generate(args: argparse.Namespace, pool: list[dict], out: Path) -> tuple[int
     """Write the teacher's responses for the pool rows not yet in ``out``; (written, empty) counts."""
     from tqdm import tqdm
 
-    from icdpo_eval.teacher import load_teacher
+    from icdpo_eval.method.teacher import load_teacher
 
     done = read_done(out)
     todo = [r for r in pool if str(r["id"]) not in done]
@@ -125,7 +125,7 @@ def report(path: Path, rm: str = "auto") -> list[tuple[str, int, float]]:
 
 
 def main(args: argparse.Namespace) -> int:
-    from icdpo_eval import data
+    from icdpo_eval.data import datasets as data
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = Path(args.out)
@@ -136,7 +136,7 @@ def main(args: argparse.Namespace) -> int:
         return 2
     if args.limit is not None:
         pool = pool[:args.limit]
-    from icdpo_eval.teacher import TeacherError
+    from icdpo_eval.method.teacher import TeacherError
 
     try:
         written, empty = generate(args, pool, out)

@@ -201,8 +201,9 @@ def adapter_dir(name: str, opts: dict[str, Any]) -> Path:
     version and the training code (a change to any of them trains a new adapter)."""
     import inspect
 
-    from icdpo_eval import __version__, embedded
+    from icdpo_eval import __version__
     from icdpo_eval.baselines import train as train_mod
+    from icdpo_eval.data import embedded
 
     blob = json.dumps({"opts": opts, "version": __version__,
                        "code": hashlib.sha256(inspect.getsource(train_mod).encode()).hexdigest()},
@@ -249,7 +250,7 @@ def cells_of(spec: Spec) -> list[Cell]:
 # ------------------------------------------------------------------------------------ running
 def resolve_model_args(model: str, args: dict[str, Any]) -> dict[str, Any]:
     """``embedded:base|teacher|sbert`` -> a local path for external models (``hf``), else our alias."""
-    from icdpo_eval import embedded
+    from icdpo_eval.data import embedded
 
     out = dict(args)
     for k, v in args.items():
@@ -356,8 +357,8 @@ def ensure_cell(cell: Cell, out: Path, runner: Callable[[Cell], dict[str, Any]] 
 
 def write_documents(results: dict[tuple[str, str], CellResult], out: Path) -> Path:
     """``out/documents.jsonl``: every cell's per-document response and reward, in spec order (the input of
-    the exactness gate, :mod:`icdpo_eval.exact_gate`)."""
-    from icdpo_eval.exact_gate import DOCUMENTS, document_rows
+    the exactness gate, :mod:`icdpo_eval.report.exact_gate`)."""
+    from icdpo_eval.report.exact_gate import DOCUMENTS, document_rows
 
     path = out / DOCUMENTS
     with open(path, "w", encoding="utf-8") as fh:

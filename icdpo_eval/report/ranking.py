@@ -165,12 +165,13 @@ def build_rank_set(task: str, out: str, *, base: str | None = None, judge: str =
     """Sample 3 candidates per prompt exactly as ``--model icdpo`` does under ``preset`` (its retriever,
     template, sampling settings and post-processing; ``max_new_tokens`` None = the task's: 128 for HH,
     200 for SyntheticGPT) and have ``judge`` rank them."""
-    from icdpo_eval import __version__, embedded
-    from icdpo_eval.data import TASK_DEFAULTS, load_pairs
+    from icdpo_eval import __version__
+    from icdpo_eval.data import embedded
+    from icdpo_eval.data.datasets import TASK_DEFAULTS, load_pairs
     from icdpo_eval.engine import stable_seed
+    from icdpo_eval.method.prompts import postprocess
+    from icdpo_eval.method.scorers import positive_context
     from icdpo_eval.models.icdpo import ICDPOLM
-    from icdpo_eval.prompts import postprocess
-    from icdpo_eval.scorers import positive_context
 
     if task not in TASK_DEFAULTS:
         raise ValueError(f"--task {task!r} is not one of: {', '.join(TASK_DEFAULTS)}")
