@@ -28,11 +28,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from icdpo_eval.baselines._common import as_int
 from icdpo_eval.baselines.rm_bon import RMBoNLM
 from icdpo_eval.engine import Engine, SamplingParams, stable_seed
 from icdpo_eval.method.prompts import HH, Template, postprocess
 from icdpo_eval.method.teacher import HFTeacher
+from icdpo_eval.models.args import as_int
 
 
 @dataclass

@@ -20,58 +20,9 @@ from icdpo_eval.data import embedded
 from icdpo_eval.engine import SamplingParams
 from icdpo_eval.method.presets import CHOICES, Settings, settings_for
 from icdpo_eval.method.prompts import TURN_MARKERS, Template, template_for
+from icdpo_eval.method.retrieval import KINDS as RETRIEVERS
 from icdpo_eval.method.scorers import Candidate
-
-RETRIEVERS = ("random", "bm25", "bm25_sbert")
-# keys lm-eval's CLI may inject; accepted and ignored when they carry no meaning for us
-IGNORED_ARGS = {"max_batch_size", "trust_remote_code_warning"}
-
-
-def choice(name: str, value: Any, allowed: tuple[str, ...]) -> str:
-    value = str(value)
-    if value not in allowed:
-        raise ValueError(f"model_arg {name}={value!r} is not one of: {', '.join(allowed)}")
-    return value
-
-
-def as_int(name: str, value: Any, minimum: int = 0) -> int:
-    try:
-        out = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"model_arg {name}={value!r} must be an integer") from None
-    if out < minimum:
-        raise ValueError(f"model_arg {name}={value!r} must be >= {minimum}")
-    return out
-
-
-def as_float(name: str, value: Any, lo: float, hi: float) -> float:
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"model_arg {name}={value!r} must be a number") from None
-    if not lo <= out <= hi:
-        raise ValueError(f"model_arg {name}={value!r} must be in [{lo}, {hi}]")
-    return out
-
-
-def as_bool(name: str, value: Any) -> bool:
-    v = str(value).strip().lower()
-    if v in ("1", "true", "yes", "on"):
-        return True
-    if v in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"model_arg {name}={value!r} must be true or false")
-
-
-def as_batch_size(value: Any, auto: int = 1) -> int:
-    bs = str(value)
-    return auto if bs.startswith("auto") else as_int("batch_size", bs, 1)
-
-
-def check_unknown(method: str, unknown: dict[str, Any]) -> None:
-    bad = sorted(set(unknown) - IGNORED_ARGS)
-    if bad:
-        raise ValueError(f"unknown model_arg(s) for --model {method}: {', '.join(bad)}; see the README's options")
+from icdpo_eval.models.args import as_batch_size, as_bool, as_float, as_int, check_unknown, choice  # noqa: F401
 
 
 def task_of(req) -> str | None:

@@ -22,7 +22,8 @@ from typing import Any
 
 from icdpo_eval.data import embedded
 from icdpo_eval.method.scorers import SCORERS, negative_context, positive_context
-from icdpo_eval.models.base import DemoRetrieval, MethodLM, as_bool, as_int, check_unknown, choice
+from icdpo_eval.models.args import as_bool, as_int, check_unknown, choice
+from icdpo_eval.models.base import DemoRetrieval, MethodLM
 
 # ICDPOLM's model_args that change sampling only: accepted, not needed to show the contexts
 _SAMPLING_ONLY = {"select", "n", "top_p", "top_k", "temperature", "max_new_tokens", "dtype", "device", "batch_size",
