@@ -24,36 +24,16 @@ score them" over this one class. What it guarantees:
 from __future__ import annotations
 
 import copy
-import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import torch
 
+from icdpo_eval.engine.sampling import SamplingParams, row_generator, stable_seed, top_p_choice
+
 log = logging.getLogger(__name__)
-
-TOPK_PREFILTER = 64
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """How to draw continuations. ``top_k`` 0 = off; ``temperature`` 0 or ``do_sample=False`` = greedy.
-
-    Order of the warpers, as in transformers: temperature, then top-k, then top-p (on the
-    renormalised top-k distribution)."""
-
-    max_new_tokens: int = 128
-    top_p: float = 1.0
-    top_k: int = 0
-    temperature: float = 1.0
-    do_sample: bool = True
-    stop: tuple[str, ...] = ()
-
-    @property
-    def greedy(self) -> bool:
-        return not self.do_sample or self.temperature <= 0
-
 
 @dataclass
 class Sample:
@@ -83,17 +63,27 @@ class Sample:
         return float(sum(self.token_logprobs[:n]) + self.eos_logprobs[n])
 
 
-def stable_seed(*parts: object) -> int:
-    """A 63-bit seed from any printable parts, independent of Python's hash randomisation."""
-    h = hashlib.sha256("\x1f".join(map(str, parts)).encode()).digest()
-    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+class Rows(NamedTuple):
+    """Batch rows over one KV cache: next-token logits [B, V], the cache, the attention mask [B, T] (left
+    padding = 0) and each row's next position [B]. What a prefill returns and decoding / scoring consume."""
 
+    logits: torch.Tensor
+    cache: Any
+    mask: torch.Tensor
+    next_pos: torch.Tensor
 
-def row_generator(seed: int, row: int) -> torch.Generator:
-    """The generator of sample row ``row`` of a context seeded ``seed`` (shared by Engine.sample and Session)."""
-    g = torch.Generator()
-    g.manual_seed(stable_seed(seed, row))
-    return g
+    def repeat(self, n: int) -> Rows:
+        """Each row ``n`` times in place (row r becomes rows r*n .. r*n+n-1); the cache is expanded, not copied."""
+        if n == 1:
+            return self
+        self.cache.batch_repeat_interleave(n)
+        return Rows(self.logits.repeat_interleave(n, 0), self.cache, self.mask.repeat_interleave(n, 0),
+                    self.next_pos.repeat_interleave(n, 0))
+
+    def select(self, sel: torch.Tensor) -> Rows:
+        """The rows ``sel`` (indices, repeats allowed); the cache is narrowed in place."""
+        self.cache.batch_select_indices(sel)
+        return Rows(self.logits[sel], self.cache, self.mask[sel], self.next_pos[sel])
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -119,40 +109,6 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
     if dtype not in table:
         raise ValueError(f"dtype={dtype!r} is not one of: auto, {', '.join(table)}")
     return table[dtype]
-
-
-def top_p_choice(logits: torch.Tensor, top_p: float, uniforms: torch.Tensor, top_k: int = 0) -> torch.Tensor:
-    """Exact top-k + nucleus sampling by inverse CDF, one uniform in [0, 1) per row.
-
-    With ``top_k`` > 0 only the k most likely tokens stay, renormalised (transformers' TopKLogitsWarper,
-    which runs before TopPLogitsWarper). Then token i (in descending-probability order) is kept iff the
-    mass strictly before it is < top_p, the same set as transformers' TopPLogitsWarper. Without top-k, a
-    top-64 prefilter is exact whenever its mass reaches top_p; the other rows fall back to a full sort.
-    """
-    probs = torch.softmax(logits.float(), dim=-1)
-    vocab = probs.shape[-1]
-    if 0 < top_k < vocab:
-        vals, idx = probs.topk(top_k, dim=-1)
-        vals = vals / vals.sum(-1, keepdim=True)
-        return _nucleus_pick(vals, idx, top_p, uniforms)
-    vals, idx = probs.topk(min(TOPK_PREFILTER, vocab), dim=-1)
-    out = _nucleus_pick(vals, idx, top_p, uniforms)
-    short = vals.sum(-1) < top_p
-    if bool(short.any()):
-        full_vals, full_idx = probs[short].sort(dim=-1, descending=True)
-        out[short] = _nucleus_pick(full_vals, full_idx, top_p, uniforms[short])
-    return out
-
-
-def _nucleus_pick(vals: torch.Tensor, idx: torch.Tensor, top_p: float, u: torch.Tensor) -> torch.Tensor:
-    """Inverse-CDF pick among descending-sorted ``vals`` restricted to the nucleus."""
-    keep = (vals.cumsum(-1) - vals) < top_p
-    keep[:, 0] = True
-    cdf = torch.where(keep, vals, torch.zeros_like(vals)).cumsum(-1)
-    pos = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(-1), right=True)
-    # never land past the last kept token (float edge at the very end of the CDF)
-    pos = torch.minimum(pos, keep.long().sum(-1, keepdim=True) - 1)
-    return idx.gather(-1, pos).squeeze(-1)
 
 
 def _merge_left_padded(caches: list, width: int):
@@ -249,10 +205,10 @@ class Engine:
                          use_cache=True, logits_to_keep=keep)
         return out.logits, out.past_key_values
 
-    def _prefill(self, contexts: list[list[int]]):
-        """Prefill of several contexts as one left-padded batch: (last-position logits [B,V], cache, mask,
-        next_pos). Contexts of different lengths are encoded one by one (no compute spent on padding:
-        prefill is compute-bound) and their caches merged, left-padded, when the cache layout allows it."""
+    def _prefill(self, contexts: list[list[int]]) -> Rows:
+        """Prefill of several contexts as one left-padded batch (:class:`Rows`). Contexts of different lengths
+        are encoded one by one (no compute spent on padding: prefill is compute-bound) and their caches merged,
+        left-padded, when the cache layout allows it."""
         width = max(len(c) for c in contexts)
         mask = torch.zeros((len(contexts), width), dtype=torch.long)
         for r, c in enumerate(contexts):
@@ -263,9 +219,9 @@ class Engine:
             parts = [self._prefill_padded([c]) for c in contexts]
             merged = _merge_left_padded([p[1] for p in parts], width)
             if merged is not None:
-                return torch.cat([p[0] for p in parts]), merged, mask, lengths
+                return Rows(torch.cat([p[0] for p in parts]), merged, mask, lengths)
         logits, cache = self._prefill_padded(contexts)
-        return logits, cache, mask, lengths
+        return Rows(logits, cache, mask, lengths)
 
     def _prefill_padded(self, contexts: list[list[int]]):
         width = max(len(c) for c in contexts)
@@ -293,7 +249,8 @@ class Engine:
         """``n`` continuations of each context. Each context is prefilled once; rows of up to
         ``docs_per_batch`` contexts decode together. ``seeds[i]`` seeds context i's rows. ``params``, when
         given, replaces the individual sampling keywords."""
-        p = params or SamplingParams(max_new_tokens, top_p, top_k, temperature, do_sample, tuple(stop))
+        p = params or SamplingParams(max_new_tokens=max_new_tokens, top_p=top_p, top_k=top_k,
+                                    temperature=temperature, do_sample=do_sample, stop=tuple(stop))
         seeds = list(seeds) if seeds is not None else [stable_seed(c) for c in contexts]
         ids = [self.encode_context(c) for c in contexts]
         for i, c in enumerate(ids):
@@ -306,23 +263,19 @@ class Engine:
 
     def _sample_batch(self, ctx_ids: list[list[int]], seeds: Sequence[int], n: int,
                       p: SamplingParams) -> list[list[Sample]]:
-        logits, cache, mask, next_pos = self._prefill(ctx_ids)
-        if n > 1:
-            cache.batch_repeat_interleave(n)
-            logits = logits.repeat_interleave(n, 0)
-            mask = mask.repeat_interleave(n, 0)
-            next_pos = next_pos.repeat_interleave(n, 0)
+        rows = self._prefill(ctx_ids).repeat(n)
         gens = [row_generator(seed, j) for seed in seeds for j in range(n)]
-        samples, _ = self._decode(logits, cache, mask, next_pos, gens, p)
+        samples, _ = self._decode(rows, gens, p)
         return [samples[d * n:(d + 1) * n] for d in range(len(ctx_ids))]
 
-    def _decode(self, logits, cache, mask, next_pos, gens: list[torch.Generator], p: SamplingParams):
-        """The decode loop shared by :meth:`sample` and :class:`Session`: row r starts in batch slot r with
-        next-token ``logits[r]`` and draws from ``gens[r]``; finished rows leave the batch.
+    def _decode(self, start: Rows, gens: list[torch.Generator], p: SamplingParams):
+        """The decode loop shared by :meth:`sample` and :class:`Session`: row r starts in batch slot r of
+        ``start`` and draws from ``gens[r]``; finished rows leave the batch.
 
         Returns the samples and ``(cache, active)``: the cache of the rows still in the batch at the end
         (``active[slot]`` = row), holding each such row's tokens except the last one sampled (never fed).
         """
+        logits, cache, mask, next_pos = start
         rows = len(gens)
         stop = list(p.stop)
         toks: list[list[int]] = [[] for _ in range(rows)]
@@ -411,16 +364,16 @@ class Engine:
             return
         for s in range(0, len(items), self.max_rows):
             chunk = items[s:s + self.max_rows]
-            logits, cache, mask, next_pos = self._prefill([ctx_ids[i] for i in group])
             sel = torch.tensor([gi for gi, _, _ in chunk], device=self.device)
-            cache.batch_select_indices(sel)
-            tot = self._score_cached(logits[sel], cache, mask[sel], next_pos[sel], [c for _, _, c in chunk])
+            rows = self._prefill([ctx_ids[i] for i in group]).select(sel)
+            tot = self._score_cached(rows, [c for _, _, c in chunk])
             for r, (gi, j, _) in enumerate(chunk):
                 results[group[gi]][j] = float(tot[r])
 
-    def _score_cached(self, first_logits, cache, mask, next_pos, conts: list[list[int]]) -> torch.Tensor:
-        """Sum of log-probs of each (non-empty) ``conts[r]`` in one pass over a cache that already holds row
-        r's context; ``first_logits[r]`` are the next-token logits after that context."""
+    def _score_cached(self, rows: Rows, conts: list[list[int]]) -> torch.Tensor:
+        """Sum of log-probs of each (non-empty) ``conts[r]`` in one pass over ``rows``, whose row r already holds
+        its context."""
+        first_logits, cache, mask, next_pos = rows
         first_logp = torch.log_softmax(first_logits.float(), -1)
         width = max(len(c) for c in conts)
         tot = first_logp.gather(-1, torch.tensor([[c[0]] for c in conts], device=self.device)).squeeze(-1)
@@ -517,18 +470,16 @@ class Session:
         self._check_open()
         self._flush()
         eng = self.engine
-        p = SamplingParams(max_new_tokens, top_p, top_k, temperature, do_sample, tuple(stop))
+        p = SamplingParams(max_new_tokens=max_new_tokens, top_p=top_p, top_k=top_k,
+                                    temperature=temperature, do_sample=do_sample, stop=tuple(stop))
         eng._check_length(len(self.ids), max_new_tokens, "session")
         while len(self._gens) < n:
             self._gens.append(row_generator(self.seed, len(self._gens)))
         cache, logits = self._cache, self._logits
         self._cache = None  # the rows' branches replace it (accept() keeps one)
-        if n > 1:
-            cache.batch_repeat_interleave(n)
-            logits = logits.repeat_interleave(n, 0)
-        mask = torch.ones((n, len(self.ids)), dtype=torch.long, device=eng.device)
-        next_pos = torch.full((n,), len(self.ids), dtype=torch.long, device=eng.device)
-        samples, (cache, active) = eng._decode(logits, cache, mask, next_pos, self._gens[:n], p)
+        one = Rows(logits, cache, torch.ones((1, len(self.ids)), dtype=torch.long, device=eng.device),
+                   torch.full((1,), len(self.ids), dtype=torch.long, device=eng.device))
+        samples, (cache, active) = eng._decode(one.repeat(n), self._gens[:n], p)
         self._branch = (cache, active, samples)
         return samples
 
@@ -563,10 +514,10 @@ class Session:
             chunk = rows[s:s + eng.max_rows]
             cache = copy.deepcopy(self._cache)
             cache.batch_select_indices(torch.zeros(len(chunk), dtype=torch.long, device=eng.device))
-            mask = torch.ones((len(chunk), len(self.ids)), dtype=torch.long, device=eng.device)
-            next_pos = torch.full((len(chunk),), len(self.ids), dtype=torch.long, device=eng.device)
-            tot = eng._score_cached(self._logits.expand(len(chunk), -1), cache, mask, next_pos,
-                                    [list(conts[i]) for i in chunk])
+            rows = Rows(self._logits.expand(len(chunk), -1), cache,
+                        torch.ones((len(chunk), len(self.ids)), dtype=torch.long, device=eng.device),
+                        torch.full((len(chunk),), len(self.ids), dtype=torch.long, device=eng.device))
+            tot = eng._score_cached(rows, [list(conts[i]) for i in chunk])
             for r, i in enumerate(chunk):
                 out[i] = float(tot[r])
         return out

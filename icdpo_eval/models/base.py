@@ -114,7 +114,8 @@ class MethodLM(LM):
             temp = self.temperature if self.temperature is not None else float(gk.get("temperature", 1.0))
             top_k = self.top_k or 0
         do_sample = bool(gk.get("do_sample", True)) and temp > 0
-        return SamplingParams(max_new, top_p, top_k, temp, do_sample, (*TURN_MARKERS, *until))
+        return SamplingParams(max_new_tokens=max_new, top_p=top_p, top_k=top_k, temperature=temp, do_sample=do_sample,
+                              stop=(*TURN_MARKERS, *until))
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         out: list[str] = [""] * len(requests)
