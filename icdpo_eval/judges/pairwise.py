@@ -27,13 +27,13 @@ be exactly ``a``, ``b`` or ``tie``. Anything else is re-asked once (the reply is
 reminder of the format); a second unparsable answer makes the item an ``"error"`` judgment,
 counted and reported by the caller, never a tie.
 
-**Failures.** HTTP 408/409/429/5xx, timeouts and connection errors are retried with exponential
-backoff and jitter (``max_tries`` tries, ``backoff_base`` x 2^k seconds capped at ``backoff_cap``,
-half of it random; a ``Retry-After`` header is honoured up to the cap). The openai client's own
-retries are off, so the retries counted in :attr:`PairwiseJudge.stats` are all of them. When the
-tries are spent, or on any other HTTP error (e.g. 401), :class:`JudgeError` is raised naming the
-item and the last status. Verdicts already received are in the on-disk cache
-(:mod:`icdpo_eval.judges.cache`), so a rerun resumes there.
+**Failures.** The package's one retry policy (:mod:`icdpo_eval.api_client`: the openai client's
+own retries, with our backoff): HTTP 408/409/429/5xx, timeouts and connection errors are retried
+with exponential backoff and jitter (``max_tries`` tries, ``backoff_base`` x 2^k seconds capped at
+``backoff_cap``, half of it random; a ``Retry-After`` header is honoured up to the cap). Every retry
+is counted in :attr:`PairwiseJudge.stats`. When the tries are spent, or on any other HTTP error
+(e.g. 401), :class:`JudgeError` is raised naming the item and the last status. Verdicts already
+received are in the on-disk cache (:mod:`icdpo_eval.judges.cache`), so a rerun resumes there.
 """
 
 from __future__ import annotations
@@ -41,15 +41,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import random
 import threading
-import time
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from icdpo_eval import api_client
 from icdpo_eval.judges.cache import VerdictCache, verdict_key
 
 log = logging.getLogger("icdpo_eval.judges.pairwise")
@@ -64,7 +63,6 @@ PROTOCOL_ENV = "ICDPO_JUDGE_PROTOCOL"
 # protocol name -> one_direction: "both" (our default: both orders) or "paper" (one order per item)
 PROTOCOLS: dict[str, bool] = {"both": False, "paper": True}
 WORKERS_ENV = "ICDPO_JUDGE_WORKERS"
-RETRY_STATUS = frozenset({408, 409, 429})
 MAX_TOKENS = 16
 
 Verdict = Literal["A", "B", "tie"]
@@ -105,8 +103,8 @@ class MissingAPIKeyError(JudgeError):
 
 def require_api_key() -> str:
     """``$OPENAI_API_KEY`` (any non-empty string for a local server), else a clear error."""
-    key = os.environ.get("OPENAI_API_KEY", "").strip()
-    if not key:
+    key = api_client.env_api_key()
+    if key is None:
         raise MissingAPIKeyError(
             "the pairwise LLM judge (metric winrate) needs an OpenAI-compatible API: set OPENAI_API_KEY "
             "(any non-empty string for a local server) and, for a server other than api.openai.com, "
@@ -178,10 +176,11 @@ class JudgeStats:
 
 
 class ChatJudge:
-    """What every LLM judge here shares: the ``openai`` client (temperature 0, its own retries off),
-    the bounded retry/backoff policy of :meth:`_request`, request statistics and the on-disk verdict
-    cache. Subclasses (:class:`PairwiseJudge`, :class:`icdpo_eval.judges.listwise.ListwiseJudge`) set
-    the prompt version, the answer length and what a judgment is."""
+    """What every LLM judge here shares: the client of :mod:`icdpo_eval.api_client` (temperature 0,
+    the package's retry policy), the request of :meth:`_request` with its loud final error, request
+    statistics and the on-disk verdict cache. Subclasses (:class:`PairwiseJudge`,
+    :class:`icdpo_eval.judges.listwise.ListwiseJudge`) set the prompt version, the answer length and
+    what a judgment is."""
 
     prompt_version = PROMPT_VERSION
     max_tokens = MAX_TOKENS
@@ -202,14 +201,19 @@ class ChatJudge:
     ) -> None:
         self.model = model or os.environ.get(MODEL_ENV, "").strip() or DEFAULT_MODEL
         self.max_workers = max(1, int(max_workers))
-        self.max_tries = max(1, int(max_tries))
-        self.backoff_base, self.backoff_cap, self.timeout = backoff_base, backoff_cap, timeout
+        self.retry = api_client.RetryPolicy(max(1, int(max_tries)), backoff_base, backoff_cap)
+        self.timeout = timeout
         self._api_key = api_key or require_api_key()
-        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL") or None
+        self.base_url = base_url or api_client.env_base_url()
         self.cache = cache if isinstance(cache, VerdictCache) else VerdictCache(cache)
         self.stats = JudgeStats()
         self._client: Any = None
         self._client_lock = threading.Lock()
+        self._call = threading.local()  # the request in flight on this thread: label, tries made
+
+    @property
+    def max_tries(self) -> int:
+        return self.retry.max_tries
 
     @property
     def name(self) -> str:
@@ -218,46 +222,38 @@ class ChatJudge:
     def client(self) -> Any:
         with self._client_lock:
             if self._client is None:
-                import openai
-
-                self._client = openai.OpenAI(
-                    api_key=self._api_key, base_url=self.base_url, max_retries=0, timeout=self.timeout
-                )
+                self._client = api_client.make_client(api_key=self._api_key, base_url=self.base_url,
+                                                      timeout=self.timeout, retry=self.retry,
+                                                      on_retry=self._on_retry)
             return self._client
+
+    def _on_retry(self, retries_taken: int, delay: float) -> None:
+        self.stats.add("retries")
+        self.stats.add("requests")
+        self._call.tries += 1
+        log.warning("%s: %s: try %d/%d failed, trying again in %.2f s", self.kind, self._call.label,
+                    self._call.tries - 1, self.max_tries, delay)
 
     def _request(self, label: str, messages: list[dict[str, str]]) -> str:
         import openai
 
-        last, retry_after = "", None
-        for attempt in range(self.max_tries):
-            if attempt:
-                self.stats.add("retries")
-                time.sleep(self._delay(attempt, retry_after))
-            self.stats.add("requests")
-            retry_after = None
-            try:
-                resp = self.client().chat.completions.create(
-                    model=self.model, messages=messages, temperature=0, max_tokens=self.max_tokens
-                )
-                return str(resp.choices[0].message.content or "")
-            except openai.APIStatusError as e:
-                if e.status_code not in RETRY_STATUS and e.status_code < 500:
-                    raise JudgeError(f"judge {self.name}: {label}: HTTP {e.status_code} (not retried): "
-                                     f"{str(e.message)[:300]}") from e
-                last = f"HTTP {e.status_code}"
-                retry_after = _retry_after(e.response.headers.get("retry-after"))
-            except openai.APITimeoutError:
-                last = f"timeout after {self.timeout:g} s"
-            except openai.APIConnectionError as e:
-                last = f"connection error ({e.__cause__ or e})"
-            log.warning("%s: %s: %s (try %d/%d)", self.kind, label, last, attempt + 1, self.max_tries)
-        raise JudgeError(f"judge {self.name}: {label}: failed after {self.max_tries} tries; last error: {last}. "
-                         "Verdicts received so far are cached: rerun to resume.")
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        d = min(self.backoff_cap, self.backoff_base * 2 ** (attempt - 1))
-        d = d / 2 + random.uniform(0, d / 2)
-        return max(d, min(self.backoff_cap, retry_after)) if retry_after is not None else d
+        client = self.client()
+        self._call.label, self._call.tries = label, 1
+        self.stats.add("requests")
+        try:
+            resp = client.chat.completions.create(
+                model=self.model, messages=messages, temperature=0, max_tokens=self.max_tokens
+            )
+            return str(resp.choices[0].message.content or "")
+        except openai.APIStatusError as e:
+            if not api_client.retryable(e.status_code):
+                raise JudgeError(f"judge {self.name}: {label}: HTTP {e.status_code} (not retried): "
+                                 f"{str(e.message)[:300]}") from e
+            last, cause = api_client.describe(e, self.timeout), e
+        except (openai.APITimeoutError, openai.APIConnectionError) as e:
+            last, cause = api_client.describe(e, self.timeout), e
+        raise JudgeError(f"judge {self.name}: {label}: failed after {self._call.tries} tries; last error: {last}. "
+                         "Verdicts received so far are cached: rerun to resume.") from cause
 
     def _parallel(self, calls: dict[K, Callable[[], T]]) -> dict[K, T]:
         """Run ``calls`` on ``max_workers`` threads; the first exception cancels the rest and is raised
@@ -373,13 +369,6 @@ class PairwiseJudge(ChatJudge):
         return verdict, raw
 
 
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
-
-
 _JUDGES: dict[tuple[Any, ...], PairwiseJudge] = {}
 
 
@@ -410,7 +399,7 @@ def judge_from_env() -> PairwiseJudge:
     one = one_direction_from_env()
     workers = int(os.environ.get(WORKERS_ENV, "").strip() or 8)
     model = os.environ.get(MODEL_ENV, "").strip() or DEFAULT_MODEL
-    base_url = os.environ.get("OPENAI_BASE_URL") or None
+    base_url = api_client.env_base_url()
     path: Path = default_cache_path()
     key = (model, one, workers, base_url, str(path), hashlib.sha256(require_api_key().encode()).hexdigest())
     if key not in _JUDGES:
