@@ -307,3 +307,21 @@ def test_winrate_task_builds(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(docs) == 7
     all_ids = [r["id"] for r in load_pairs("hh-rlhf-mini", None, "eval")]
     assert {d["id"] for d in docs} == winrate.in_sample(all_ids, 7, winrate.DEFAULT_SEED)
+
+
+def test_retries_counted_across_workers(serve: Callable[..., FakeOpenAIServer], tmp_path: Any) -> None:
+    # each item's first request gets a 503, its second the verdict: 8 workers, 8 items, one order each
+    first: set[tuple[str, str]] = set()
+
+    def respond(body: dict[str, Any], n: int) -> Reply:
+        a, b = shown_pair(body)
+        if (a, b) not in first:
+            first.add((a, b))
+            return Reply(status=503)
+        return Reply("A" if a.startswith("m") else "B")
+
+    srv = serve(respond)
+    judge = make_judge(srv, tmp_path, one_direction=True, max_workers=8)
+    out = judge.judge([f"p{i}" for i in range(8)], [(f"m{i}", "ref") for i in range(8)])
+    assert [j.outcome for j in out] == ["win"] * 8
+    assert len(srv.requests) == 16 and judge.stats.requests == 16 and judge.stats.retries == 8

@@ -19,8 +19,9 @@ strict order, best first, in the form ``2 > 1 > 3``; ties are not allowed.
 prose) is re-asked once with a reminder of the format; a second unparsable answer makes the prompt an
 error (``order`` None), counted by the caller.
 
-The client, the retry/backoff policy (HTTP 408/409/429/5xx, timeouts, connection errors; then
-:class:`~icdpo_eval.judges.pairwise.JudgeError`), the API-key check and the on-disk verdict cache are
+The client and its retry policy are the package's one (:mod:`icdpo_eval.api_client`: HTTP
+408/409/429/5xx, timeouts, connection errors retried; then
+:class:`~icdpo_eval.judges.pairwise.JudgeError`); the API-key check and the on-disk verdict cache are
 those of :mod:`icdpo_eval.judges.pairwise` (:class:`~icdpo_eval.judges.pairwise.ChatJudge`). A
 ranking is cached under the sha256 of (judge model, listwise prompt version, dialogue, candidates in
 the order shown), as the labels ``"2>1>3"``; unparsable answers are not cached.
