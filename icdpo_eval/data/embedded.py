@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,16 +38,13 @@ def cache_dir() -> Path:
 
 
 @contextmanager
-def _lock(path: Path):
-    import fcntl
+def _lock(path: Path) -> Iterator[None]:
+    """Hold ``<path>.lock`` (an inter-process lock, portable: ``filelock``) while converting ``path``."""
+    from filelock import FileLock
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_suffix(".lock"), "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with FileLock(path.with_suffix(".lock")):
+        yield
 
 
 def _convert_gguf(gguf_dir: Path, gguf_name: str, out: Path) -> None:
