@@ -2,13 +2,13 @@
 
 The task YAMLs use::
 
-    process_results: !function metrics.process_results
+    process_results: !function icdpo_eval.tasks.metrics.process_results
     metric_list:
       - metric: rm_reward
-        aggregation: !function metrics.rm_reward_aggregate
+        aggregation: !function icdpo_eval.tasks.metrics.rm_reward_aggregate
         higher_is_better: true
       - metric: rm
-        aggregation: !function metrics.rm_name_aggregate
+        aggregation: !function icdpo_eval.tasks.metrics.rm_name_aggregate
         higher_is_better: true
 
 ``process_results`` does no model call: it returns an :class:`RMItem` holding the prompt and the
@@ -23,8 +23,9 @@ Empty responses are kept, scored as the empty string (a model that says nothing 
 that, dropping them would flatter it), and counted: a warning names each doc id, and the
 aggregate logs the count.
 
-lm-eval loads this file by path (not as ``icdpo_eval.tasks.metrics``): absolute imports only;
-the judge cache lives in :mod:`icdpo_eval.judges.reward_model` so both import routes share it.
+lm-eval imports this module by its package name (the YAML's ``!function`` names are absolute, see
+:mod:`icdpo_eval.tasks.utils`), so ``EMPTY_RESPONSES`` exists once; the judge cache lives in
+:mod:`icdpo_eval.judges.reward_model`.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ the choices by it. Metrics:
 
 The excluded rows stay in the dataset (lm-eval still scores their candidates) so that they can be
 counted; their ``judge_best`` is a placeholder 0. Older rank sets without ``judge_best_set`` load as
-before (a row is tied iff its ``best_tied`` is true). lm-eval loads this file by path: absolute
-imports only.
+before (a row is tied iff its ``best_tied`` is true). lm-eval imports this module by its package name
+(see :mod:`icdpo_eval.tasks.utils`); tests/test_ranking.py also loads it by path, hence absolute imports only.
 """
 
 from __future__ import annotations

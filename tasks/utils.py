@@ -1,9 +1,22 @@
-"""``custom_dataset`` loaders of the icdpo-eval lm-eval tasks.
+"""The one ``custom_dataset`` loader of the icdpo-eval lm-eval tasks.
+
+Every generation task's YAML names this function and says, in ``dataset_kwargs``, which rows it
+evaluates::
+
+    custom_dataset: !function icdpo_eval.tasks.utils.load
+    dataset_kwargs:
+      data: hh_harmless      # a key of icdpo_eval.data.datasets.TASK_DEFAULTS
+      sample: winrate        # optional: only the winrate tasks' fixed-seed sample (tasks/winrate.py)
 
 lm-eval 0.4.13 calls ``custom_dataset(**task_metadata, **dataset_kwargs)``; from the CLI the task
-metadata also holds every ``--model_args`` key, so the loaders accept and ignore any keyword.
-lm-eval loads this file by path (not as ``icdpo_eval.tasks.utils``): use absolute imports only.
-Each loader returns a ``DatasetDict`` whose ``"test"`` split is the task's evaluation set.
+metadata also holds every ``--model_args`` key (and lm-eval's ``config_source``), so the loader
+accepts and ignores any other keyword. The ``dataset_kwargs`` keys are chosen not to clash with a
+``--model_args`` key (a clash would be a duplicate keyword argument).
+
+**One import route.** The YAMLs name their functions by absolute module path
+(``!function icdpo_eval.tasks.<module>.<function>``): lm-eval finds no ``icdpo_eval/tasks/...py``
+file beside the YAML and imports the package module instead, so every module of ``tasks/`` exists
+once, as ``icdpo_eval.tasks.<module>``, whether lm-eval or our own code uses it.
 """
 
 from __future__ import annotations
@@ -15,27 +28,28 @@ import datasets
 from icdpo_eval.data.datasets import TASK_DEFAULTS, load_pairs
 
 FIELDS = ("prompt", "chosen", "rejected", "id")
+SAMPLES = ("winrate",)  # the values of dataset_kwargs ``sample``
 
 
-def task_dataset(task_name: str) -> datasets.DatasetDict:
-    """The evaluation rows of ``task_name`` (see ``icdpo_eval.data.TASK_DEFAULTS``) as split "test"."""
-    t = TASK_DEFAULTS[task_name]
+def task_dataset(data: str) -> datasets.DatasetDict:
+    """The evaluation rows of ``data`` (a key of ``icdpo_eval.data.datasets.TASK_DEFAULTS``) as split "test"."""
+    t = TASK_DEFAULTS[data]
     rows = load_pairs(t.dataset, t.subset, t.eval_split)
     features = datasets.Features({k: datasets.Value("string") for k in FIELDS})
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows, features=features)})
 
 
-def hh_harmless(**_: Any) -> datasets.DatasetDict:
-    return task_dataset("hh_harmless")
+def load(data: str, sample: str | None = None, **_: Any) -> datasets.DatasetDict:
+    """``custom_dataset`` of every generation task: the rows of ``data``; with ``sample="winrate"``, after
+    checking that the judge's API key is set (before any data or model work), only the winrate sample."""
+    if data not in TASK_DEFAULTS:
+        raise ValueError(f"dataset_kwargs data={data!r} is not one of: {', '.join(TASK_DEFAULTS)}")
+    if sample is not None and sample not in SAMPLES:
+        raise ValueError(f"dataset_kwargs sample={sample!r} is not one of: {', '.join(SAMPLES)}")
+    if sample == "winrate":
+        from icdpo_eval.judges.pairwise import require_api_key
+        from icdpo_eval.tasks.winrate import sampled
 
-
-def hh_helpful(**_: Any) -> datasets.DatasetDict:
-    return task_dataset("hh_helpful")
-
-
-def synthetic_gpt(**_: Any) -> datasets.DatasetDict:
-    return task_dataset("synthetic_gpt")
-
-
-def hh_harmless_mini(**_: Any) -> datasets.DatasetDict:
-    return task_dataset("hh_harmless_mini")
+        require_api_key()  # a clear error now instead of a failure after generation
+        return sampled(task_dataset(data))
+    return task_dataset(data)

@@ -1,15 +1,17 @@
 """Metric ``winrate`` (paper metric 2: LLM-judge win rate vs the dataset's chosen response).
 
 Used by the task variants ``hh_harmless_winrate``, ``hh_helpful_winrate`` and
-``hh_harmless_mini_winrate`` (the plain tasks never call a judge)::
+``hh_harmless_mini_winrate`` (the plain tasks never call a judge), which include
+``_winrate_template.yaml``::
 
-    custom_dataset: !function winrate.hh_harmless_winrate
-    process_results: !function winrate.process_results
+    custom_dataset: !function icdpo_eval.tasks.utils.load   # dataset_kwargs: {data: ..., sample: winrate}
+    process_results: !function icdpo_eval.tasks.winrate.process_results
     metric_list: winrate / winrate_n / winrate_failed with the aggregations below
 
 **Sample.** The tasks evaluate a fixed-seed sample of ``$ICDPO_WINRATE_N`` documents (default 200):
 the documents whose sha256(``"<seed>:<doc id>"``) is among the N smallest, seed
-``$ICDPO_WINRATE_SEED`` (default 1234). The ``custom_dataset`` loader keeps only those rows (in
+``$ICDPO_WINRATE_SEED`` (default 1234). The ``custom_dataset`` loader (:func:`sampled`, called by
+:func:`icdpo_eval.tasks.utils.load` for ``sample: winrate``) keeps only those rows (in
 dataset order), so no response is generated for a document that is not judged, and the sample is the
 same whatever the row order. The aggregation applies the same rule to the items it receives (at most
 N judged; any other item is marked ``"not_sampled"``), so ``--limit k`` judges the first k rows of
@@ -24,8 +26,8 @@ count and ``winrate_failed`` the number of items whose judge answer stayed unpar
 the mean, each named in the log). API failures that outlast the retries raise; the verdicts
 already received stay cached, so the rerun resumes.
 
-**No key.** The loaders check ``OPENAI_API_KEY`` first, so a missing key fails before any
-generation. lm-eval loads this file by path: absolute imports only.
+**No key.** The loader checks ``OPENAI_API_KEY`` first, so a missing key fails before any
+generation. lm-eval imports this module by its package name (see :mod:`icdpo_eval.tasks.utils`).
 """
 
 from __future__ import annotations
@@ -78,24 +80,12 @@ def sampled(ds: datasets.DatasetDict, split: str = "test") -> datasets.DatasetDi
     return datasets.DatasetDict({**ds, split: rows.select(idx)})
 
 
-def _task(name: str) -> datasets.DatasetDict:
-    from icdpo_eval.judges.pairwise import require_api_key
-    from icdpo_eval.tasks.utils import task_dataset
+def hh_harmless_winrate(**kwargs: Any) -> datasets.DatasetDict:
+    """The ``hh_harmless_winrate`` rows, for callers outside lm-eval (no YAML uses it: they all call
+    :func:`icdpo_eval.tasks.utils.load` with ``dataset_kwargs``)."""
+    from icdpo_eval.tasks.utils import load
 
-    require_api_key()  # before any model work: a clear error instead of a failure after generation
-    return sampled(task_dataset(name))
-
-
-def hh_harmless_winrate(**_: Any) -> datasets.DatasetDict:
-    return _task("hh_harmless")
-
-
-def hh_helpful_winrate(**_: Any) -> datasets.DatasetDict:
-    return _task("hh_helpful")
-
-
-def hh_harmless_mini_winrate(**_: Any) -> datasets.DatasetDict:
-    return _task("hh_harmless_mini")
+    return load("hh_harmless", "winrate", **kwargs)
 
 
 def process_results(doc: dict[str, Any], results: Sequence[Any]) -> dict[str, WinItem]:

@@ -87,3 +87,71 @@ def test_generation_lengths_as_released():
     syn, hh = gen("synthetic_gpt"), gen("hh_harmless")
     assert syn["max_gen_toks"] == 200 and hh["max_gen_toks"] == 128 and gen("hh_helpful")["max_gen_toks"] == 128
     assert {k: v for k, v in syn.items() if k != "max_gen_toks"} == {k: v for k, v in hh.items() if k != "max_gen_toks"}
+
+
+# -- the task folder reads like lm-eval's: one loader, one winrate template, one import route ----------------------
+GENERATION_TASKS = (*TASKS, "hh_harmless_winrate", "hh_helpful_winrate", "hh_harmless_mini_winrate")
+
+
+def _yaml(name: str, resolve_func: bool = False) -> dict:
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from icdpo_eval._lm_eval_hook import tasks_dir
+
+    return load_yaml(tasks_dir() / f"{name}.yaml", resolve_func=resolve_func)
+
+
+def test_one_loader_parameterised_by_the_yaml():
+    from icdpo_eval.tasks import utils
+
+    for name in GENERATION_TASKS:
+        cfg = _yaml(name, resolve_func=True)
+        assert cfg["custom_dataset"] is utils.load
+        kwargs = cfg["dataset_kwargs"]
+        winrate = name.endswith("_winrate")
+        assert kwargs == {"data": name.removesuffix("_winrate"), **({"sample": "winrate"} if winrate else {})}
+        assert kwargs["data"] in D.TASK_DEFAULTS
+    with pytest.raises(ValueError, match="not one of"):
+        utils.load(data="hh_nope")
+    with pytest.raises(ValueError, match="not one of"):
+        utils.load(data="hh_harmless_mini", sample="nope")
+
+
+def test_winrate_tasks_share_one_template():
+    from icdpo_eval._lm_eval_hook import tasks_dir
+
+    raw = {p.stem: p.read_text() for p in tasks_dir().glob("*_winrate.yaml")}
+    assert set(raw) == {"hh_harmless_winrate", "hh_helpful_winrate", "hh_harmless_mini_winrate"}
+    assert all("include: _winrate_template.yaml" in text and "metric_list" not in text for text in raw.values())
+    template = _yaml("_winrate_template")
+    assert "task" not in template and [m["metric"] for m in template["metric_list"]] == [
+        "winrate", "winrate_n", "winrate_failed"]
+    # everything but the task's own keys comes from the templates, as in the files before the template
+    for name in raw:
+        cfg = _yaml(name)
+        assert cfg["generation_kwargs"] == _yaml("hh_harmless")["generation_kwargs"]
+        assert cfg["process_results"].endswith("icdpo_eval.tasks.winrate.process_results")
+
+
+def test_task_functions_imported_by_one_route():
+    """Every `!function` names an icdpo_eval.tasks module, so lm-eval imports the package module (the one the
+    rest of the code imports) and never a second copy of the file by path."""
+    import sys
+
+    from icdpo_eval._lm_eval_hook import tasks_dir
+    from icdpo_eval.tasks import metrics, utils
+
+    for path in tasks_dir().glob("*.yaml"):
+        for line in path.read_text().splitlines():
+            if "!function" in line:
+                assert "!function icdpo_eval.tasks." in line, f"{path.name}: {line.strip()}"
+    task = _build("hh_harmless_mini")
+    assert task.config.custom_dataset is utils.load
+    assert task.config.process_results is metrics.process_results
+    assert not [m for m in sys.modules if m.startswith(str(tasks_dir()))]
+
+
+def test_results_config_records_the_data():
+    cfg = _build("hh_harmless_mini").dump_config()
+    assert cfg["dataset_kwargs"] == {"data": "hh_harmless_mini"}
+    assert cfg["custom_dataset"] and cfg["metadata"]["version"] == 1.0
