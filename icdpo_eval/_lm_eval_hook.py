@@ -9,10 +9,14 @@ and ``TaskManager`` scans only its own task folder plus ``--include_path``. The 
   registers lm-eval's own ``MODEL_MAPPING``; registering ours first would hide the built-ins, since
   ``get_model`` loads them only when the registry is empty), then add our names as lazy
   ``"module:Class"`` placeholders. Nothing heavy (torch, transformers) is imported here.
-  Newer lm-eval releases discover the ``lm_eval.models`` entry-point group (declared in
-  ``pyproject.toml``) natively; when the registry module shows that support, we step aside.
-* ``lm_eval.tasks.manager``: ``TaskManager`` is wrapped so that our task folder is scanned after
-  lm-eval's own and before any ``--include_path`` (so a user's folder can still override us).
+  Newer lm-eval releases may discover the ``lm_eval.models`` entry-point group (declared in
+  ``pyproject.toml``) natively; we detect that by behaviour, not by reading lm-eval's source: a
+  model lookup that consults the entry points (or a registry that already holds our names after
+  ``lm_eval.models`` is imported) means lm-eval does it, and we step aside.
+* ``lm_eval.tasks.manager``: ``TaskManager.__init__`` is wrapped so that our task folder is scanned
+  after lm-eval's own and before any ``--include_path`` (so a user's folder can still override us).
+  The wrapper binds the call to the real signature (``inspect.signature``), so positional and
+  keyword calls and parameters added by later releases pass through unchanged.
 
 Set ``ICDPO_EVAL_NO_HOOK=1`` to disable both.
 """
@@ -34,7 +38,8 @@ MODELS: dict[str, str] = {
     "dpo": "icdpo_eval.baselines.dpo:DPOLM",
     "rm": "icdpo_eval.models.rm:RMScorerLM",
 }
-
+ENTRY_POINT_GROUP = "lm_eval.models"
+_PROBE = "__icdpo_eval_probe__"  # a model name no registry holds: looking it up shows where lm-eval looks
 
 
 def tasks_dir() -> Path:
@@ -45,47 +50,91 @@ def tasks_dir() -> Path:
     assert spec is not None and spec.submodule_search_locations, "icdpo_eval.tasks is not installed"
     return Path(list(spec.submodule_search_locations)[0]).resolve()
 
+
 _TARGETS = ("lm_eval.api.registry", "lm_eval.tasks.manager")
 
 
-def _native_entry_point_support(registry_module) -> bool:
-    """True when this lm-eval release already loads the ``lm_eval.models`` entry-point group."""
+def _asks_entry_points(registry_module) -> bool:
+    """Look up an unknown model through the registry's own lookup, watching ``importlib.metadata.entry_points``
+    (also where the registry module bound it under its own name): True if the lookup asked for our group
+    (or for all entry points, to select from)."""
+    import importlib.metadata
+
+    real = importlib.metadata.entry_points
+    asked: list[object] = []
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("group"))
+        return real(*args, **kwargs)
+
+    spots = [(importlib.metadata, "entry_points")]
+    spots += [(registry_module, k) for k, v in list(vars(registry_module).items()) if v is real]
+    lookup = getattr(registry_module, "get_model", None) or registry_module.model_registry.get
+    for owner, attr in spots:
+        setattr(owner, attr, spy)
     try:
-        src = Path(registry_module.__file__).read_text()
-    except (OSError, TypeError):
-        return False
-    return "entry_points" in src and '"lm_eval.models"' in src
+        lookup(_PROBE)
+    except Exception:  # the unknown name: KeyError / ValueError, whatever the release raises
+        pass
+    finally:
+        for owner, attr in spots:
+            setattr(owner, attr, real)
+    return any(group in (ENTRY_POINT_GROUP, None) for group in asked)
+
+
+def _native_entry_point_support(registry_module) -> bool:
+    """True when this lm-eval release itself loads the ``lm_eval.models`` entry-point group: its registry
+    holds our names as entry points once its built-in models are registered, or its lookup of an unknown
+    model consults the entry points. Judged by what the registry does, not by its source text."""
+    import importlib.metadata
+
+    import lm_eval.models  # noqa: F401  (registers lm-eval's built-in models; eager discovery happens here)
+
+    reg = registry_module.model_registry
+    if any(isinstance(dict(reg.items()).get(name), importlib.metadata.EntryPoint) for name in MODELS):
+        return True
+    return _asks_entry_points(registry_module)
 
 
 def register_models(registry_module) -> None:
     if _native_entry_point_support(registry_module):
         return
-    import lm_eval.models  # noqa: F401  (registers lm-eval's built-in models first)
-
     reg = registry_module.model_registry
     for name, target in MODELS.items():
         if name not in reg:
             reg.register(name, target=target)
 
 
+def _with_our_folder(include_path, ours: Path) -> list:
+    paths = [] if include_path is None else (
+        list(include_path) if isinstance(include_path, (list, tuple)) else [include_path]
+    )
+    if not any(Path(p).resolve() == ours for p in paths):
+        paths.insert(0, ours)
+    return paths
+
+
 def patch_task_manager(manager_module) -> None:
+    import functools
+    import inspect
+
     cls = manager_module.TaskManager
     if getattr(cls, "_icdpo_eval_patched", False):
         return
     original_init = cls.__init__
+    signature = inspect.signature(original_init)
+    if "include_path" not in signature.parameters:  # an API we do not know: leave it alone
+        return
     ours = tasks_dir()
 
-    def __init__(self, verbosity=None, include_path=None, include_defaults=True, metadata=None, **kw):
-        if include_defaults:
-            paths = [] if include_path is None else (
-                list(include_path) if isinstance(include_path, (list, tuple)) else [include_path]
-            )
-            if not any(Path(p).resolve() == ours for p in paths):
-                paths.insert(0, ours)
-            include_path = paths
-        original_init(self, verbosity, include_path, include_defaults, metadata, **kw)
+    @functools.wraps(original_init)  # also sets __wrapped__, so inspect.signature shows the real one
+    def __init__(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        if bound.arguments.get("include_defaults", True):
+            bound.arguments["include_path"] = _with_our_folder(bound.arguments.get("include_path"), ours)
+        original_init(*bound.args, **bound.kwargs)
 
-    __init__.__wrapped__ = original_init  # type: ignore[attr-defined]
     cls.__init__ = __init__
     cls._icdpo_eval_patched = True
 

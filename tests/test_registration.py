@@ -49,18 +49,94 @@ def test_hook_can_be_disabled():
     assert _py(code, ICDPO_EVAL_NO_HOOK="1") == "missing"
 
 
-def test_steps_aside_when_lm_eval_discovers_entry_points(tmp_path):
+def _fake_registry(name: str, source: str):
+    """A module standing in for a later lm-eval's ``lm_eval.api.registry`` (``model_registry`` + ``get_model``)."""
+    import types
+
+    from lm_eval.api.registry import Registry
+
+    mod = types.ModuleType(name)
+    mod.model_registry = Registry("model")
+    exec(source, mod.__dict__)
+    return mod
+
+
+# a lookup that falls back on the entry points: through the module, or through a name bound at import
+LAZY_DISCOVERY = {
+    "attribute": ("import importlib.metadata as md\n"
+                  "def get_model(name):\n"
+                  "    if name not in model_registry:\n"
+                  "        for ep in md.entry_points(group='lm_eval.models'):\n"
+                  "            model_registry.register(ep.name, target=ep)\n"
+                  "    return model_registry.get(name)\n"),
+    "bound name": ("from importlib.metadata import entry_points\n"
+                   "def get_model(name):\n"
+                   "    eps = entry_points().select(group='lm_eval.models')\n"
+                   "    return model_registry.get(name)\n"),
+}
+
+
+@pytest.mark.parametrize("style", sorted(LAZY_DISCOVERY))
+def test_steps_aside_when_lm_eval_discovers_entry_points(style):
     from icdpo_eval import _lm_eval_hook as hook
 
-    fake = tmp_path / "registry.py"
-    fake.write_text('for ep in md.entry_points(group="lm_eval.models"): ...\n')
+    fake = _fake_registry("fake_registry", LAZY_DISCOVERY[style])
+    assert hook._native_entry_point_support(fake)
+    hook.register_models(fake)  # steps aside: the names present are lm-eval's own entry points, not ours
+    assert all(not isinstance(target, str) for _, target in fake.model_registry.items())
+    import importlib.metadata
 
-    class Reg:
-        __file__ = str(fake)
+    assert importlib.metadata.entry_points.__module__ == "importlib.metadata"  # the spy is removed
+    real = __import__("lm_eval.api.registry", fromlist=["x"])
+    assert not hook._native_entry_point_support(real)  # 0.4.13 has no such discovery
 
-    assert hook._native_entry_point_support(Reg)
-    Reg.__file__ = __import__("lm_eval.api.registry", fromlist=["x"]).__file__
-    assert not hook._native_entry_point_support(Reg)  # 0.4.13 has no such discovery
+
+def test_steps_aside_when_lm_eval_registers_entry_points_eagerly():
+    import importlib.metadata
+
+    from icdpo_eval import _lm_eval_hook as hook
+
+    fake = _fake_registry("fake_registry", "def get_model(name):\n    return model_registry.get(name)\n")
+    assert not hook._native_entry_point_support(fake)
+    [ep] = [ep for ep in importlib.metadata.entry_points(group="lm_eval.models") if ep.name == "icdpo"]
+    fake.model_registry.register("icdpo", target=ep)
+    assert hook._native_entry_point_support(fake)
+
+
+def _fake_manager(extra: str = ""):
+    """A ``lm_eval.tasks.manager`` stand-in whose ``TaskManager`` records how it was called."""
+    import types
+
+    mod = types.ModuleType("fake_manager")
+    exec("class TaskManager:\n"
+         f"    def __init__(self, verbosity=None, include_path=None, include_defaults=True, metadata=None{extra}):\n"
+         "        self.seen = dict(locals()); del self.seen['self']\n", mod.__dict__)
+    return mod
+
+
+def test_task_manager_wrapper_binds_the_real_signature():
+    import inspect
+
+    from icdpo_eval import _lm_eval_hook as hook
+
+    ours = hook.tasks_dir()
+    mod = _fake_manager(", *, future=1")
+    original = inspect.signature(mod.TaskManager.__init__)
+    hook.patch_task_manager(mod)
+    tm = mod.TaskManager
+    assert inspect.signature(tm.__init__) == original
+    assert tm().seen == {"verbosity": None, "include_path": [ours], "include_defaults": True, "metadata": None,
+                         "future": 1}
+    # positional and keyword calls, a user folder after ours, a parameter the wrapper does not know of
+    assert tm(None, "/x", metadata={"a": 1}, future=2).seen == {
+        "verbosity": None, "include_path": [ours, "/x"], "include_defaults": True, "metadata": {"a": 1},
+        "future": 2}
+    assert tm(include_path=["/x", ours]).seen["include_path"] == ["/x", ours]  # ours already there: kept once
+    assert tm(include_path="/x", include_defaults=False).seen["include_path"] == "/x"  # untouched
+    with pytest.raises(TypeError):
+        tm(nope=1)  # what the real __init__ would say
+    hook.patch_task_manager(mod)  # idempotent
+    assert tm().seen["include_path"] == [ours]
 
 
 def test_entry_point_declared():
