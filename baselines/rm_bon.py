@@ -11,20 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from icdpo_eval.baselines._common import (
-    BaselineLM,
-    as_batch_size,
-    as_bool,
-    as_int,
-    check_unknown,
-    load_base,
-)
 from icdpo_eval.data import embedded
 from icdpo_eval.method.best_of_n import sample_and_select
 from icdpo_eval.method.teacher import TeacherScorer, load_teacher, require_scorer
+from icdpo_eval.models.args import as_batch_size, as_bool, as_int, check_unknown
+from icdpo_eval.models.base import MethodLM
 
 
-class RMBoNLM(BaselineLM):
+class RMBoNLM(MethodLM):
     """RM-BoN over one base model and one (local) teacher. model_args: see docs/baselines_rm.md."""
 
     method = "rm_bon"
@@ -61,8 +55,8 @@ class RMBoNLM(BaselineLM):
         self.teacher_name = teacher or embedded.TEACHER_ALIAS
         require_scorer(self.teacher_name)  # an API teacher fails here, before any model is loaded
         self.pretrained = pretrained or embedded.BASE_ALIAS
-        self.engine = load_base(self.pretrained, device=device, dtype=dtype, max_rows=max(24, self.n * self.batch_size),
-                                max_length=max_length, revision=revision, trust_remote_code=trust_remote_code)
+        self.load_engine(self.pretrained, device=device, dtype=dtype, max_length=max_length, revision=revision,
+                         trust_remote_code=trust_remote_code)
         self.teacher = load_teacher(self.teacher_name, device=str(self.engine.device), dtype=dtype,
                                     max_rows=max(24, self.n * self.batch_size))
         self.scorer = TeacherScorer(self.teacher, self.normalize)

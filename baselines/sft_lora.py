@@ -13,44 +13,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from icdpo_eval.baselines._common import BaselineLM, as_batch_size, as_int, check_unknown, load_base
+from icdpo_eval.baselines.train import PROVENANCE
 from icdpo_eval.data import embedded
 from icdpo_eval.engine import Engine
 from icdpo_eval.method.best_of_n import sample_and_select
-from icdpo_eval.method.scorers import Candidate
-
-PROVENANCE = "icdpo_train.json"  # written by icdpo_eval.baselines.train
-
-
-class PolicyScorer:
-    """log π(y | x) under the engine's model (the zero-shot context); reuses the sampling pass's log-probs
-    when the candidate was sampled under that same context."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def score(self, groups: Sequence[Sequence[Candidate]]) -> list[list[float]]:
-        eng = self.engine
-        conts = [[eng.encode_continuation(c.continuation) for c in g] for g in groups]
-        out: list[list[float | None]] = [
-            [c.sample.logprob_of_prefix(ids) if c.sample is not None else None for c, ids in zip(g, gc)]
-            for g, gc in zip(groups, conts)]
-        need = [(gi, ci) for gi, row in enumerate(out) for ci, v in enumerate(row) if v is None]
-        by_group: dict[int, list[int]] = {}
-        for gi, ci in need:
-            by_group.setdefault(gi, []).append(ci)
-        gis = list(by_group)
-        first = [groups[gi][0] for gi in gis]
-        lps = eng.logprobs_ids([eng.encode_context(c.template.zero_shot(c.prompt)) for c in first],
-                               [[conts[gi][ci] for ci in by_group[gi]] for gi in gis])
-        for gi, row in zip(gis, lps):
-            for ci, lp in zip(by_group[gi], row):
-                out[gi][ci] = lp
-        return [[float(v) for v in row] for row in out]  # type: ignore[arg-type]
+from icdpo_eval.method.scorers import LogProbScorer, zero_shot_term
+from icdpo_eval.models.args import as_batch_size, as_int, check_unknown
+from icdpo_eval.models.base import MethodLM
 
 
 def adapter_base(adapter: str) -> tuple[str | None, str | None]:
@@ -90,7 +62,13 @@ def check_adapter(pretrained: str | None, adapter: str | None, method: str) -> s
                      f"pretrained={pretrained!r}; drop pretrained= or pass the adapter's base model")
 
 
-class SFTLoRALM(BaselineLM):
+def policy_scorer(engine: Engine) -> LogProbScorer:
+    """log π(y | x) under the engine's model (base + adapter), reusing the sampling pass's log-probs (the
+    candidates were sampled under that same plain prompt); nothing to score = log 1 = 0."""
+    return LogProbScorer(engine, zero_shot_term(reuse=True), zero_tokens=0.0)
+
+
+class SFTLoRALM(MethodLM):
     """Base model + SFT LoRA adapter, one sample per prompt."""
 
     method = "sft_lora"
@@ -102,33 +80,27 @@ class SFTLoRALM(BaselineLM):
                  batch_size: int | str = 1, max_length: int | str | None = None, **unknown: Any) -> None:
         super().__init__()
         check_unknown(self.method, unknown)
-        self._setup(pretrained=pretrained, adapter=adapter, preset=preset, top_p=top_p, top_k=top_k,
-                    temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, dtype=dtype, device=device,
-                    batch_size=batch_size, max_length=max_length, n=1)
-
-    def _setup(self, *, pretrained: str | None, adapter: str | None, preset: Any, top_p: Any, top_k: Any,
-               temperature: Any, max_new_tokens: Any, seed: Any, dtype: str, device: str | None, batch_size: Any,
-               max_length: Any, n: int) -> None:
         self.adapter = adapter
         self.pretrained = check_adapter(pretrained, adapter, self.method)
-        self.n = n
         self.set_settings(preset)
+        self._method_args()
         self.set_generation_args(top_p, temperature, max_new_tokens, top_k)
         self.seed = as_int("seed", seed)
         self.batch_size = as_batch_size(batch_size)
-        self.engine = load_base(self.pretrained, device=device, dtype=dtype, max_length=max_length,
-                                max_rows=max(24, self.n * self.batch_size), adapter=adapter)
+        self.load_engine(self.pretrained, device=device, dtype=dtype, max_length=max_length, adapter=adapter)
         if self._merge():
             # fold the LoRA deltas into the weights: same outputs, half the matmuls per decode step
             self.engine.model = self.engine.model.merge_and_unload().eval()
         self.scorer = self._make_scorer()
 
+    def _method_args(self) -> None:
+        """Subclasses validate their own model_args here (after the preset, before any model loads)."""
+
     def _merge(self) -> bool:
         return True
 
     def _make_scorer(self) -> Any:
-        return PolicyScorer(self.engine)
-
+        return policy_scorer(self.engine)
     def _training(self) -> dict:
         prov = Path(str(self.adapter)) / PROVENANCE
         if not prov.is_file():

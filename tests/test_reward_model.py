@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from icdpo_eval.data.hh import hh_to_turns
 from icdpo_eval.judges import reward_model as rmod
 from icdpo_eval.judges.reward_model import (
     PAPER_RM,
     RewardModelJudge,
     hh_format,
-    hh_to_turns,
     oasst_format,
     resolve_rm_name,
 )

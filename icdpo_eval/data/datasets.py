@@ -38,9 +38,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from icdpo_eval.data.hh import ASSISTANT, DataError, format_instruction, split_dialogue  # noqa: F401
+
 log = logging.getLogger(__name__)
 
-ASSISTANT = "\n\nAssistant:"
 DATA_ENV = "ICDPO_DATA_DIR"
 MINI_DIR = Path(__file__).parent / "hh_harmless_mini"
 HH_SUBSETS = ("harmless-base", "helpful-base")
@@ -51,10 +52,6 @@ LENGTH_LIMITS: dict[str, tuple[int, int]] = {"hh-rlhf": (320, 128), "synthetic-g
 
 OnError = Literal["raise", "skip"]
 Row = dict[str, str]
-
-
-class DataError(ValueError):
-    """A malformed preference row or an unknown dataset/split/task."""
 
 
 class TaskData(NamedTuple):
@@ -74,20 +71,6 @@ TASK_DEFAULTS: dict[str, TaskData] = {
 
 
 # --------------------------------------------------------------------------- parsing
-
-
-def split_dialogue(text: str) -> tuple[str, str]:
-    """Split an HH transcript into (prompt incl. the last ``"\\n\\nAssistant:"``, stripped response)."""
-    cut = text.rfind(ASSISTANT)
-    if cut < 0:
-        raise DataError("no '\\n\\nAssistant:' turn")
-    end = cut + len(ASSISTANT)
-    return text[:end], text[end:].strip()
-
-
-def format_instruction(prompt: str) -> str:
-    """An instruction as a one-turn dialogue ending in ``"Assistant:"`` (used for SyntheticGPT)."""
-    return f"\n\nHuman: {prompt.strip()}{ASSISTANT}"
 
 
 def _text_field(row: dict[str, Any], key: str) -> str:

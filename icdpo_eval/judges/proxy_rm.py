@@ -93,7 +93,7 @@ SEED = 0
 
 
 def last_human_turn(prompt: str) -> str:
-    from icdpo_eval.judges.reward_model import hh_to_turns
+    from icdpo_eval.data.hh import hh_to_turns
 
     humans = [text for role, text in hh_to_turns(prompt) if role == "user"]
     return humans[-1]

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from collections.abc import Sequence
 from typing import Any
+
+from icdpo_eval.data.hh import hh_to_turns
 
 log = logging.getLogger(__name__)
 
@@ -40,30 +41,7 @@ RM_ENV = "ICDPO_RM"
 RM_DTYPE_ENV = "ICDPO_RM_DTYPE"
 DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
           "float16": "float16", "fp16": "float16"}
-_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
 _warned_proxy = False
-
-
-def hh_to_turns(prompt: str) -> list[tuple[str, str]]:
-    """Parse an HH dialogue into ``[("user"|"assistant", text), ...]``.
-
-    Accepts the dataset's ``"\\n\\nHuman: ...\\n\\nAssistant: ..."`` layout (the leading blank line
-    is optional). Turn texts are stripped; a trailing empty ``Assistant:`` (the slot for the
-    response) is dropped; text before the first ``Human:`` turn is ignored.
-    """
-    marks = list(_TURN.finditer(prompt))
-    if not any(m.group(1) == "Human" for m in marks):
-        raise ValueError(f"no 'Human:' turn in dialogue {prompt[:80]!r}")
-    turns: list[tuple[str, str]] = []
-    for i, m in enumerate(marks):
-        end = marks[i + 1].start() if i + 1 < len(marks) else len(prompt)
-        role = "user" if m.group(1) == "Human" else "assistant"
-        turns.append((role, prompt[m.end():end].strip()))
-    while turns and turns[0][0] != "user":
-        turns.pop(0)
-    if turns[-1] == ("assistant", ""):
-        turns.pop()
-    return turns
 
 
 def oasst_format(prompt: str, response: str) -> str:

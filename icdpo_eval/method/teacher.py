@@ -16,15 +16,14 @@
 from __future__ import annotations
 
 import logging
-import math
-import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from icdpo_eval.data import embedded
+from icdpo_eval.data.hh import hh_to_turns
 from icdpo_eval.engine import Engine, Session, stable_seed
-from icdpo_eval.judges.reward_model import hh_to_turns
 from icdpo_eval.method.prompts import TURN_MARKERS, postprocess, zero_shot_context
+from icdpo_eval.method.scorers import Candidate, LogProbScorer, Term
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +73,8 @@ class HFTeacher:
               normalize: bool = False) -> list[list[float]]:
         """log p_teacher(response | context(prompt)) for every response of every prompt (each context is encoded
         once); per token with ``normalize``; an empty response scores -inf."""
-        eng = self.engine
-        ctx = [eng.encode_context(self.context(p)) for p in prompts]
-        conts = [[eng.encode_continuation(self.as_continuation(r.strip())) if r.strip() else [] for r in rs]
-                 for rs in responses]
-        sums = eng.logprobs_ids(ctx, conts)
-        return [[-math.inf if not c else (v / len(c) if normalize else v) for c, v in zip(cs, vs)]
-                for cs, vs in zip(conts, sums)]
+        groups = [[Candidate(p, r) for r in rs] for p, rs in zip(prompts, responses)]
+        return TeacherScorer(self, normalize).score(groups)
 
     def session(self, prompt: str) -> Session:
         """A cached session over :meth:`context` (RM-Aug appends accepted blocks to it)."""
@@ -116,13 +110,15 @@ class APITeacher:
     score = session = context = _no_logprobs
 
     def client(self):
+        """The OpenAI-compatible client, with the judges' retry policy (:mod:`icdpo_eval.api_client`)."""
         if self._client is None:
-            import openai
+            from icdpo_eval import api_client
 
-            if not os.environ.get("OPENAI_API_KEY", "").strip():
+            if api_client.env_api_key() is None:
                 raise TeacherError(f"teacher {self.name!r} needs OPENAI_API_KEY (any non-empty string for a local "
                                    "server) and, for a server other than api.openai.com, OPENAI_BASE_URL")
-            self._client = openai.OpenAI(timeout=self.timeout, max_retries=self.max_retries)
+            self._client = api_client.make_client(timeout=self.timeout,
+                                                  retry=api_client.RetryPolicy(max_tries=self.max_retries + 1))
         return self._client
 
     def _one(self, prompt: str, max_new_tokens: int, do_sample: bool, top_p: float, temperature: float) -> str:
@@ -157,21 +153,13 @@ def require_scorer(name: str | None) -> None:
         APITeacher(name[len(API_PREFIX):])._no_logprobs()  # type: ignore[index]
 
 
-class TeacherScorer:
-    """The scorer interface (:mod:`icdpo_eval.method.scorers`) over a teacher: log p_teacher(y | x), GPTScore style."""
+class TeacherScorer(LogProbScorer):
+    """The teacher as a scorer: log p_teacher(y | chat(x)) (GPTScore style), one :class:`LogProbScorer` term on
+    the teacher's engine; per teacher token with ``normalize``; a blank response scores -inf."""
 
     def __init__(self, teacher: Teacher, normalize: bool = False) -> None:
         if teacher.is_api:
             teacher._no_logprobs()  # type: ignore[union-attr]
         self.teacher = teacher
-        self.normalize = normalize
-
-    def score(self, groups) -> list[list[float]]:
-        groups = [g for g in groups]
-        out: list[list[float]] = [[] for _ in groups]
-        idx = [i for i, g in enumerate(groups) if g]
-        scores = self.teacher.score([groups[i][0].prompt for i in idx],
-                                    [[c.continuation for c in groups[i]] for i in idx], normalize=self.normalize)
-        for i, s in zip(idx, scores):
-            out[i] = s
-        return out
+        super().__init__(teacher.engine, Term(lambda c: teacher.context(c.prompt)), empty="skip",  # type: ignore[union-attr]
+                         normalize=normalize, continuation=lambda c: teacher.as_continuation(c.continuation.strip()))

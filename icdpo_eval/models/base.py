@@ -17,12 +17,12 @@ from lm_eval.api.model import LM
 from tqdm import tqdm
 
 from icdpo_eval.data import embedded
-from icdpo_eval.engine import SamplingParams
+from icdpo_eval.engine import Engine, SamplingParams
 from icdpo_eval.method.presets import CHOICES, Settings, settings_for
 from icdpo_eval.method.prompts import TURN_MARKERS, Template, template_for
 from icdpo_eval.method.retrieval import KINDS as RETRIEVERS
 from icdpo_eval.method.scorers import Candidate
-from icdpo_eval.models.args import as_batch_size, as_bool, as_float, as_int, check_unknown, choice  # noqa: F401
+from icdpo_eval.models.args import as_bool, as_float, as_int, choice
 
 
 def task_of(req) -> str | None:
@@ -44,11 +44,23 @@ class MethodLM(LM):
     engine: Any
     scorer: Any
     batch_size: int = 1
+    n: int = 1  # candidates sampled per prompt
     max_new_tokens: int | None = None
     top_p: float | None = None
     top_k: int | None = None
     temperature: float | None = None
     settings: Settings = settings_for("paper")
+
+    def load_engine(self, pretrained: str | None, *, device: str | None, dtype: str, max_length: Any = None,
+                    revision: str | None = None, trust_remote_code: Any = False, adapter: str | None = None) -> Engine:
+        """The base model's engine, the one construction path of every method (``embedded:*`` aliases resolved;
+        ``adapter`` = a peft LoRA folder); room for ``n`` candidates of ``batch_size`` prompts per pass."""
+        self.engine = Engine.load(
+            embedded.resolve(pretrained, embedded.BASE_ALIAS), device=device, dtype=dtype, revision=revision,
+            trust_remote_code=as_bool("trust_remote_code", trust_remote_code), adapter=adapter,
+            max_length=None if max_length is None else as_int("max_length", max_length, 16),
+            max_rows=max(24, self.n * self.batch_size))
+        return self.engine
 
     @property
     def tokenizer_name(self) -> str:

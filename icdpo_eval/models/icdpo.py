@@ -15,18 +15,10 @@ from collections import defaultdict
 from typing import Any
 
 from icdpo_eval.data import embedded
-from icdpo_eval.engine import Engine
 from icdpo_eval.method.best_of_n import SELECTS, sample_and_select
 from icdpo_eval.method.scorers import SCORERS, ContrastiveScorer, positive_context
-from icdpo_eval.models.base import (
-    DemoRetrieval,
-    MethodLM,
-    as_batch_size,
-    as_bool,
-    as_int,
-    check_unknown,
-    choice,
-)
+from icdpo_eval.models.args import as_batch_size, as_int, check_unknown, choice
+from icdpo_eval.models.base import DemoRetrieval, MethodLM
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +71,8 @@ class ICDPOLM(DemoRetrieval, MethodLM):
         self.setup_retrieval(k=k, retriever=retriever, sbert=sbert, bm25_window=bm25_window, bm25_top=bm25_top,
                              demo_pool=demo_pool, demo_source=demo_source)
         self.pretrained = pretrained or embedded.BASE_ALIAS
-        self.engine = Engine.load(
-            embedded.resolve(self.pretrained, embedded.BASE_ALIAS), device=device, dtype=dtype,
-            revision=revision, trust_remote_code=as_bool("trust_remote_code", trust_remote_code),
-            max_length=None if max_length is None else as_int("max_length", max_length, 16),
-            max_rows=max(24, self.n * self.batch_size),
-        )
+        self.load_engine(self.pretrained, device=device, dtype=dtype, max_length=max_length, revision=revision,
+                         trust_remote_code=trust_remote_code)
         self.scorer = ContrastiveScorer(self.engine, self.scorer_kind, score_eos=self.settings.score_eos,
                                         empty=self.settings.empty)
         self.stats: dict[str, int] = defaultdict(int)
