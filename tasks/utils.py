@@ -25,7 +25,7 @@ from typing import Any
 
 import datasets
 
-from icdpo_eval.data.datasets import TASK_DEFAULTS, load_pairs
+from icdpo_eval.data.datasets import HUB_REVISIONS, TASK_DEFAULTS, load_pairs
 
 FIELDS = ("prompt", "chosen", "rejected", "id")
 SAMPLES = ("winrate",)  # the values of dataset_kwargs ``sample``
@@ -39,9 +39,14 @@ def task_dataset(data: str) -> datasets.DatasetDict:
     return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows, features=features)})
 
 
-def load(data: str, sample: str | None = None, **_: Any) -> datasets.DatasetDict:
+def load(data: str, sample: str | None = None, hh_rlhf_revision: str | None = None, **_: Any) -> datasets.DatasetDict:
     """``custom_dataset`` of every generation task: the rows of ``data``; with ``sample="winrate"``, after
-    checking that the judge's API key is set (before any data or model work), only the winrate sample."""
+    checking that the judge's API key is set (before any data or model work), only the winrate sample.
+    ``hh_rlhf_revision`` (the template's metadata) must be the commit the data module pins."""
+    pinned = HUB_REVISIONS["Anthropic/hh-rlhf"]
+    if hh_rlhf_revision is not None and hh_rlhf_revision != pinned:
+        raise ValueError(f"task metadata hh_rlhf_revision={hh_rlhf_revision!r} differs from the pinned hub commit "
+                         f"{pinned} (icdpo_eval.data.datasets.HUB_REVISIONS); make them agree")
     if data not in TASK_DEFAULTS:
         raise ValueError(f"dataset_kwargs data={data!r} is not one of: {', '.join(TASK_DEFAULTS)}")
     if sample is not None and sample not in SAMPLES:

@@ -155,3 +155,25 @@ def test_results_config_records_the_data():
     cfg = _build("hh_harmless_mini").dump_config()
     assert cfg["dataset_kwargs"] == {"data": "hh_harmless_mini"}
     assert cfg["custom_dataset"] and cfg["metadata"]["version"] == 1.0
+
+
+def test_hub_revision_is_pinned_and_recorded(monkeypatch):
+    from icdpo_eval.tasks import utils
+
+    pinned = D.HUB_REVISIONS["Anthropic/hh-rlhf"]
+    assert len(pinned) == 40
+    assert _build("hh_harmless_mini").dump_config()["metadata"]["hh_rlhf_revision"] == pinned
+    with pytest.raises(ValueError, match="hh_rlhf_revision='abc' differs from the pinned hub commit"):
+        utils.load(data="hh_harmless_mini", hh_rlhf_revision="abc")
+    seen = {}
+
+    class FakeDatasets:
+        @staticmethod
+        def load_dataset(repo, **kw):
+            seen.update(kw, repo=repo)
+            return []
+
+    monkeypatch.delenv(D.DATA_ENV, raising=False)
+    monkeypatch.setitem(__import__("sys").modules, "datasets", FakeDatasets)
+    list(D._hub("Anthropic/hh-rlhf", data_dir="harmless-base", split="test"))
+    assert seen == {"repo": "Anthropic/hh-rlhf", "revision": pinned, "data_dir": "harmless-base", "split": "test"}

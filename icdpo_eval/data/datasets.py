@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 DATA_ENV = "ICDPO_DATA_DIR"
 MINI_DIR = Path(__file__).parent / "hh_harmless_mini"
 HH_SUBSETS = ("harmless-base", "helpful-base")
+# hub datasets load at a pinned commit (recorded in the tasks' metadata, hence in every results file);
+# Dahoas/synthetic-instruct-gptj-pairwise is read at its current head (no pinned commit known to us)
+HUB_REVISIONS: dict[str, str] = {"Anthropic/hh-rlhf": "09be8c5bbc57cb3887f3a9732ad6aa7ec602a1fa"}
 SYNTHETIC_SPLITS = ("train", "dev", "test")
 SYNTHETIC_SEED = 42
 # (max prompt tokens, max response tokens), from the paper
@@ -220,7 +223,7 @@ def _hub(repo: str, **kwargs: str) -> Iterable[dict[str, Any]]:
     import datasets
 
     try:
-        return datasets.load_dataset(repo, **kwargs)
+        return datasets.load_dataset(repo, revision=HUB_REVISIONS.get(repo), **kwargs)
     except (ConnectionError, OSError) as e:
         raise ConnectionError(
             f"could not load {repo} ({kwargs}) from the Hugging Face hub: {e}; without network, "
