@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from icdpo_eval.baselines.rm_bon import RMBoNLM
-from icdpo_eval.engine import Engine, SamplingParams, stable_seed
+from icdpo_eval.engine import Engine, Sample, SamplingParams, stable_seed
 from icdpo_eval.method.prompts import HH, Template, postprocess
 from icdpo_eval.method.teacher import HFTeacher
 from icdpo_eval.models.args import as_int
@@ -49,64 +49,109 @@ def _cut(text: str, stops: tuple[str, ...] | list[str]) -> tuple[str, bool]:
     return (text[:min(idx)], True) if idx else (text, False)
 
 
+@dataclass
+class _Block:
+    """One sampled candidate block, read as the response it would make if chosen."""
+
+    token_ids: list[int]
+    text: str  # the response so far with this block ("" when empty): post-processed if ``finished``
+    finished: bool  # the response ends with this block (a stop marker, EOS or the token budget)
+
+
+def _read_block(base: Engine, accepted_ids: list[int], sample: Sample, stops: tuple[str, ...], max_new_tokens: int,
+                legacy_postprocess: bool) -> _Block:
+    full = base.decode(accepted_ids + sample.token_ids)
+    cut, marker = _cut(full, stops)
+    finished = (marker or sample.stop_reason != "length"
+                or len(accepted_ids) + len(sample.token_ids) >= max_new_tokens)
+    text = postprocess(full, stops, legacy=legacy_postprocess) if finished else cut.lstrip()
+    return _Block(sample.token_ids, text, finished)
+
+
+@dataclass
+class _TeacherScores:
+    """The teacher's view of one step's candidates (indexed as sampled; empty candidates are absent)."""
+
+    totals: dict[int, tuple[float, int]]  # log p_teacher(whole response | chat context), its teacher token count
+    extensions: dict[int, list[int]]  # teacher tokens that extend the accepted text, where the candidate does
+    rescored: int  # candidates scored by a full teacher pass instead
+
+    def ranking(self, n: int, normalize: bool) -> list[float]:
+        """Per candidate: the total (per teacher token with ``normalize``), ``-inf`` for an empty one."""
+        scores = [-math.inf] * n
+        for j, (lp, n_tokens) in self.totals.items():
+            scores[j] = lp / max(n_tokens, 1) if normalize else lp
+        return scores
+
+
+class _AcceptedPrefix:
+    """The response accepted so far, on both sides: the base model's token ids and the teacher's text, with
+    the teacher's log-prob and token count of that text and a teacher session holding chat context + text."""
+
+    def __init__(self, teacher: HFTeacher, prompt: str) -> None:
+        self.teacher, self.prompt = teacher, prompt
+        self.session = teacher.session(prompt)
+        self.base_ids: list[int] = []
+        self.text = ""  # teacher-side text (what ``session`` holds after the chat context)
+        self.logprob, self.n_tokens = 0.0, 0
+
+    def score(self, texts: list[str]) -> _TeacherScores:
+        """Teacher scores of the candidate responses ``texts`` (teacher-side, "" for an empty candidate):
+        one batched pass over the session for those that extend the accepted text, a full pass for the rest."""
+        encode = self.teacher.engine.encode_continuation
+        extending = [j for j, t in enumerate(texts) if t and t.startswith(self.text)]
+        ext = {j: encode(texts[j][len(self.text):]) for j in extending}
+        lps = dict(zip(extending, self.session.logprobs([ext[j] for j in extending])))
+        totals = {j: (self.logprob + lps[j], self.n_tokens + len(ext[j])) for j in extending}
+        redo = [j for j, t in enumerate(texts) if t and j not in lps]
+        if redo:  # rare: exact full-pass scores of the whole response
+            full = self.teacher.engine.logprobs([self.teacher.context(self.prompt)], [[texts[j] for j in redo]])[0]
+            for j, lp in zip(redo, full):
+                totals[j] = (lp, len(encode(texts[j])))
+        return _TeacherScores(totals, ext, len(redo))
+
+    def accept(self, block: _Block, text: str, scores: _TeacherScores, j: int) -> None:
+        """Append candidate ``j`` (``block``, teacher-side response ``text``) to the accepted response."""
+        self.base_ids += block.token_ids
+        if j in scores.extensions:
+            self.session.append(scores.extensions[j])
+        else:  # the teacher's accepted text was rewritten: rebuild its session (rare)
+            self.session = self.teacher.session(self.prompt)
+            self.session.append(self.teacher.engine.encode_continuation(text))
+        self.text = text
+        self.logprob, self.n_tokens = scores.totals[j]
+
+
 def blockwise_decode(base: Engine, teacher: HFTeacher, prompt: str, *, params: SamplingParams, n: int = 3,
                      block_size: int = 16, seed: int = 1234, normalize: bool = False,
                      legacy_postprocess: bool = False, template: Template = HH) -> Decoded:
     """RM-Aug's response to one HH ``prompt`` (see the module docstring)."""
     stops = tuple(params.stop)
-    max_new_tokens = params.max_new_tokens
-    bs = base.session(template.zero_shot(prompt), seed=stable_seed(seed, prompt))
-    ts = teacher.session(prompt)
-    tenc = teacher.engine.encode_continuation
-    acc_ids: list[int] = []
-    fed = ""  # the teacher-side text of the accepted response (what ts holds after its context)
-    acc_lp, acc_n = 0.0, 0
+    session = base.session(template.zero_shot(prompt), seed=stable_seed(seed, prompt))
+    accepted = _AcceptedPrefix(teacher, prompt)
     out = Decoded("")
     while True:
-        k = min(block_size, max_new_tokens - len(acc_ids))
-        samples = bs.sample(n, k, top_p=params.top_p, top_k=params.top_k, temperature=params.temperature,
-                            do_sample=params.do_sample, stop=stops)
+        k = min(block_size, params.max_new_tokens - len(accepted.base_ids))
+        samples = session.sample(n, k, top_p=params.top_p, top_k=params.top_k, temperature=params.temperature,
+                                 do_sample=params.do_sample, stop=stops)
         out.blocks += 1
-        fulls, texts, finished = [], [], []
-        for s in samples:
-            full = base.decode(acc_ids + s.token_ids)
-            cut, marker = _cut(full, stops)
-            done = marker or s.stop_reason != "length" or len(acc_ids) + len(s.token_ids) >= max_new_tokens
-            fulls.append(full)
-            finished.append(done)
-            texts.append(postprocess(full, stops, legacy=legacy_postprocess) if done else cut.lstrip())
-        tele = [teacher.as_continuation(t) if t else "" for t in texts]
-        ext = [j for j, t in enumerate(tele) if t and t.startswith(fed)]  # extends the accepted text
-        conts = {j: tenc(tele[j][len(fed):]) for j in ext}
-        lps = dict(zip(ext, ts.logprobs([conts[j] for j in ext])))
-        totals: dict[int, tuple[float, int]] = {j: (acc_lp + lps[j], acc_n + len(conts[j])) for j in ext}
-        redo = [j for j, t in enumerate(tele) if t and j not in lps]
-        if redo:  # rare: exact full-pass scores of the whole response
-            out.rescored += len(redo)
-            full_lp = teacher.engine.logprobs([teacher.context(prompt)], [[tele[j] for j in redo]])[0]
-            for j, v in zip(redo, full_lp):
-                totals[j] = (v, len(tenc(tele[j])))
-        scores = [-math.inf] * n
-        for j, (v, m) in totals.items():
-            scores[j] = v / max(m, 1) if normalize else v
+        blocks = [_read_block(base, accepted.base_ids, s, stops, params.max_new_tokens, legacy_postprocess)
+                  for s in samples]
+        teacher_texts = [teacher.as_continuation(b.text) if b.text else "" for b in blocks]
+        scored = accepted.score(teacher_texts)
+        out.rescored += scored.rescored
+        scores = scored.ranking(n, normalize)
         out.scores.append(scores)
-        nonempty = [j for j in range(n) if texts[j]]
+        nonempty = [j for j in range(n) if blocks[j].text]
         if not nonempty:
-            out.text = postprocess(base.decode(acc_ids), stops, legacy=legacy_postprocess)
+            out.text = postprocess(base.decode(accepted.base_ids), stops, legacy=legacy_postprocess)
             return out
         best = max(nonempty, key=lambda j: scores[j])
-        if finished[best]:
-            out.text = texts[best]
+        if blocks[best].finished:
+            out.text = blocks[best].text
             return out
-        bs.accept(best)
-        acc_ids += samples[best].token_ids
-        if best in conts:
-            ts.append(conts[best])
-        else:  # the teacher's accepted text was rewritten: rebuild its session (rare)
-            ts = teacher.session(prompt)
-            ts.append(tenc(tele[best]))
-        fed = tele[best]
-        acc_lp, acc_n = totals[best]
+        session.accept(best)
+        accepted.accept(blocks[best], teacher_texts[best], scored, best)
 
 
 class RMAugLM(RMBoNLM):
