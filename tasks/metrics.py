@@ -37,7 +37,6 @@ from typing import Any
 
 log = logging.getLogger("icdpo_eval.tasks.metrics")
 
-RM_ENV = "ICDPO_RM"
 EMPTY_RESPONSES: list[str] = []  # doc ids of empty responses seen by process_results
 
 
@@ -57,7 +56,7 @@ def process_results(doc: dict[str, Any], results: Sequence[Any]) -> dict[str, RM
 
 def score_items(items: Sequence[dict[str, Any]], name: str | None = None) -> str:
     """Fill ``reward``/``rm`` of every unscored item in one batched judge call; return the RM name."""
-    from icdpo_eval.judges.reward_model import get_judge
+    from icdpo_eval.judges.reward_model import RM_ENV, get_judge
 
     judge = get_judge(name or os.environ.get(RM_ENV, "").strip() or "auto")
     todo = [it for it in items if it.get("reward") is None or it.get("rm") != judge.resolved_name]

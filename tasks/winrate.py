@@ -80,14 +80,6 @@ def sampled(ds: datasets.DatasetDict, split: str = "test") -> datasets.DatasetDi
     return datasets.DatasetDict({**ds, split: rows.select(idx)})
 
 
-def hh_harmless_winrate(**kwargs: Any) -> datasets.DatasetDict:
-    """The ``hh_harmless_winrate`` rows, for callers outside lm-eval (no YAML uses it: they all call
-    :func:`icdpo_eval.tasks.utils.load` with ``dataset_kwargs``)."""
-    from icdpo_eval.tasks.utils import load
-
-    return load("hh_harmless", "winrate", **kwargs)
-
-
 def process_results(doc: dict[str, Any], results: Sequence[Any]) -> dict[str, WinItem]:
     response = str(results[0] if results else "").strip()  # an empty response is judged as such
     doc_id = str(doc.get("id") or hashlib.sha256(doc["prompt"].encode()).hexdigest()[:16])

@@ -219,7 +219,7 @@ def test_interrupted_run_resumes(serve: Callable[..., FakeOpenAIServer], tmp_pat
 
 
 def test_no_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    from icdpo_eval.tasks import winrate
+    from icdpo_eval.tasks import utils
 
     for value in (None, "  "):
         if value is None:
@@ -229,7 +229,7 @@ def test_no_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
         with pytest.raises(MissingAPIKeyError, match="set OPENAI_API_KEY.*OPENAI_BASE_URL"):
             PairwiseJudge()
         with pytest.raises(MissingAPIKeyError, match="OPENAI_API_KEY"):
-            winrate.hh_harmless_winrate()  # before any data or model is loaded
+            utils.load(data="hh_harmless", sample="winrate")  # before any data or model is loaded
 
 
 # -- the winrate metric functions ------------------------------------------------------------------
