@@ -32,6 +32,7 @@ import platform
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 
 import psutil
 import torch
@@ -144,7 +145,8 @@ def load_prompts(path: str | None, n: int) -> list[dict]:
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
+# ---------------------------------------------------------------------------- the benchmark, step by step
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=embedded.BASE_ALIAS, help="base model (hub name, path or embedded:*)")
     ap.add_argument("--prompts", help="JSONL of HH-RLHF rows (default: the vendored hh_harmless_mini eval rows)")
@@ -161,9 +163,32 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top-k", type=int, default=50, help="top-k before top-p (transformers' default, as released)")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--json", action="store_true", help="end with one JSON line of the results")
-    args = ap.parse_args(argv)
-    scorers = ["s", "s_hat"] if args.scorer == "both" else [args.scorer]
+    return ap.parse_args(argv)
 
+
+@dataclass
+class Workload:
+    """What all three pipelines run on: the model, the documents, their demos and ICL (positive) contexts."""
+
+    args: argparse.Namespace
+    eng: Engine
+    scorers: list[str]
+    prompts: list[str]
+    demos: list[list[dict]]
+    ctxs: list[str]
+    stops: list[str] = field(default_factory=lambda: list(TURN_MARKERS))
+
+    def seed(self, i: int) -> int:
+        """Document ``i``'s sampling seed (the same for all three pipelines)."""
+        return stable_seed(self.args.seed, self.prompts[i])
+
+    def candidates(self, i: int, samples: list) -> list[Candidate]:
+        return [Candidate(self.prompts[i], as_continuation(postprocess(s.text)), self.demos[i], s) for s in samples]
+
+
+def load(args: argparse.Namespace) -> Workload:
+    """The model, max(n_docs, batch_docs) documents from ``--offset`` on, K seeded-random demos for each."""
+    scorers = ["s", "s_hat"] if args.scorer == "both" else [args.scorer]
     eng = Engine.load(embedded.resolve(args.model, embedded.BASE_ALIAS), device="cpu" if not torch.cuda.is_available()
                       else None, dtype=args.dtype)
     need = max(args.n_docs, args.batch_docs)
@@ -173,122 +198,195 @@ def main(argv: list[str] | None = None) -> int:
     demos = [[pool[i] for i in retr.retrieve(r["prompt"], args.k)] for r in rows]
     prompts = [r["prompt"] for r in rows]
     ctxs = [positive_context(p, d) for p, d in zip(prompts, demos)]
-    rss = PeakRSS()
-    stops = list(TURN_MARKERS)
+    return Workload(args, eng, scorers, prompts, demos, ctxs)
+
+
+def print_setup(w: Workload) -> None:
+    args = w.args
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; model {args.model} {eng.model.dtype}; n={args.n} k={args.k} "
-          f"max_new_tokens={args.max_new_tokens}; context tokens {[len(eng.encode_context(c)) for c in ctxs]}",
+          f"{torch.get_num_threads()} threads; model {args.model} {w.eng.model.dtype}; n={args.n} k={args.k} "
+          f"max_new_tokens={args.max_new_tokens}; context tokens {[len(w.eng.encode_context(c)) for c in w.ctxs]}",
           file=sys.stderr)
 
-    # warm-up (first-call allocations), not timed
-    eng.sample([ctxs[0]], 1, max_new_tokens=2, top_p=args.top_p)
 
-    t_naive_sample, t_ours_sample, t_single = 0.0, 0.0, 0.0
-    t_naive_score = dict.fromkeys(scorers, 0.0)
-    t_ours_score = dict.fromkeys(scorers, 0.0)
-    same, total, max_diff = 0, 0, 0.0
-    rss_naive, rss_ours = 0, 0
-    new_tokens = 0
-    for i in range(args.n_docs):
-        seed = stable_seed(args.seed, prompts[i])
-        # (c) one plain ICL sample, stock HF generate
+@dataclass
+class Tally:
+    """Seconds, tokens, agreement and peak RSS summed over the documents timed one at a time."""
+
+    scorers: list[str]
+    single: float = 0.0  # (c) one plain ICL sample
+    naive_sample: float = 0.0  # (a) sampling
+    ours_sample: float = 0.0  # (b) sampling
+    naive_score: dict[str, float] = field(default_factory=dict)  # per scorer, (a) on (b)'s candidates
+    ours_score: dict[str, float] = field(default_factory=dict)  # per scorer
+    new_tokens: int = 0  # sampled by (b)
+    same: int = 0  # documents (x scorers) where naive and ours pick the same candidate
+    total: int = 0  # ... out of these
+    max_diff: float = 0.0  # largest |ours - naive| score of a finite candidate
+    rss_naive: int = 0
+    rss_ours: int = 0
+
+    def __post_init__(self) -> None:
+        self.naive_score = dict.fromkeys(self.scorers, 0.0)
+        self.ours_score = dict.fromkeys(self.scorers, 0.0)
+
+    def compare(self, ours: list[float], naive: list[float]) -> None:
+        finite = [j for j in range(len(ours)) if math.isfinite(ours[j])]
+        if finite:
+            self.max_diff = max(self.max_diff, max(abs(ours[j] - naive[j]) for j in finite))
+            self.same += max(finite, key=lambda j: ours[j]) == max(finite, key=lambda j: naive[j])
+            self.total += 1
+
+
+def run_single(w: Workload, i: int, seed: int) -> None:
+    """(c) one plain ICL sample with stock HF ``generate`` (only its time is kept)."""
+    args = w.args
+    naive_generate(w.eng, w.ctxs[i], 1, args.max_new_tokens, args.top_p, seed, args.top_k)
+
+
+def run_naive_sampling(w: Workload, i: int, seed: int) -> None:
+    """(a) N samples with HF ``generate(num_return_sequences=N)`` (only its time is kept)."""
+    args = w.args
+    naive_generate(w.eng, w.ctxs[i], args.n, args.max_new_tokens, args.top_p, seed, args.top_k)
+
+
+def run_ours_sampling(w: Workload, i: int, seed: int) -> list:
+    """(b) N samples from the engine (one prefill, expanded across the samples)."""
+    args = w.args
+    (samples,) = w.eng.sample([w.ctxs[i]], args.n, max_new_tokens=args.max_new_tokens, top_p=args.top_p,
+                              top_k=args.top_k, seeds=[seed], stop=w.stops)
+    return samples
+
+
+def measure_document(w: Workload, i: int, rss: PeakRSS, tally: Tally) -> None:
+    """Document ``i``: time (c), (a)'s and (b)'s sampling, then each scorer, ours and naive, on (b)'s candidates."""
+    seed = w.seed(i)
+    t = time.perf_counter()
+    run_single(w, i, seed)
+    tally.single += time.perf_counter() - t
+
+    rss.reset()
+    t = time.perf_counter()
+    run_naive_sampling(w, i, seed)
+    tally.naive_sample += time.perf_counter() - t
+    tally.rss_naive = max(tally.rss_naive, rss.peak)
+
+    rss.reset()
+    t = time.perf_counter()
+    samples = run_ours_sampling(w, i, seed)
+    tally.ours_sample += time.perf_counter() - t
+    tally.new_tokens += sum(len(s.token_ids) for s in samples)
+    group = w.candidates(i, samples)
+
+    for kind in w.scorers:
+        scorer = ContrastiveScorer(w.eng, kind)
         t = time.perf_counter()
-        naive_generate(eng, ctxs[i], 1, args.max_new_tokens, args.top_p, seed, args.top_k)
-        t_single += time.perf_counter() - t
-        # (a) naive sampling
+        (ours,) = scorer.score([group])
+        tally.ours_score[kind] += time.perf_counter() - t
+        tally.rss_ours = max(tally.rss_ours, rss.peak)
         rss.reset()
         t = time.perf_counter()
-        naive_generate(eng, ctxs[i], args.n, args.max_new_tokens, args.top_p, seed, args.top_k)
-        t_naive_sample += time.perf_counter() - t
-        rss_naive = max(rss_naive, rss.peak)
-        # (b) ours
+        naive = naive_scores(w.eng, kind, w.prompts[i], w.demos[i], [c.continuation for c in group])
+        tally.naive_score[kind] += time.perf_counter() - t
+        tally.rss_naive = max(tally.rss_naive, rss.peak)
+        tally.compare(ours, naive)
         rss.reset()
-        t = time.perf_counter()
-        (samples,) = eng.sample([ctxs[i]], args.n, max_new_tokens=args.max_new_tokens, top_p=args.top_p,
-                                top_k=args.top_k, seeds=[seed], stop=stops)
-        t_ours_sample += time.perf_counter() - t
-        new_tokens += sum(len(s.token_ids) for s in samples)
-        group = [Candidate(prompts[i], as_continuation(postprocess(s.text)), demos[i], s) for s in samples]
-        for kind in scorers:
-            scorer = ContrastiveScorer(eng, kind)
-            t = time.perf_counter()
-            (ours,) = scorer.score([group])
-            t_ours_score[kind] += time.perf_counter() - t
-            rss_ours = max(rss_ours, rss.peak)
-            rss.reset()
-            t = time.perf_counter()
-            naive = naive_scores(eng, kind, prompts[i], demos[i], [c.continuation for c in group])
-            t_naive_score[kind] += time.perf_counter() - t
-            rss_naive = max(rss_naive, rss.peak)
-            finite = [j for j in range(len(ours)) if math.isfinite(ours[j])]
-            if finite:
-                max_diff = max(max_diff, max(abs(ours[j] - naive[j]) for j in finite))
-                same += max(finite, key=lambda j: ours[j]) == max(finite, key=lambda j: naive[j])
-                total += 1
-            rss.reset()
 
-    # throughput on the same documents: one at a time, then batch_docs decoded together
-    bd = args.batch_docs
-    kind0 = scorers[0]
 
-    def throughput(per: int) -> float:
-        t = time.perf_counter()
-        for s in range(0, len(prompts), per):
-            sl = slice(s, s + per)
-            seeds = [stable_seed(args.seed, p) for p in prompts[sl]]
-            batch = eng.sample(ctxs[sl], args.n, max_new_tokens=args.max_new_tokens, top_p=args.top_p,
-                               top_k=args.top_k, seeds=seeds, stop=stops, docs_per_batch=per)
-            groups = [[Candidate(p, as_continuation(postprocess(x.text)), d, x) for x in ss]
-                      for p, d, ss in zip(prompts[sl], demos[sl], batch)]
-            ContrastiveScorer(eng, kind0).score(groups)
-        return 60.0 * len(prompts) / (time.perf_counter() - t)
+def throughput(w: Workload, per: int) -> float:
+    """Documents per minute of ours (sample + the first scorer) over all loaded documents, ``per`` at a time."""
+    args, kind0 = w.args, w.scorers[0]
+    t = time.perf_counter()
+    for s in range(0, len(w.prompts), per):
+        sl = slice(s, s + per)
+        seeds = [stable_seed(args.seed, p) for p in w.prompts[sl]]
+        batch = w.eng.sample(w.ctxs[sl], args.n, max_new_tokens=args.max_new_tokens, top_p=args.top_p,
+                             top_k=args.top_k, seeds=seeds, stop=w.stops, docs_per_batch=per)
+        groups = [[Candidate(p, as_continuation(postprocess(x.text)), d, x) for x in ss]
+                  for p, d, ss in zip(w.prompts[sl], w.demos[sl], batch)]
+        ContrastiveScorer(w.eng, kind0).score(groups)
+    return 60.0 * len(w.prompts) / (time.perf_counter() - t)
 
-    dpm_1 = throughput(1)
-    dpm_b = throughput(bd)
 
-    bw = memory_bandwidth_gbs()
-    wb = weight_bytes(eng.model)
-    step1 = decode_step_seconds(eng, ctxs[0], 1)
-    step_n = decode_step_seconds(eng, ctxs[0], args.n)
-    stepb = decode_step_seconds(eng, ctxs[0], args.n * bd)
-    rss.close()
+@dataclass
+class Roofline:
+    bandwidth_gbs: float  # measured memory read bandwidth
+    weight_bytes: int
+    step_1row: float  # seconds per decode step
+    step_nrows: float
+    step_batch: float
 
-    nd = args.n_docs
+    @property
+    def step_s(self) -> float:
+        """Seconds to stream the weights once at ``bandwidth_gbs``."""
+        return self.weight_bytes / (self.bandwidth_gbs * 1e9)
+
+
+def measure_roofline(w: Workload) -> Roofline:
+    ctx, n = w.ctxs[0], w.args.n
+    return Roofline(memory_bandwidth_gbs(), weight_bytes(w.eng.model), decode_step_seconds(w.eng, ctx, 1),
+                    decode_step_seconds(w.eng, ctx, n), decode_step_seconds(w.eng, ctx, n * w.args.batch_docs))
+
+
+def report(w: Workload, tally: Tally, dpm_1: float, dpm_b: float, roof: Roofline) -> dict:
+    """Print the per-scorer table and the summary lines; the results as the ``--json`` dict."""
+    args, scorers, nd, bd = w.args, w.scorers, w.args.n_docs, w.args.batch_docs
     res: dict = {"n_docs": nd, "max_new_tokens": args.max_new_tokens, "model": args.model,
-                 "dtype": str(eng.model.dtype), "batch_docs": bd, "scorers": scorers}
+                 "dtype": str(w.eng.model.dtype), "batch_docs": bd, "scorers": scorers}
     print(f"\n{'scorer':7s} {'naive s':>9s} {'ours s':>8s} {'single s':>9s} {'speedup':>8s} {'cost/single':>11s}")
     speedups, costs = [], []
     for kind in scorers:
-        naive_t = (t_naive_sample + t_naive_score[kind]) / nd
-        ours_t = (t_ours_sample + t_ours_score[kind]) / nd
-        single_t = t_single / nd
+        naive_t = (tally.naive_sample + tally.naive_score[kind]) / nd
+        ours_t = (tally.ours_sample + tally.ours_score[kind]) / nd
+        single_t = tally.single / nd
         speedups.append(naive_t / ours_t)
         costs.append(ours_t / single_t)
         res[f"naive_s_per_doc_{kind}"] = naive_t
         res[f"ours_s_per_doc_{kind}"] = ours_t
-        res[f"ours_score_s_per_doc_{kind}"] = t_ours_score[kind] / nd
-        res[f"naive_score_s_per_doc_{kind}"] = t_naive_score[kind] / nd
+        res[f"ours_score_s_per_doc_{kind}"] = tally.ours_score[kind] / nd
+        res[f"naive_score_s_per_doc_{kind}"] = tally.naive_score[kind] / nd
         print(f"{kind:7s} {naive_t:9.2f} {ours_t:8.2f} {single_t:9.2f} {naive_t / ours_t:7.2f}x "
               f"{ours_t / single_t:11.2f}")
     res.update(
-        single_s_per_doc=t_single / nd, naive_sample_s_per_doc=t_naive_sample / nd,
-        ours_sample_s_per_doc=t_ours_sample / nd, ours_new_tokens_per_doc=new_tokens / nd,
+        single_s_per_doc=tally.single / nd, naive_sample_s_per_doc=tally.naive_sample / nd,
+        ours_sample_s_per_doc=tally.ours_sample / nd, ours_new_tokens_per_doc=tally.new_tokens / nd,
         speedup_vs_naive=min(speedups), cost_vs_single=max(costs),
-        same_choice=same / total if total else float("nan"), max_score_diff=max_diff,
-        peak_rss_ratio=rss_ours / rss_naive if rss_naive else float("nan"),
+        same_choice=tally.same / tally.total if tally.total else float("nan"), max_score_diff=tally.max_diff,
+        peak_rss_ratio=tally.rss_ours / tally.rss_naive if tally.rss_naive else float("nan"),
         docs_per_min=dpm_b, docs_per_min_batch1=dpm_1, docs_per_min_ratio=dpm_b / dpm_1,
-        throughput_docs=len(prompts),
-        docs_per_min_naive=60.0 * nd / (t_naive_sample + t_naive_score[kind0]),
-        memory_bandwidth_gbs=bw, weight_bytes=wb, roofline_step_s=wb / (bw * 1e9),
-        decode_step_s_1row=step1, decode_step_s_nrows=step_n, decode_step_s_batch=stepb,
+        throughput_docs=len(w.prompts),
+        docs_per_min_naive=60.0 * nd / (tally.naive_sample + tally.naive_score[scorers[0]]),
+        memory_bandwidth_gbs=roof.bandwidth_gbs, weight_bytes=roof.weight_bytes, roofline_step_s=roof.step_s,
+        decode_step_s_1row=roof.step_1row, decode_step_s_nrows=roof.step_nrows, decode_step_s_batch=roof.step_batch,
     )
-    print(f"\nsame_choice {res['same_choice']:.3f}  max_score_diff {max_diff:.2e}  "
+    print(f"\nsame_choice {res['same_choice']:.3f}  max_score_diff {tally.max_diff:.2e}  "
           f"peak_rss_ratio {res['peak_rss_ratio']:.2f}")
-    print(f"docs/min over the same {len(prompts)} docs: ours batch-docs {bd}: {dpm_b:.2f}, ours batch 1: "
+    print(f"docs/min over the same {len(w.prompts)} docs: ours batch-docs {bd}: {dpm_b:.2f}, ours batch 1: "
           f"{dpm_1:.2f} ({dpm_b / dpm_1:.2f}x); naive (first {nd} docs): {res['docs_per_min_naive']:.2f}")
-    print(f"roofline: weights {wb / 1e9:.2f} GB at {bw:.1f} GB/s = {res['roofline_step_s'] * 1e3:.0f} ms per step; "
-          f"measured decode step {step1 * 1e3:.0f} ms (1 row), {step_n * 1e3:.0f} ms ({args.n} rows), "
-          f"{stepb * 1e3:.0f} ms ({args.n * bd} rows) = {step1 / res['roofline_step_s']:.2f}x the roofline (1 row)")
+    print(f"roofline: weights {roof.weight_bytes / 1e9:.2f} GB at {roof.bandwidth_gbs:.1f} GB/s = "
+          f"{roof.step_s * 1e3:.0f} ms per step; measured decode step {roof.step_1row * 1e3:.0f} ms (1 row), "
+          f"{roof.step_nrows * 1e3:.0f} ms ({args.n} rows), {roof.step_batch * 1e3:.0f} ms ({args.n * bd} rows) = "
+          f"{roof.step_1row / roof.step_s:.2f}x the roofline (1 row)")
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    w = load(args)
+    rss = PeakRSS()
+    print_setup(w)
+    w.eng.sample([w.ctxs[0]], 1, max_new_tokens=2, top_p=args.top_p)  # warm-up (first-call allocations), not timed
+
+    tally = Tally(w.scorers)
+    for i in range(args.n_docs):
+        measure_document(w, i, rss, tally)
+    # throughput on the same documents: one at a time, then batch_docs decoded together
+    dpm_1 = throughput(w, 1)
+    dpm_b = throughput(w, args.batch_docs)
+    roof = measure_roofline(w)
+    rss.close()
+
+    res = report(w, tally, dpm_1, dpm_b, roof)
     if args.json:
         print(json.dumps(res))
     return 0
