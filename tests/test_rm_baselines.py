@@ -6,7 +6,7 @@ import pytest
 from _rm_checks import check_rm_reward, rm_items
 from test_teacher import X, teacher  # noqa: F401 (session-scoped teacher fixture)
 
-from icdpo_eval.baselines.rm_aug import RMAugLM, blockwise_decode
+from icdpo_eval.baselines.rm_aug import RMAugLM, _AcceptedPrefix, _Block, blockwise_decode
 from icdpo_eval.baselines.rm_bon import RMBoNLM
 from icdpo_eval.engine import SamplingParams
 from icdpo_eval.method.best_of_n import sample_and_select
@@ -60,6 +60,39 @@ def test_rm_aug_several_blocks_is_deterministic(base_engine, teacher):  # noqa: 
     # the accumulated (cached, blockwise) score of the answer is the teacher's full-pass score of its text
     # (up to the tokenization-boundary approximation, exact for this answer)
     assert max(a.scores[-1]) == pytest.approx(teacher.score([PROMPTS[1]], [[a.text]])[0][0], abs=1e-3)
+
+
+@pytest.mark.slow
+def test_rm_aug_accepted_prefix_extends_or_rescores(teacher):  # noqa: F811
+    """A candidate that extends the accepted text is scored from the cached session (accepted log-prob + its
+    tail's); one that rewrites it is rescored by a full pass, and accepting it rebuilds the teacher session.
+    Either way the total is the teacher's full-pass score of the whole response."""
+    p = PROMPTS[1]
+
+    def full(text):
+        return teacher.engine.logprob_full_forward(teacher.context(p), text)
+
+    acc = _AcceptedPrefix(teacher, p)
+    first = teacher.as_continuation("Try a")
+    sc = acc.score([first, ""])
+    assert sc.rescored == 0 and set(sc.totals) == {0}
+    assert sc.ranking(2, False) == [sc.totals[0][0], float("-inf")]
+    acc.accept(_Block([1, 2], "Try a", False), first, sc, 0)
+    assert acc.base_ids == [1, 2] and acc.text == first and (acc.logprob, acc.n_tokens) == sc.totals[0]
+
+    extended, rewritten = first + " white noise machine.", teacher.as_continuation("Maybe a bark collar.")
+    sc = acc.score([extended, "", rewritten])
+    assert sc.rescored == 1 and set(sc.totals) == {0, 2} and set(sc.extensions) == {0}
+    for j, text in [(0, extended), (2, rewritten)]:
+        assert sc.totals[j][0] == pytest.approx(full(text), abs=1e-3)
+    (lp, n_tok) = sc.totals[2]
+    assert n_tok == len(teacher.engine.encode_continuation(rewritten))
+    assert sc.ranking(3, True) == [sc.totals[0][0] / sc.totals[0][1], float("-inf"), lp / n_tok]
+
+    acc.accept(_Block([3], "Maybe a bark collar.", False), rewritten, sc, 2)  # rebuilds the teacher session
+    assert acc.base_ids == [1, 2, 3] and acc.text == rewritten and (acc.logprob, acc.n_tokens) == (lp, n_tok)
+    sc = acc.score([rewritten + " It works."])
+    assert sc.rescored == 0 and sc.totals[0][0] == pytest.approx(full(rewritten + " It works."), abs=1e-3)
 
 
 @pytest.mark.slow
