@@ -14,7 +14,7 @@ from typing import Any
 from icdpo_eval.data import embedded
 from icdpo_eval.method.best_of_n import sample_and_select
 from icdpo_eval.method.teacher import TeacherScorer, load_teacher, require_scorer
-from icdpo_eval.models.args import as_batch_size, as_bool, as_int, check_unknown
+from icdpo_eval.models.args import as_batch_size, as_bool, as_int
 from icdpo_eval.models.base import MethodLM
 
 
@@ -45,7 +45,7 @@ class RMBoNLM(MethodLM):
     ) -> None:
         super().__init__()
         self._extra_args(extra)
-        check_unknown(self.method, extra)
+        self.take_common_args(extra)
         self.n = as_int("n", n, 1)
         self.set_settings(preset)
         self.set_generation_args(top_p, temperature, max_new_tokens, top_k)
@@ -76,7 +76,7 @@ class RMBoNLM(MethodLM):
             "dtype": str(self.engine.model.dtype),
         }
 
-    def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list[str]:
+    def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list:
         prompts = [r.args[0] for r in reqs]
         tpl = self.template(task)
         choices = sample_and_select(
@@ -84,4 +84,4 @@ class RMBoNLM(MethodLM):
             n=self.n, params=self.sampling_params(gk), seed=self.seed, empty=self.settings.empty,
             legacy_postprocess=self.settings.postprocess == "legacy", template=tpl,
             names=[f"{task} doc {r.doc_id}" for r in reqs])
-        return [c.text for c in choices]
+        return choices

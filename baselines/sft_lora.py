@@ -21,7 +21,7 @@ from icdpo_eval.data import embedded
 from icdpo_eval.engine import Engine
 from icdpo_eval.method.best_of_n import sample_and_select
 from icdpo_eval.method.scorers import LogProbScorer, zero_shot_term
-from icdpo_eval.models.args import as_batch_size, as_int, check_unknown
+from icdpo_eval.models.args import as_batch_size, as_int
 from icdpo_eval.models.base import MethodLM
 
 
@@ -79,7 +79,7 @@ class SFTLoRALM(MethodLM):
                  seed: int | str = 1234, dtype: str = "auto", device: str | None = None,
                  batch_size: int | str = 1, max_length: int | str | None = None, **unknown: Any) -> None:
         super().__init__()
-        check_unknown(self.method, unknown)
+        self.take_common_args(unknown)
         self.adapter = adapter
         self.pretrained = check_adapter(pretrained, adapter, self.method)
         self.set_settings(preset)
@@ -113,7 +113,7 @@ class SFTLoRALM(MethodLM):
                 "training": self._training(), "n": self.n, **self.sampling_info(), "seed": self.seed,
                 "dtype": str(self.engine.model.dtype)}
 
-    def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list[str]:
+    def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list:
         prompts = [r.args[0] for r in reqs]
         tpl = self.template(task)
         choices = sample_and_select(
@@ -121,4 +121,4 @@ class SFTLoRALM(MethodLM):
             n=self.n, params=self.sampling_params(gk), select="score" if self.n > 1 else "single", seed=self.seed,
             empty=self.settings.empty, legacy_postprocess=self.settings.postprocess == "legacy", template=tpl,
             names=[f"{task} doc {r.doc_id}" for r in reqs])
-        return [c.text for c in choices]
+        return choices

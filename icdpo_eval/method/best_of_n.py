@@ -31,6 +31,10 @@ class Choice:
     scores: list[float]
     index: int | None  # None when no candidate was eligible (empty="skip" and all empty)
 
+    def record(self) -> dict:
+        """The candidates, their scores and the chosen index (for the result journal)."""
+        return {"candidates": self.candidates, "scores": self.scores, "index": self.index}
+
 
 def sample_and_select(
     engine: Engine,

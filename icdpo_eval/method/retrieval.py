@@ -216,7 +216,7 @@ class _Bm25Index:
         self.window = window
         self.tails = tails
         # an empty tail would make avgdl 0 in BM25Okapi; a sentinel token keeps it well defined
-        corpus = [t or ["\x00"] for t in tails(prompts, window)]
+        corpus = [t or ["\x00"] for t in _pool_tails(prompts, window, tails)]
         self.bm25 = BM25Okapi(corpus)
         self.vocab = {t: j for j, t in enumerate(self.bm25.idf)}
         k1, b, avgdl = self.bm25.k1, self.bm25.b, self.bm25.avgdl
@@ -244,6 +244,31 @@ class _Bm25Index:
             (np.ones(len(rows)), (rows, cols)), shape=(len(queries), len(self.vocab)), dtype=np.float64
         )  # duplicates are summed: query term counts, as get_scores iterates over repeated tokens
         return np.asarray((q @ self.weights.T).todense())
+
+
+def _pool_tails(prompts: Sequence[str], window: int, tails: Any) -> list[list[str]]:
+    """The pool's BM25 tails, computed once per (pool, window, tokenizer) and shared through the disk cache
+    (``cache_dir()/retrieval/``): under data parallel one process tokenizes, the others wait and read."""
+    from filelock import FileLock
+
+    from icdpo_eval.data.embedded import cache_dir
+
+    key = _sha256([_sha256(list(prompts)), window, getattr(tails, "name", "words")])
+    path = cache_dir() / "retrieval" / f"bm25-tails-{key}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(path) + ".lock"):
+        if path.exists():
+            try:
+                cached = json.loads(path.read_text(encoding="utf-8"))
+                if isinstance(cached, list) and len(cached) == len(prompts):
+                    return cached
+            except (OSError, ValueError) as err:
+                log.warning("retrieval: ignoring unreadable BM25 cache %s (%s)", path, err)
+        out = tails(prompts, window)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as fh:
+            json.dump(out, fh, ensure_ascii=False)
+        os.replace(fh.name, path)
+        return out
 
 
 _BM25_MEMO: dict[tuple[str, int, str], _Bm25Index] = {}
@@ -399,8 +424,17 @@ class BM25SbertRetriever(BM25Retriever):
         return _load_sbert(self.encoder, self.device, full_length=self.text == "dialogue")
 
     def _pool_embeddings(self) -> np.ndarray:
+        """The pool's SBERT embeddings from the disk cache, or encoded (one process at a time: a file lock, so
+        under data parallel one rank encodes and the others read its file)."""
+        from filelock import FileLock
+
         max_len = self.model.max_seq_length if self.text == "dialogue" else None
         path = _embedding_cache_path(self.encoder, self.texts, max_len)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(path) + ".lock"):
+            return self._load_or_encode(path)
+
+    def _load_or_encode(self, path: Path) -> np.ndarray:
         if path.exists():
             try:
                 emb = np.load(path)

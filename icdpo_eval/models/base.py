@@ -10,6 +10,7 @@ each context's candidates scored together, with the demos ``demos_for`` gives (n
 
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 from typing import Any
 
@@ -18,11 +19,14 @@ from tqdm import tqdm
 
 from icdpo_eval.data import embedded
 from icdpo_eval.engine import Engine, SamplingParams
+from icdpo_eval.method.best_of_n import Choice
 from icdpo_eval.method.presets import CHOICES, Settings, settings_for
 from icdpo_eval.method.prompts import TURN_MARKERS, Template, template_for
 from icdpo_eval.method.retrieval import KINDS as RETRIEVERS
 from icdpo_eval.method.scorers import Candidate
-from icdpo_eval.models.args import as_bool, as_float, as_int, choice
+from icdpo_eval.models.args import as_bool, as_float, as_int, check_unknown, choice
+from icdpo_eval.models.journal import Journal
+from icdpo_eval.models.parallel import DataParallel
 
 
 def task_of(req) -> str | None:
@@ -36,7 +40,7 @@ def _freeze(d: dict) -> tuple:
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in d.items()))
 
 
-class MethodLM(LM):
+class MethodLM(DataParallel, LM):
     """generate_until / loglikelihood plumbing; subclasses implement :meth:`_generate_batch`."""
 
     method = "method"
@@ -50,11 +54,23 @@ class MethodLM(LM):
     top_k: int | None = None
     temperature: float | None = None
     settings: Settings = settings_for("paper")
+    resume: bool = True  # the per-document journal (models/journal.py)
+    seed: int = 1234
+
+    def take_common_args(self, unknown: dict[str, Any]) -> None:
+        """The model_args every method accepts beyond its own (``resume``), then reject any other unknown one."""
+        self.resume = as_bool("resume", unknown.pop("resume", True))
+        check_unknown(self.method, unknown)
+
+    @property
+    def device(self):
+        return self.engine.device
 
     def load_engine(self, pretrained: str | None, *, device: str | None, dtype: str, max_length: Any = None,
                     revision: str | None = None, trust_remote_code: Any = False, adapter: str | None = None) -> Engine:
         """The base model's engine, the one construction path of every method (``embedded:*`` aliases resolved;
         ``adapter`` = a peft LoRA folder); room for ``n`` candidates of ``batch_size`` prompts per pass."""
+        device = self.setup_parallel(device)  # under `accelerate launch`: this rank's device
         self.engine = Engine.load(
             embedded.resolve(pretrained, embedded.BASE_ALIAS), device=device, dtype=dtype, revision=revision,
             trust_remote_code=as_bool("trust_remote_code", trust_remote_code), adapter=adapter,
@@ -101,7 +117,8 @@ class MethodLM(LM):
         info["max_new_tokens"] = self.max_new_tokens if self.max_new_tokens is not None else "task"
         return info
 
-    def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list[str]:
+    def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list[str] | list[Choice]:
+        """The responses to ``reqs`` (texts, or :class:`Choice` records with every candidate and its score)."""
         raise NotImplementedError
 
     def demos_for(self, task: str | None, prompts: list[str]) -> list[list[dict]]:
@@ -129,17 +146,43 @@ class MethodLM(LM):
         return SamplingParams(max_new_tokens=max_new, top_p=top_p, top_k=top_k, temperature=temp, do_sample=do_sample,
                               stop=(*TURN_MARKERS, *until))
 
+    def journal(self) -> Journal | None:
+        """This config's result journal (None with ``resume=false``)."""
+        if not self.resume:
+            return None
+        if getattr(self, "_journal", None) is None:
+            self._journal = Journal({"class": type(self).__qualname__, **self.get_model_info()}, rank=self.rank)
+        return self._journal
+
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        """Requests grouped by (task, generation kwargs), ``batch_size`` documents at a time; documents already
+        in the journal are not generated again, each finished batch is journaled."""
         out: list[str] = [""] * len(requests)
+        journal = self.journal()
+        keys = [Journal.doc_key(task_of(r), r.doc_id, r.args[0], dict(r.args[1] or {})) for r in requests]
         by_task: dict[tuple, list[int]] = defaultdict(list)
         for i, req in enumerate(requests):
-            by_task[(task_of(req), _freeze(dict(req.args[1] or {})))].append(i)
-        bar = tqdm(total=len(requests), desc=f"{self.method} generate", disable=disable_tqdm)
+            done = journal.get(keys[i]) if journal else None
+            if done is not None:
+                out[i] = done["response"]
+            else:
+                by_task[(task_of(req), _freeze(dict(req.args[1] or {})))].append(i)
+        todo = sum(map(len, by_task.values()))
+        if journal is not None:  # one line on stderr (lm-eval's CLI shows only its own loggers)
+            print(f"{self.method} (rank {self.rank}): journal {journal.dir}: {len(requests) - todo} of "
+                  f"{len(requests)} documents resumed, {todo} to generate", file=sys.stderr)
+        bar = tqdm(total=todo, desc=f"{self.method} generate", disable=disable_tqdm)
         for (task, frozen), idxs in by_task.items():
             for s in range(0, len(idxs), self.batch_size):
                 chunk = idxs[s:s + self.batch_size]
-                for i, a in zip(chunk, self._generate_batch(task, [requests[i] for i in chunk], dict(frozen))):
-                    out[i] = a
+                results = self._generate_batch(task, [requests[i] for i in chunk], dict(frozen))
+                records = []
+                for i, res in zip(chunk, results, strict=True):
+                    out[i] = res if isinstance(res, str) else res.text
+                    records.append({"key": keys[i], "task": task, "doc_id": requests[i].doc_id, "response": out[i],
+                                    **({} if isinstance(res, str) else res.record())})
+                if journal is not None:
+                    journal.add(records)
                 bar.update(len(chunk))
         bar.close()
         return out

@@ -17,7 +17,7 @@ from typing import Any
 from icdpo_eval.data import embedded
 from icdpo_eval.method.best_of_n import SELECTS, sample_and_select
 from icdpo_eval.method.scorers import SCORERS, ContrastiveScorer, positive_context
-from icdpo_eval.models.args import as_batch_size, as_int, check_unknown, choice
+from icdpo_eval.models.args import as_batch_size, as_int, choice
 from icdpo_eval.models.base import DemoRetrieval, MethodLM
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class ICDPOLM(DemoRetrieval, MethodLM):
         **unknown: Any,
     ) -> None:
         super().__init__()
-        check_unknown(self.method, unknown)
+        self.take_common_args(unknown)
         self.scorer_kind = choice("scorer", scorer, SCORERS)
         self.select = choice("select", select, SELECTS)
         self.n = 1 if self.select == "single" else as_int("n", n, 1)
@@ -91,7 +91,7 @@ class ICDPOLM(DemoRetrieval, MethodLM):
             log.warning("icdpo: %d of %d documents returned an empty response", self.stats["empty"], len(requests))
         return out
 
-    def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list[str]:
+    def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list:
         params = self.sampling_params(gk)
         prompts = [r.args[0] for r in reqs]
         demos = self.retrieve(task, prompts)
@@ -102,4 +102,4 @@ class ICDPOLM(DemoRetrieval, MethodLM):
             legacy_postprocess=self.settings.postprocess == "legacy", template=tpl,
             names=[f"{task} doc {r.doc_id}" for r in reqs])
         self.stats["empty"] += sum(not c.text for c in choices)
-        return [c.text for c in choices]
+        return choices

@@ -13,8 +13,10 @@ from typing import Any
 
 from lm_eval.api.model import LM
 
+from icdpo_eval.models.parallel import DataParallel
 
-class RMScorerLM(LM):
+
+class RMScorerLM(DataParallel, LM):
     def __init__(self, rm: str = "auto", batch_size: int | str = 8, device: str | None = None,
                  dtype: str = "float32", max_batch_size: Any = None, **unknown: Any) -> None:
         super().__init__()
@@ -25,8 +27,15 @@ class RMScorerLM(LM):
         from icdpo_eval.judges.reward_model import RewardModelJudge
 
         bs = str(batch_size)
+        device = self.setup_parallel(device)  # under `accelerate launch`: this rank's device
         self.judge = RewardModelJudge(rm, device=str(resolve_device(device)),
                                       batch_size=8 if bs.startswith("auto") else int(bs), dtype=dtype)
+
+    @property
+    def device(self):
+        import torch
+
+        return torch.device(self.judge.device)
 
     def get_model_info(self) -> dict:
         return {"method": "rm", "rm": self.judge.resolved_name, "rm_dtype": self.judge.dtype_name}
