@@ -34,11 +34,19 @@ import hashlib
 import json
 import logging
 import os
+import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from icdpo_eval.data.hh import ASSISTANT, DataError, format_instruction, split_dialogue  # noqa: F401
+from icdpo_eval.data.hh import (  # noqa: F401
+    ASSISTANT,
+    DataError,
+    DataFileNotFoundError,
+    check_text,
+    format_instruction,
+    split_dialogue,
+)
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +63,8 @@ LENGTH_LIMITS: dict[str, tuple[int, int]] = {"hh-rlhf": (320, 128), "synthetic-g
 
 OnError = Literal["raise", "skip"]
 Row = dict[str, str]
+# what a user pool file needs, appended to its row errors
+PAIR_LINE_HINT = "each line needs prompt/chosen/rejected strings or HH chosen/rejected transcripts"
 
 
 class TaskData(NamedTuple):
@@ -77,10 +87,12 @@ TASK_DEFAULTS: dict[str, TaskData] = {
 
 
 def _text_field(row: dict[str, Any], key: str) -> str:
+    if not isinstance(row, dict):
+        raise DataError(f"not a JSON object: {type(row).__name__}")
     value = row.get(key)
     if not isinstance(value, str):
         raise DataError(f"missing or non-string field {key!r}")
-    return value
+    return check_text(value, f"field {key!r}")
 
 
 def parse_hh_row(row: dict[str, Any]) -> tuple[str, str, str]:
@@ -100,18 +112,28 @@ def parse_pair_row(row: dict[str, Any]) -> tuple[str, str, str]:
     return prompt, _text_field(row, "chosen").strip(), _text_field(row, "rejected").strip()
 
 
-def _parse(
-    rows: Iterable[dict[str, Any]],
-    source: str,
-    kind: Literal["hh", "pair", "synthetic", "auto"],
-    id_prefix: str,
-    on_error: OnError,
+Kind = Literal["hh", "pair", "synthetic", "auto"]
+
+
+def _parse(rows: Iterable[Any], source: str, kind: Kind, id_prefix: str, on_error: OnError) -> list[Row]:
+    """Rows from raw values (hub rows, :func:`read_jsonl`), reported without line numbers."""
+    return _parse_numbered(((None, r) for r in rows), source, kind, id_prefix, on_error)
+
+
+def _parse_numbered(
+    rows: Iterable[tuple[int | None, Any]], source: str, kind: Kind, id_prefix: str, on_error: OnError
 ) -> list[Row]:
+    """Rows from ``(line number or None, raw value)`` pairs (:func:`iter_jsonl`, or hub rows with None).
+
+    A malformed row is reported as ``<file>:<line>: <file name> row <i>: <why>; <what each line needs>``
+    (``<source> row <i>: ...`` without a line number), ``i`` counting rows (not blank lines) from 0 as
+    in the default ids ``<id_prefix>/<i>``.
+    """
     out: list[Row] = []
     skipped: list[str] = []
-    for i, row in enumerate(rows):
+    for i, (line, row) in enumerate(rows):
         try:
-            if isinstance(row, _BadLine):
+            if isinstance(row, BadLine):
                 raise DataError(str(row))
             if not isinstance(row, dict):
                 raise DataError(f"not a JSON object: {type(row).__name__}")
@@ -124,13 +146,15 @@ def _parse(
                     prompt = format_instruction(prompt)
             if not chosen or not rejected:
                 raise DataError(f"empty {'chosen' if not chosen else 'rejected'} response")
+            rid = row.get("id")
+            rid = check_text(rid, "field 'id'") if isinstance(rid, str) else f"{id_prefix}/{i}"
         except DataError as e:
-            reason = f"{source} row {i}: {e}"
+            where = f"{source} row {i}" if line is None else f"{source}:{line}: {Path(source).name} row {i}"
+            reason = f"{where}: {e}; {PAIR_LINE_HINT}"
             if on_error == "raise":
                 raise DataError(reason) from None
             skipped.append(reason)
             continue
-        rid = row.get("id") if isinstance(row.get("id"), str) else f"{id_prefix}/{i}"
         out.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "id": rid})
     if skipped:
         log.warning("skipped %d malformed rows of %s: first: %s", len(skipped), source, skipped[0])
@@ -158,36 +182,129 @@ def count_tokens(texts: list[str]) -> list[int]:
 
 def length_filter(rows: list[Row], max_prompt: int, max_response: int, source: str) -> list[Row]:
     """Keep rows whose prompt and both responses fit the limits; log how many were kept."""
+    return length_filter_stats(rows, max_prompt, max_response, source)[0]
+
+
+def filter_stats(
+    source: str,
+    rows: int,
+    kept: int,
+    prompt_too_long: int = 0,
+    response_too_long: int = 0,
+    limits: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """The record of what a length filter did to one source (``max_*_tokens`` None: no filter applied)."""
+    return {
+        "source": source,
+        "rows": rows,
+        "kept": kept,
+        "dropped_prompt_too_long": prompt_too_long,
+        "dropped_response_too_long": response_too_long,
+        "max_prompt_tokens": limits[0] if limits else None,
+        "max_response_tokens": limits[1] if limits else None,
+    }
+
+
+def length_filter_stats(
+    rows: list[Row], max_prompt: int, max_response: int, source: str
+) -> tuple[list[Row], dict[str, Any]]:
+    """:func:`length_filter` and its :func:`filter_stats`: a dropped row is counted once, under
+    ``dropped_prompt_too_long`` if its prompt is over ``max_prompt`` tokens, else under
+    ``dropped_response_too_long`` (chosen or rejected over ``max_response``). Logged once, as a warning."""
     p = count_tokens([r["prompt"] for r in rows])
     c = count_tokens([r["chosen"] for r in rows])
     r_ = count_tokens([r["rejected"] for r in rows])
-    kept = [
-        row
-        for row, a, b, d in zip(rows, p, c, r_, strict=True)
-        if a <= max_prompt and b <= max_response and d <= max_response
-    ]
-    log.warning("length filter kept %d of %d rows of %s", len(kept), len(rows), source)
-    return kept
+    kept: list[Row] = []
+    long_prompt = long_response = 0
+    for row, a, b, d in zip(rows, p, c, r_, strict=True):
+        if a > max_prompt:
+            long_prompt += 1
+        elif b > max_response or d > max_response:
+            long_response += 1
+        else:
+            kept.append(row)
+    log.warning(
+        "length filter kept %d of %d rows of %s (dropped %d with a prompt over %d tokens, %d with a "
+        "response over %d tokens)",
+        len(kept),
+        len(rows),
+        source,
+        long_prompt,
+        max_prompt,
+        long_response,
+        max_response,
+    )
+    return kept, filter_stats(source, len(rows), len(kept), long_prompt, long_response, (max_prompt, max_response))
 
 
 # --------------------------------------------------------------------------- files and sources
 
 
-class _BadLine(str):
-    """An unparsable JSONL line, reported by ``_parse`` as a malformed row."""
+class BadLine(str):
+    """An unparsable JSONL line (not UTF-8, not JSON), reported by its reader as a malformed row."""
+
+
+_JSON_SPACE = " \t\r\n"
+
+
+def _decode_line(raw: bytes, first: bool) -> Any:
+    """The JSON value of one line, None for a blank line, a :class:`BadLine` saying why it is unparsable."""
+    try:
+        text = raw.decode("utf-8-sig" if first else "utf-8")
+    except UnicodeDecodeError as e:
+        return BadLine(
+            f"not UTF-8 text (byte {e.start} of the line: {raw[e.start : e.start + 4]!r}); save the file as UTF-8"
+        )
+    if not text.strip(_JSON_SPACE):
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as e:  # json.JSONDecodeError, or an integer too long to convert
+        return BadLine(f"invalid JSON ({e})")
+    except RecursionError:
+        return BadLine("invalid JSON (nested too deeply)")
+
+
+def iter_jsonl(path: str | os.PathLike[str]) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` per non-blank line of a ``.jsonl`` or ``.jsonl.gz`` file (gzip by suffix).
+
+    Lines are split on ``"\\n"`` only (so a U+2028 or a lone ``"\\r"`` inside a JSON string stays part of
+    its line) and numbered from 1, blank lines counted; a UTF-8 byte-order mark is ignored. An unparsable
+    line yields a :class:`BadLine`; an unreadable file or a corrupt/truncated gzip archive raises
+    :class:`DataError` naming the file (a missing one :class:`DataFileNotFoundError`).
+    """
+    path = Path(path)
+    gz = path.name.endswith(".gz")
+    try:
+        fh = gzip.open(path, "rb") if gz else open(path, "rb")
+    except FileNotFoundError:
+        raise DataFileNotFoundError(f"{path}: no such file") from None
+    except OSError as e:
+        raise DataError(f"{path}: cannot open ({e.strerror or e})") from None
+    with fh:
+        lineno = 0
+        while True:
+            try:
+                raw = fh.readline()
+            except (OSError, EOFError, zlib.error) as e:
+                what = "corrupt or truncated gzip archive" if gz else "unreadable file"
+                raise DataError(
+                    f"{path}: {what} after line {lineno} ({e.__class__.__name__}: {e}); "
+                    f"{'download or compress it again' if gz else 'check the file'}"
+                ) from None
+            if not raw:
+                return
+            lineno += 1
+            value = _decode_line(raw, lineno == 1)
+            if value is not None:
+                yield lineno, value
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> Iterator[Any]:
-    """Objects of a ``.jsonl`` or ``.jsonl.gz`` file (gzip detected by suffix)."""
-    path = Path(path)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
-        for lineno, line in enumerate(fh):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield _BadLine(f"invalid JSON on line {lineno + 1}: {e}")
+    """Values of a ``.jsonl`` or ``.jsonl.gz`` file (see :func:`iter_jsonl`; unparsable lines as
+    :class:`BadLine` strings naming their line)."""
+    for lineno, value in iter_jsonl(path):
+        yield BadLine(f"line {lineno}: {value}") if isinstance(value, BadLine) else value
 
 
 def _local_file(*parts: str) -> Path:
@@ -203,20 +320,21 @@ def _local_file(*parts: str) -> Path:
     )
 
 
-def _raw_rows(dataset: str, subset: str | None, split: str) -> tuple[Iterable[dict[str, Any]], str]:
-    """Raw rows and a source description, from $ICDPO_DATA_DIR or the hub."""
+def _raw_rows(dataset: str, subset: str | None, split: str) -> tuple[Iterable[tuple[int | None, Any]], str]:
+    """(line number or None, raw row) pairs and a source description, from $ICDPO_DATA_DIR or the hub."""
     local = bool(os.environ.get(DATA_ENV))
     if dataset == "hh-rlhf":
         assert subset is not None
         if local:
             path = _local_file("hh-rlhf", subset, split)
-            return read_jsonl(path), str(path)
-        return _hub("Anthropic/hh-rlhf", data_dir=subset, split=split), f"Anthropic/hh-rlhf {subset}/{split}"
+            return iter_jsonl(path), str(path)
+        hub = _hub("Anthropic/hh-rlhf", data_dir=subset, split=split)
+        return ((None, r) for r in hub), f"Anthropic/hh-rlhf {subset}/{split}"
     if local:
         path = _local_file("synthetic-gpt", "train")
-        return read_jsonl(path), str(path)
+        return iter_jsonl(path), str(path)
     repo = "Dahoas/synthetic-instruct-gptj-pairwise"
-    return _hub(repo, split="train"), f"{repo} train"
+    return ((None, r) for r in _hub(repo, split="train")), f"{repo} train"
 
 
 def _hub(repo: str, **kwargs: str) -> Iterable[dict[str, Any]]:
@@ -251,44 +369,84 @@ def load_pairs(
     synthetic-gpt: subset ignored, split ``train``/``dev``/``test`` (our seeded split);
     hh-rlhf-mini: split ``eval``/``pool`` (vendored, already length-filtered).
     """
+    return _load_pairs(dataset, subset, split, on_error, apply_length_filter)[0]
+
+
+def _load_pairs(
+    dataset: str, subset: str | None, split: str, on_error: OnError, apply_length_filter: bool
+) -> tuple[list[Row], dict[str, Any]]:
+    """:func:`load_pairs` and its :func:`filter_stats`."""
     if dataset == "hh-rlhf-mini":
         if split not in ("eval", "pool"):
             raise DataError(f"hh-rlhf-mini has splits 'eval' and 'pool', not {split!r}")
         path = MINI_DIR / f"{split}.jsonl"
-        return _parse(read_jsonl(path), str(path), "pair", f"hh-rlhf-mini/{split}", on_error)
+        rows = _parse_numbered(iter_jsonl(path), str(path), "pair", f"hh-rlhf-mini/{split}", on_error)
+        # filtered with the HH-RLHF limits when it was made (scripts/make_mini_data.py)
+        return rows, filter_stats(str(path), len(rows), len(rows), limits=LENGTH_LIMITS["hh-rlhf"])
     if dataset == "hh-rlhf":
         if subset not in HH_SUBSETS:
             raise DataError(f"hh-rlhf subset must be one of {HH_SUBSETS}, not {subset!r}")
         if split not in ("train", "test"):
             raise DataError(f"hh-rlhf has splits 'train' and 'test', not {split!r}")
         raw, source = _raw_rows(dataset, subset, split)
-        rows = _parse(raw, source, "hh", f"{subset}/{split}", on_error)
+        rows = _parse_numbered(raw, source, "hh", f"{subset}/{split}", on_error)
     elif dataset == "synthetic-gpt":
         split = "dev" if split == "validation" else split
         if split not in SYNTHETIC_SPLITS:
             raise DataError(f"synthetic-gpt has splits {SYNTHETIC_SPLITS}, not {split!r}")
         raw, source = _raw_rows(dataset, None, "train")
-        rows = _parse(raw, source, "synthetic", "synthetic-gpt/train", on_error)
+        rows = _parse_numbered(raw, source, "synthetic", "synthetic-gpt/train", on_error)
         rows = [r for r in rows if synthetic_split_of(r["prompt"]) == split]
         source = f"{source} ({split} part)"
     else:
         raise DataError(f"unknown dataset {dataset!r}; known: hh-rlhf, synthetic-gpt, hh-rlhf-mini")
     if apply_length_filter:
-        rows = length_filter(rows, *LENGTH_LIMITS[dataset], source=source)
-    return rows
+        return length_filter_stats(rows, *LENGTH_LIMITS[dataset], source=source)
+    return rows, filter_stats(source, len(rows), len(rows))
 
 
-def load_pairs_file(path: str | os.PathLike[str], *, on_error: OnError = "raise") -> list[Row]:
-    """Rows of a user ``.jsonl``/``.jsonl.gz`` file, no length filter.
+def load_pairs_file(
+    path: str | os.PathLike[str], *, on_error: OnError = "raise", limits: tuple[int, int] | None = None
+) -> list[Row]:
+    """Rows of a user ``.jsonl``/``.jsonl.gz`` file; length-filtered only when ``limits`` =
+    (max prompt tokens, max response tokens) is given (see :func:`load_pairs_file_stats`).
 
     Each line is either ``{"prompt", "chosen", "rejected"}`` (prompt kept verbatim, responses
     stripped) or raw HH transcripts ``{"chosen", "rejected"}``; detected per row. An ``id``
-    string field is kept, else the id is ``<file name>/<row index>``.
+    string field is kept, else the id is ``<file name>/<row index>``. A malformed row raises
+    :class:`DataError` naming the file and line (``on_error="skip"``: skipped and counted in the log);
+    a missing file :class:`DataFileNotFoundError`, a corrupt ``.gz`` a :class:`DataError` naming it.
     """
+    return load_pairs_file_stats(path, on_error=on_error, limits=limits)[0]
+
+
+def load_pairs_file_stats(
+    path: str | os.PathLike[str], *, on_error: OnError = "raise", limits: tuple[int, int] | None = None
+) -> tuple[list[Row], dict[str, Any]]:
+    """:func:`load_pairs_file` and its :func:`filter_stats` (rows over ``limits`` dropped and counted)."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"preference-pair file {p} does not exist")
-    return _parse(read_jsonl(p), str(p), "auto", p.name, on_error)
+        raise DataFileNotFoundError(
+            f"preference-pair file {p} does not exist; pass an existing .jsonl or "
+            ".jsonl.gz file (one JSON object a line)"
+        )
+    rows = _parse_numbered(iter_jsonl(p), str(p), "auto", p.name, on_error)
+    if limits is None:
+        return rows, filter_stats(str(p), len(rows), len(rows))
+    return length_filter_stats(rows, *limits, source=str(p))
+
+
+def pool_limits(task_name: str | None) -> tuple[str, tuple[int, int]]:
+    """(dataset, (max prompt, max response tokens)) that a user pool file gets for ``task_name``: those
+    of the task's dataset (:data:`TASK_DEFAULTS`; the mini set's are HH-RLHF's), HH-RLHF's by default."""
+    t = TASK_DEFAULTS.get(task_name or "")
+    dataset = t.dataset if t is not None and t.dataset in LENGTH_LIMITS else "hh-rlhf"
+    return dataset, LENGTH_LIMITS[dataset]
+
+
+def is_pool_file(spec: str | None) -> bool:
+    """Whether a ``demo_pool`` spec names a user file (else a task default or a dataset spec)."""
+    return bool(spec) and spec not in TASK_DEFAULTS and (Path(spec).is_file() or spec.endswith((".jsonl", ".jsonl.gz")))
 
 
 def mini_ids() -> frozenset[str]:
@@ -313,8 +471,23 @@ def parse_spec(spec: str) -> tuple[str, str | None, str]:
     raise DataError(f"bad data spec {spec!r}: expected a path, 'dataset:subset:split' or 'dataset:split'")
 
 
+Pool = tuple[tuple[Row, ...], dict[str, Any]]  # rows, filter_stats
+
+
 @functools.lru_cache(maxsize=16)
-def _demo_pool(spec: str | None, task_name: str) -> tuple[Row, ...]:
+def _pool_file(path: str, limits: tuple[int, int]) -> Pool:
+    if not Path(path).is_file():
+        raise DataFileNotFoundError(
+            f"demo_pool={path}: no such file; pass an existing .jsonl/.jsonl.gz file of "
+            "preference pairs, a dataset spec such as hh-rlhf:harmless-base:train, or "
+            "leave demo_pool out for the task's default pool"
+        )
+    rows, stats = load_pairs_file_stats(path, limits=limits)
+    return tuple(rows), stats
+
+
+@functools.lru_cache(maxsize=16)
+def _demo_pool(spec: str | None, task_name: str) -> Pool:
     if spec is None or spec in TASK_DEFAULTS:
         name = spec or task_name
         if name not in TASK_DEFAULTS:
@@ -323,15 +496,18 @@ def _demo_pool(spec: str | None, task_name: str) -> tuple[Row, ...]:
                 f"dataset:subset:split> (known tasks: {', '.join(TASK_DEFAULTS)})"
             )
         t = TASK_DEFAULTS[name]
-        return tuple(load_pairs(t.dataset, t.subset, t.pool_split))
-    if Path(spec).is_file() or spec.endswith((".jsonl", ".jsonl.gz")):
-        return tuple(load_pairs_file(spec))
-    return tuple(load_pairs(*parse_spec(spec)))
+        rows, stats = _load_pairs(t.dataset, t.subset, t.pool_split, "skip", True)
+        return tuple(rows), stats
+    if is_pool_file(spec):
+        return _pool_file(spec, pool_limits(task_name)[1])
+    rows, stats = _load_pairs(*parse_spec(spec), "skip", True)
+    return tuple(rows), stats
 
 
 def clear_cache() -> None:
     """Forget cached demo pools (e.g. after changing ``$ICDPO_DATA_DIR``)."""
     _demo_pool.cache_clear()
+    _pool_file.cache_clear()
 
 
 def demo_pool(spec: str | None, task_name: str) -> list[Row]:
@@ -339,7 +515,15 @@ def demo_pool(spec: str | None, task_name: str) -> list[Row]:
 
     ``spec`` None (or a task name): the task's default pool (:data:`TASK_DEFAULTS`: the mini set's
     vendored pool, HH-RLHF train of the same subset, the SyntheticGPT train part); a path: a user
-    JSONL file (:func:`load_pairs_file`); ``"hh-rlhf:harmless-base:train"``-style: :func:`load_pairs`.
-    The row dicts are shared between calls: do not mutate them.
+    JSONL file (:func:`load_pairs_file`, with the length limits of the task's dataset, :func:`pool_limits`:
+    over-long rows are dropped and counted, see :func:`demo_pool_stats`); ``"hh-rlhf:harmless-base:train"``-style:
+    :func:`load_pairs`. The row dicts are shared between calls: do not mutate them.
     """
-    return list(_demo_pool(spec, task_name))
+    return list(_demo_pool(spec, task_name)[0])
+
+
+def demo_pool_stats(spec: str | None, task_name: str) -> dict[str, Any]:
+    """What the length filter did to :func:`demo_pool` ``(spec, task_name)`` (:func:`filter_stats`: source,
+    rows, kept, dropped_prompt_too_long, dropped_response_too_long, max_prompt_tokens, max_response_tokens);
+    loads the pool if it is not cached yet."""
+    return dict(_demo_pool(spec, task_name)[1])

@@ -19,11 +19,27 @@ _TURN = re.compile(r"(?:^|\n\n)(Human|Assistant):[ \t]?")
 
 
 class DataError(ValueError):
-    """A malformed preference row or an unknown dataset/split/task."""
+    """A malformed preference row or data file, or an unknown dataset/split/task."""
+
+
+class DataFileNotFoundError(DataError, FileNotFoundError):
+    """A data file that does not exist (caught by ``except DataError`` and ``except FileNotFoundError``)."""
+
+
+def check_text(value: object, what: str) -> str:
+    """``value`` if it is a string that can be written as UTF-8 (no lone surrogates), else DataError."""
+    if not isinstance(value, str):
+        raise DataError(f"{what} must be a string, not {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataError(f"{what} is not valid Unicode text (a lone surrogate escape such as \\ud800)") from None
+    return value
 
 
 def split_dialogue(text: str) -> tuple[str, str]:
     """Split an HH transcript into (prompt incl. the last ``"\\n\\nAssistant:"``, stripped response)."""
+    text = check_text(text, "an HH transcript")
     cut = text.rfind(ASSISTANT)
     if cut < 0:
         raise DataError("no '\\n\\nAssistant:' turn")
@@ -38,6 +54,7 @@ def hh_to_turns(prompt: str) -> list[tuple[str, str]]:
     is optional). Turn texts are stripped; a trailing empty ``Assistant:`` (the slot for the
     response) is dropped; text before the first ``Human:`` turn is ignored.
     """
+    prompt = check_text(prompt, "an HH dialogue")
     marks = list(_TURN.finditer(prompt))
     if not any(m.group(1) == "Human" for m in marks):
         raise DataError(f"no 'Human:' turn in dialogue {prompt[:80]!r}")
