@@ -21,7 +21,6 @@ before (a row is tied iff its ``best_tied`` is true). lm-eval imports this modul
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -31,49 +30,84 @@ from typing import Any
 
 import datasets
 
+from icdpo_eval.data.datasets import BadLine, iter_jsonl
+from icdpo_eval.data.hh import DataError, DataFileNotFoundError, check_text
+
 log = logging.getLogger("icdpo_eval.tasks.rank")
 
 RANK_ENV = "ICDPO_RANK_SET"
 OK, TIED, FAILED = "ok", "tied", "failed"
 
 
-def _parse_row(r: dict[str, Any]) -> tuple[list[str], int, list[int], str]:
-    """(candidates, judge best (0 when failed), best set, status); raises on a malformed row."""
-    cands = r["candidates"]
-    if not isinstance(cands, list) or len(cands) < 2 or not r["prompt"]:
-        raise ValueError("a rank-set row needs a prompt and >= 2 candidates")
+RANK_HINT = ("each line needs a 'prompt' string, 'candidates' (a list of >= 2 strings) and 'judge_best' (an index "
+             "into candidates, or null when the judge failed), as `icdpo-eval build-rank-set` writes")
+
+
+def _index(x: Any, what: str) -> int:
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not float(x).is_integer():
+        raise DataError(f"{what} must be an integer index, not {x!r}"[:200])
+    return int(x)
+
+
+def _parse_row(r: Any) -> tuple[list[str], int, list[int], str]:
+    """(candidates, judge best (0 when failed), best set, status); raises DataError on a malformed row."""
+    if not isinstance(r, dict):
+        raise DataError(f"not a JSON object ({type(r).__name__})")
+    prompt, cands = r.get("prompt"), r.get("candidates")
+    if not isinstance(prompt, str) or not prompt:
+        raise DataError("'prompt' must be a non-empty string")
+    check_text(prompt, "'prompt'")
+    if not isinstance(cands, list) or len(cands) < 2 or not all(isinstance(c, str) for c in cands):
+        raise DataError("'candidates' must be a list of >= 2 strings")
+    for c in cands:
+        check_text(c, "a candidate")
     if ("judge_best" in r and r["judge_best"] is None) or ("judge_order" in r and r["judge_order"] is None):
         return cands, 0, [], FAILED  # written by build-rank-set for a judge error
-    best = int(r["judge_best"])
+    if "judge_best" not in r:
+        raise DataError("no 'judge_best'")
+    best = _index(r["judge_best"], "'judge_best'")
     raw_set = r.get("judge_best_set")
-    best_set = [int(i) for i in raw_set] if raw_set else [best]
+    if raw_set is not None and not isinstance(raw_set, list):
+        raise DataError("'judge_best_set' must be a list of indices")
+    best_set = [_index(i, "a 'judge_best_set' entry") for i in raw_set] if raw_set else [best]
     if not all(0 <= i < len(cands) for i in [best, *best_set]) or best not in best_set:
-        raise ValueError("judge_best (and judge_best_set) must index the candidates, judge_best in the set")
+        raise DataError("judge_best (and judge_best_set) must index the candidates, judge_best in the set")
     tied = bool(r.get("best_tied")) or len(set(best_set)) > 1
     return cands, best, best_set, TIED if tied else OK
+
+
+def load_rank_rows(path: str | Path) -> list[dict[str, Any]]:
+    """The rows of a rank-set file (see :func:`rank_set`); DataError naming ``file:line`` on a bad line."""
+    if not Path(path).is_file():
+        raise DataFileNotFoundError(f"{RANK_ENV}={path}: no such file; build one with `icdpo-eval build-rank-set`")
+    rows = []
+    for n, r in iter_jsonl(path):
+        try:
+            if isinstance(r, BadLine):
+                raise DataError(str(r))
+            cands, best, best_set, status = _parse_row(r)
+            rid, source = r.get("id", n), r.get("source_task") or "hh_harmless"
+            if isinstance(rid, bool) or not isinstance(rid, (str, int)):
+                raise DataError(f"'id' must be a string or an integer, not {type(rid).__name__}")
+            if not isinstance(source, str):
+                raise DataError(f"'source_task' must be a task name, not {type(source).__name__}")
+            check_text(str(rid), "'id'")
+            check_text(source, "'source_task'")
+        except DataError as exc:
+            raise DataError(f"{path}:{n}: malformed rank-set row ({exc}); {RANK_HINT}") from None
+        rows.append({"id": str(rid), "prompt": r["prompt"], "candidates": list(cands), "judge_best": best,
+                     "judge_best_set": best_set, "judge_status": status, "source_task": source})
+    if not rows:
+        raise DataError(f"{path}: empty rank set; {RANK_HINT}")
+    return rows
 
 
 def rank_set(**_: Any) -> datasets.DatasetDict:
     path = os.environ.get(RANK_ENV, "").strip()
     if not path:
-        raise ValueError(f"{RANK_ENV} is not set: build a rank set with `icdpo-eval build-rank-set --task "
-                         f"hh_harmless --out rank.jsonl`, then run with {RANK_ENV}=rank.jsonl")
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{RANK_ENV}={path}: no such file")
-    rows = []
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            r = json.loads(line)
-            cands, best, best_set, status = _parse_row(r)
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}:{n}: malformed rank-set row ({exc})") from None
-        rows.append({"id": str(r.get("id", n)), "prompt": r["prompt"], "candidates": [str(c) for c in cands],
-                     "judge_best": best, "judge_best_set": best_set, "judge_status": status,
-                     "source_task": r.get("source_task") or "hh_harmless"})
-    if not rows:
-        raise ValueError(f"{path}: empty rank set")
+        raise DataError(f"{RANK_ENV} is not set: build a rank set with `icdpo-eval build-rank-set --task "
+                        f"hh_harmless --out rank.jsonl`, then run with {RANK_ENV}=rank.jsonl")
+    rows = load_rank_rows(path)
     counts = {s: sum(r["judge_status"] == s for r in rows) for s in (OK, TIED, FAILED)}
     if counts[TIED] or counts[FAILED]:
         log.warning("rank set %s: %d rows; mrr over the %d with a unique judge best (%d tied, %d without a "
