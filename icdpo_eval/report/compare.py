@@ -59,7 +59,7 @@ class Cell:
 def _float(x: Any) -> float | None:
     try:
         v = float(x)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return v
 
@@ -76,44 +76,67 @@ def default_direction(metric: str) -> bool:
     return metric.split(",")[0] not in LOWER_IS_BETTER
 
 
+def _object(data: dict[str, Any], key: str, path: Path) -> dict[str, Any]:
+    value = data.get(key) or {}
+    if not isinstance(value, dict):
+        raise CompareError(f"{path}: not an lm-eval results JSON (`{key}` is a {type(value).__name__}, not an object)")
+    return value
+
+
 def load_results_json(path: Path, table: dict[Key, Cell]) -> None:
     try:
-        data = json.loads(path.read_text())
-        results, config = data["results"], data.get("config") or {}
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CompareError(f"{path}: not an lm-eval results JSON ({e.__class__.__name__}: {e})") from e
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: JSON or UTF-8
+        raise CompareError(f"{path}: not an lm-eval results JSON ({e.__class__.__name__}: {e})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
+        raise CompareError(f"{path}: not an lm-eval results JSON (needs a `results` object of task -> metrics)")
+    results, config = data["results"], _object(data, "config", path)
+    n_shot, hib_all = _object(data, "n-shot", path), _object(data, "higher_is_better", path)
+    bad = next((t for t, m in results.items() if not isinstance(m, dict)), None)
+    if bad is not None or any(not isinstance(v, dict) for v in hib_all.values() if v):
+        what = f"results[{bad!r}]" if bad is not None else "a `higher_is_better` entry"
+        raise CompareError(f"{path}: not an lm-eval results JSON ({what} is not an object of metric -> value)")
     model = f"{config.get('model', '?')}({canonical_args(config.get('model_args'))})"
     base_cfg = {k: json.dumps(config.get(k), sort_keys=True) for k in
                 ("limit", "random_seed", "numpy_seed", "torch_seed", "fewshot_seed", "gen_kwargs")}
     for task, metrics in results.items():
         cfg = dict(base_cfg)
-        if (data.get("n-shot") or {}).get(task) is not None:
-            cfg["num_fewshot"] = str(data["n-shot"][task])
+        if n_shot.get(task) is not None:
+            cfg["num_fewshot"] = str(n_shot[task])
         strings = {k.split(",")[0]: v for k, v in metrics.items() if isinstance(v, str) and "," in k}
         if "rm" in strings:
             cfg["rm"] = strings["rm"]
-        hib = (data.get("higher_is_better") or {}).get(task) or {}
+        hib = hib_all.get(task) or {}
         for k, v in metrics.items():
-            if "," not in k or "_stderr" in k or isinstance(v, (bool, str)) or _float(v) is None:
+            value = _float(v)
+            if "," not in k or "_stderr" in k or isinstance(v, (bool, str)) or value is None:
                 continue
             name, _, filt = k.partition(",")
             metric = name if filt in ("", "none") else k
             se = _float(metrics.get(f"{name}_stderr,{filt}"))
-            value = float(v)
             ci = (value - 1.96 * se, value + 1.96 * se) if se is not None and se > 0 else (None, None)
             table[(model, task, metric)] = Cell(value, bool(hib.get(name, default_direction(name))),
                                                 ci[0], ci[1], cfg)
 
 
 def load_csv(path: Path, table: dict[Key, Cell]) -> None:
+    rows: list[tuple[int, dict[str, Any]]] = []
+    reader: Any = None
     try:
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            for r in reader:
+                rows.append((reader.line_num, r))
     except (OSError, UnicodeDecodeError, csv.Error) as e:
-        raise CompareError(f"{path}: cannot read CSV ({e})") from e
-    if not rows or "row" not in rows[0] or "value" not in rows[0]:
+        where = f"{path}:{reader.line_num}" if isinstance(e, csv.Error) and reader is not None else str(path)
+        raise CompareError(f"{where}: cannot read CSV ({e.__class__.__name__}: {e}); write it as UTF-8 CSV with a "
+                           "header line, as `icdpo-eval leaderboard` does") from None
+    if not rows or "row" not in rows[0][1] or "value" not in rows[0][1]:
         raise CompareError(f"{path}: not a leaderboard CSV (needs at least `row` and `value` columns)")
-    for r in rows:
+    for line, r in rows:
+        if r["row"] is None or r["value"] is None:
+            raise CompareError(f"{path}:{line}: fewer fields than the header (no `row` or `value`); "
+                               "every line needs a value for each column")
         metric = r.get("metric") or "rm_reward"
         task = r.get("task") or r.get("column") or ""
         value = _float(r["value"])

@@ -56,21 +56,38 @@ def load_documents(path: str | Path) -> dict[DocKey, dict[str, Any]]:
         raise GateError(f"{p}: no such file (run `icdpo-eval leaderboard SPEC --out DIR`, which writes "
                         f"DIR/{DOCUMENTS})")
     out: dict[DocKey, dict[str, Any]] = {}
-    with open(p, encoding="utf-8") as fh:
-        for line_no, line in enumerate(fh, 1):
-            if not line.strip():
+    try:
+        lines = p.read_bytes().split(b"\n")  # "\n" only: a U+2028 inside a response stays in its line
+    except OSError as exc:
+        raise GateError(f"{p}: cannot read ({exc.__class__.__name__}: {exc})") from None
+    for line_no, raw in enumerate(lines, 1):
+        try:
+            line = raw.decode("utf-8")
+            if not line.strip(" \t\r\n"):
                 continue
-            try:
-                d = json.loads(line)
-                key = (str(d["row"]), str(d["task"]), str(d["doc_id"]))
-                d["response"], d["reward"]  # noqa: B018 (both fields required)
-            except (ValueError, KeyError, TypeError) as exc:
-                raise GateError(f"{p}:{line_no}: not a documents line with row/task/doc_id/response/reward "
-                                f"({exc.__class__.__name__}: {exc})") from None
-            out[key] = d
+            d = json.loads(line)
+            key = (_key_part(d["row"], "row"), _key_part(d["task"], "task"), _key_part(d["doc_id"], "doc_id"))
+            if not isinstance(d["response"], str):
+                raise TypeError(f"'response' must be a string, not {type(d['response']).__name__}")
+            d["response"].encode("utf-8")
+            reward = d["reward"]
+            if reward is not None and (isinstance(reward, bool) or not isinstance(reward, (int, float))):
+                raise TypeError(f"'reward' must be a number or null, not {type(reward).__name__}")
+            d["reward"] = None if reward is None else float(reward)
+        except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:  # ValueError: UTF-8, JSON
+            raise GateError(f"{p}:{line_no}: not a documents line with row/task/doc_id/response/reward "
+                            f"({exc.__class__.__name__}: {str(exc)[:200]}); lines are written by "
+                            "`icdpo-eval leaderboard` (DIR/documents.jsonl)") from None
+        out[key] = d
     if not out:
         raise GateError(f"{p}: no documents")
     return out
+
+
+def _key_part(value: Any, name: str) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise TypeError(f"{name!r} must be a string or an integer, not {type(value).__name__}")
+    return str(value)
 
 
 def first_difference(new: str, base: str) -> str:
