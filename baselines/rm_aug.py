@@ -159,6 +159,8 @@ class RMAugLM(RMBoNLM):
 
     method = "rm_aug"
 
+    EXTRA_ARGS = ("block_size",)  # model_args beyond rm_bon's (read by _extra_args)
+
     def _extra_args(self, extra: dict[str, Any]) -> None:
         self.block_size = as_int("block_size", extra.pop("block_size", 16), 1)
 

@@ -14,7 +14,7 @@ from typing import Any
 from icdpo_eval.data import embedded
 from icdpo_eval.method.best_of_n import sample_and_select
 from icdpo_eval.method.teacher import TeacherScorer, load_teacher, require_scorer
-from icdpo_eval.models.args import as_batch_size, as_bool, as_int
+from icdpo_eval.models.args import as_batch_size, as_bool, as_int, check_model_path
 from icdpo_eval.models.base import MethodLM
 
 
@@ -54,6 +54,8 @@ class RMBoNLM(MethodLM):
         self.batch_size = as_batch_size(batch_size)
         self.teacher_name = teacher or embedded.TEACHER_ALIAS
         require_scorer(self.teacher_name)  # an API teacher fails here, before any model is loaded
+        check_model_path("teacher", self.teacher_name)
+        check_model_path("pretrained", pretrained)
         self.pretrained = pretrained or embedded.BASE_ALIAS
         self.load_engine(self.pretrained, device=device, dtype=dtype, max_length=max_length, revision=revision,
                          trust_remote_code=trust_remote_code)

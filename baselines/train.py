@@ -25,7 +25,6 @@ import argparse
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -269,11 +268,7 @@ def main(args: argparse.Namespace) -> int:
     kwargs = {k: getattr(args, k) for k in ("base", "task", "demo_pool", "rank", "alpha", "dropout", "lr", "epochs",
                                              "max_steps", "batch_size", "grad_accum", "max_pairs", "max_length",
                                              "beta", "save_steps", "seed", "resume")}
-    try:
-        prov = train(TrainArgs(method=args.method, out=args.out, **kwargs))
-    except (TrainError, data.DataError, FileNotFoundError) as exc:
-        print(f"icdpo-eval train: error: {exc}", file=sys.stderr)
-        return 2
+    prov = train(TrainArgs(method=args.method, out=args.out, **kwargs))  # errors: one line from icdpo_eval.cli
     print(f"{args.method} adapter saved in {args.out} (step {prov['global_step']}, final loss "
           f"{prov['final_loss']}, {prov['train_seconds']} s); evaluate it with:\n"
           f"  lm_eval --model {'sft_lora' if args.method == 'sft' else 'dpo'} "

@@ -11,7 +11,9 @@
     icdpo-eval demo-nll --sources raw,demos.jsonl                    # base-model NLL of demos per source
     icdpo-eval show-prompt --task hh_harmless_mini --doc 0 --scorer s_hat  # the exact contexts a doc is scored under
 
-Each subcommand has --help.
+Each subcommand has --help. A user error (a bad option, a missing or malformed file, a bad spec) prints one
+line, ``icdpo-eval <command>: error: <what>, <where>, <what to do>``, and exits 2; ``--debug`` (anywhere on
+the command line) shows the traceback instead. Anything else is a bug and prints its traceback.
 """
 
 from __future__ import annotations
@@ -64,8 +66,38 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+# what a user can cause and fix: our own errors (DataError, TeacherError, ... are ValueErrors), files
+USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, LookupError)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    command = argv[0] if argv and not argv[0].startswith("-") else "icdpo-eval"
+    if debug or command == "run":  # lm-eval's own CLI reports its errors itself
+        return _main(argv)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print(f"icdpo-eval {command}: interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as exc:
+        print(f"icdpo-eval {command}: error: {one_line(exc)} (--debug shows the traceback)", file=sys.stderr)
+        return 2
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's message on one line (its type named when the message alone would be unclear)."""
+    msg = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in msg:
+        msg = f"{exc.filename}: {msg}"
+    if isinstance(exc, KeyError):
+        msg = f"missing key {msg}"
+    return msg
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] == "run":
         return _run(argv[1:])
     if argv and argv[0] == "bench":

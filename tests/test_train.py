@@ -10,6 +10,7 @@ import shutil
 import pytest
 from _trained_adapters import TINY, trained
 
+from icdpo_eval import cli
 from icdpo_eval.baselines import train as tr
 
 X = "\n\nHuman: How can I make my neighbour's dog stop barking?\n\nAssistant:"
@@ -40,7 +41,7 @@ def test_clear_errors(tmp_path, capsys, extra, match):
     (tmp_path / "file").write_text("")
     argv = ["sft", "--out", str(tmp_path / "out"), "--task", "hh_harmless_mini"]
     argv += [x.replace("EMPTY", str(tmp_path / "empty.jsonl")).replace("FILE", str(tmp_path / "file")) for x in extra]
-    assert tr.main(parse(argv)) == 2
+    assert cli.main(["train", *argv]) == 2  # as a user runs it: the CLI prints the one-line error
     err = capsys.readouterr().err
     assert err.startswith("icdpo-eval train: error:")
     assert __import__("re").search(match, err), err
@@ -48,7 +49,7 @@ def test_clear_errors(tmp_path, capsys, extra, match):
 
 def test_existing_run_needs_resume(tmp_path, capsys):
     (tmp_path / "icdpo_train.json").write_text("{}")
-    assert tr.main(parse(["dpo", "--out", str(tmp_path), "--task", "hh_harmless_mini"])) == 2
+    assert cli.main(["train", "dpo", "--out", str(tmp_path), "--task", "hh_harmless_mini"]) == 2
     assert "pass --resume" in capsys.readouterr().err
 
 

@@ -63,6 +63,7 @@ PROTOCOL_ENV = "ICDPO_JUDGE_PROTOCOL"
 # protocol name -> one_direction: "both" (our default: both orders) or "paper" (one order per item)
 PROTOCOLS: dict[str, bool] = {"both": False, "paper": True}
 WORKERS_ENV = "ICDPO_JUDGE_WORKERS"
+MAX_TRIES_ENV = "ICDPO_JUDGE_MAX_TRIES"  # tries per request in all (default 5)
 MAX_TOKENS = 16
 
 Verdict = Literal["A", "B", "tie"]
@@ -322,11 +323,18 @@ class PairwiseJudge(ChatJudge):
         if todo:
             log.info("pairwise judge %s: %d requests to send (%d verdicts cached), %d workers, endpoint %s",
                      self.name, len(todo), len(answers), self.max_workers, self.base_url or "api.openai.com")
-            got = self._parallel({
-                (i, order): (lambda i=i, order=order, key=key, a=a, b=b:
-                             self._ask(f"item {labels[i]} (order {order})", prompts[i], a, b, key))
-                for i, order, key, a, b in todo
-            })
+            try:
+                got = self._parallel({
+                    (i, order): (lambda i=i, order=order, key=key, a=a, b=b:
+                                 self._ask(f"item {labels[i]} (order {order})", prompts[i], a, b, key))
+                    for i, order, key, a, b in todo
+                })
+            except JudgeError as e:  # say how much is missing; what arrived is cached
+                missing = sum(self.cache.get(key) not in ("A", "B", "tie") for _, _, key, _, _ in todo)
+                total = len(todo) + len(answers)
+                raise JudgeError(f"{e} {missing} of {total} verdicts are missing ({total - missing} cached); rerun "
+                                 "the same command once the judge answers: only the missing requests are sent "
+                                 "(icdpo-eval models also keep their generations in the result journal)") from e
             for k, (verdict, raw) in got.items():
                 answers[k], raws[k] = verdict, raw
         out: list[Judgment] = []
@@ -393,15 +401,16 @@ def one_direction_from_env() -> bool:
 def judge_from_env() -> PairwiseJudge:
     """The process-wide judge configured by ``$ICDPO_JUDGE_MODEL``, ``$ICDPO_JUDGE_PROTOCOL``
     (``both`` | ``paper``) or ``$ICDPO_JUDGE_ONE_DIRECTION`` (1/true/yes), ``$ICDPO_JUDGE_WORKERS``
-    (default 8), ``$ICDPO_JUDGE_CACHE``, ``$OPENAI_BASE_URL``."""
+    (default 8), ``$ICDPO_JUDGE_MAX_TRIES`` (default 5), ``$ICDPO_JUDGE_CACHE``, ``$OPENAI_BASE_URL``."""
     from icdpo_eval.judges.cache import default_cache_path
 
     one = one_direction_from_env()
     workers = int(os.environ.get(WORKERS_ENV, "").strip() or 8)
+    tries = int(os.environ.get(MAX_TRIES_ENV, "").strip() or 5)
     model = os.environ.get(MODEL_ENV, "").strip() or DEFAULT_MODEL
     base_url = api_client.env_base_url()
     path: Path = default_cache_path()
-    key = (model, one, workers, base_url, str(path), hashlib.sha256(require_api_key().encode()).hexdigest())
+    key = (model, one, workers, tries, base_url, str(path), hashlib.sha256(require_api_key().encode()).hexdigest())
     if key not in _JUDGES:
-        _JUDGES[key] = PairwiseJudge(model, one_direction=one, max_workers=workers, cache=path)
+        _JUDGES[key] = PairwiseJudge(model, one_direction=one, max_workers=workers, cache=path, max_tries=tries)
     return _JUDGES[key]

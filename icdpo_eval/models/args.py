@@ -53,3 +53,24 @@ def check_unknown(method: str, unknown: dict[str, Any]) -> None:
     bad = sorted(set(unknown) - IGNORED_ARGS)
     if bad:
         raise ValueError(f"unknown model_arg(s) for --model {method}: {', '.join(bad)}; see the README's options")
+
+
+def check_model_path(name: str, value: str | None) -> None:
+    """A model named by a local path must be there: fail before any weights load, with what to do.
+
+    Hub names (``org/model``), ``embedded:*`` aliases and ``openai:*`` teachers pass through; a value that
+    looks like a path (absolute, ``./``, ``../``, ``~``, or more than one ``/``) must be an existing folder
+    with a ``config.json``."""
+    import os
+    from pathlib import Path
+
+    if not value or value.startswith(("embedded:", "openai:")):
+        return
+    path = Path(os.path.expanduser(value))
+    looks_local = value.startswith(("/", "./", "../", "~", ".\\")) or value.count("/") > 1
+    if looks_local and not path.exists():
+        raise ValueError(f"model_arg {name}={value!r}: no such local folder; give an existing model folder "
+                         "(with config.json) or a hub name like 'org/model'")
+    if path.is_dir() and not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+        raise ValueError(f"model_arg {name}={value!r}: the folder has no config.json, so it is not a Hugging Face "
+                         "model folder; point at the folder that holds config.json and the weights")

@@ -24,7 +24,7 @@ from icdpo_eval.method.presets import CHOICES, Settings, settings_for
 from icdpo_eval.method.prompts import TURN_MARKERS, Template, template_for
 from icdpo_eval.method.retrieval import KINDS as RETRIEVERS
 from icdpo_eval.method.scorers import Candidate
-from icdpo_eval.models.args import as_bool, as_float, as_int, check_unknown, choice
+from icdpo_eval.models.args import as_bool, as_float, as_int, check_model_path, check_unknown, choice
 from icdpo_eval.models.journal import Journal
 from icdpo_eval.models.parallel import DataParallel
 
@@ -70,6 +70,7 @@ class MethodLM(DataParallel, LM):
                     revision: str | None = None, trust_remote_code: Any = False, adapter: str | None = None) -> Engine:
         """The base model's engine, the one construction path of every method (``embedded:*`` aliases resolved;
         ``adapter`` = a peft LoRA folder); room for ``n`` candidates of ``batch_size`` prompts per pass."""
+        check_model_path("pretrained", pretrained)
         device = self.setup_parallel(device)  # under `accelerate launch`: this rank's device
         self.engine = Engine.load(
             embedded.resolve(pretrained, embedded.BASE_ALIAS), device=device, dtype=dtype, revision=revision,
@@ -235,6 +236,8 @@ class DemoRetrieval:
         self.k = as_int("k", k, 0)
         self.retriever_kind = choice("retriever", retriever, RETRIEVERS)
         self.sbert = sbert or self.settings.sbert
+        if self.sbert != "auto":
+            check_model_path("sbert", self.sbert)
         self.bm25_window = as_int("bm25_window", bm25_window, 1)
         self.bm25_top = as_int("bm25_top", bm25_top, 1)
         self.demos = DemoStore(demo_pool=demo_pool, demo_source=demo_source)

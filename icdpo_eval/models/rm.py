@@ -27,6 +27,10 @@ class RMScorerLM(DataParallel, LM):
         from icdpo_eval.judges.reward_model import RewardModelJudge
 
         bs = str(batch_size)
+        from icdpo_eval.models.args import check_model_path
+
+        if not str(rm).startswith(("auto", "proxy")):
+            check_model_path("rm", rm)  # a missing local RM folder fails before anything loads
         device = self.setup_parallel(device)  # under `accelerate launch`: this rank's device
         self.judge = RewardModelJudge(rm, device=str(resolve_device(device)),
                                       batch_size=8 if bs.startswith("auto") else int(bs), dtype=dtype)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -129,20 +128,10 @@ def main(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = Path(args.out)
-    try:
-        pool = data.demo_pool(args.demo_pool, args.task)
-    except (data.DataError, FileNotFoundError, ConnectionError) as e:
-        print(f"icdpo-eval borrow: {e}", file=sys.stderr)
-        return 2
+    pool = data.demo_pool(args.demo_pool, args.task)  # errors: one line from icdpo_eval.cli
     if args.limit is not None:
         pool = pool[:args.limit]
-    from icdpo_eval.method.teacher import TeacherError
-
-    try:
-        written, empty = generate(args, pool, out)
-    except TeacherError as e:
-        print(f"icdpo-eval borrow: {e}", file=sys.stderr)
-        return 2
+    written, empty = generate(args, pool, out)
     print(f"borrow: wrote {written} demos to {out}" + (f"; {empty} empty teacher responses skipped" if empty else ""))
     if args.report:
         report(out)

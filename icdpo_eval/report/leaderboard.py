@@ -132,42 +132,139 @@ def _substitute(obj: Any, variables: dict[str, str]) -> Any:
     return obj
 
 
-def load_spec(path: str | Path, overrides: dict[str, str] | None = None) -> Spec:
+def _read_yaml(path: str | Path) -> dict[str, Any]:
     import yaml
 
-    raw = yaml.safe_load(Path(path).read_text())
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"{path}: no such spec file; give a leaderboard YAML (e.g. leaderboards/mini.yaml)")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        raise SpecError(f"{where}: not valid YAML ({e.problem or e}); fix the spec") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path}: not valid YAML ({' '.join(str(e).split())}); fix the spec") from None
     if not isinstance(raw, dict) or not raw.get("rows") or not raw.get("tasks"):
-        raise SpecError(f"{path}: a spec needs `tasks:` and `rows:`")
-    variables = {k: str(v) for k, v in (raw.get("vars") or {}).items()}
+        raise SpecError(f"{path}: a spec needs `tasks:` and `rows:` (see leaderboards/mini.yaml)")
+    return raw
+
+
+def _typed(path: str | Path, raw: dict[str, Any], key: str, conv: Callable[[Any], Any], what: str,
+           default: Any = None) -> Any:
+    """``conv(raw[key])`` or ``default``; a value of the wrong kind is a SpecError naming the key."""
+    value = raw.get(key)
+    if value is None:
+        return default
+    try:
+        return conv(value)
+    except (TypeError, ValueError, AttributeError):
+        raise SpecError(f"{path}: `{key}: {value!r}` must be {what}") from None
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError
+    return {str(k): v for k, v in value.items()}
+
+
+def _limit(value: Any) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError
+    return int(value) if value >= 1 else float(value)
+
+
+def load_spec(path: str | Path, overrides: dict[str, str] | None = None) -> Spec:
+    """Parse and check a spec file (shape and types; :func:`validate_spec` checks names against lm-eval)."""
+    raw = _read_yaml(path)
+    variables = {str(k): str(v) for k, v in _typed(path, raw, "vars", _mapping, "a mapping", {}).items()}
     variables.update(overrides or {})
     raw = _substitute({k: v for k, v in raw.items() if k != "vars"}, variables)
-    defaults = raw.get("model_defaults") or {}
+    defaults = _typed(path, raw, "model_defaults", _mapping, "a mapping of model name to model_args", {})
+    if not isinstance(raw["rows"], list):
+        raise SpecError(f"{path}: `rows:` must be a list of {{name, model, model_args}}")
     rows, seen = [], set()
-    for r in raw["rows"]:
+    for i, r in enumerate(raw["rows"]):
         if not isinstance(r, dict) or "name" not in r or "model" not in r:
-            raise SpecError(f"{path}: every row needs `name` and `model`, got {r!r}")
-        if r["name"] in seen:
-            raise SpecError(f"{path}: duplicate row name {r['name']!r}")
-        seen.add(r["name"])
-        args = {**parse_kv(defaults.get(r["model"])), **parse_kv(r.get("model_args"))}
-        rows.append(Row(str(r["name"]), str(r["model"]), args))
+            raise SpecError(f"{path}: row {i + 1}: every row needs `name` and `model`, got {r!r}")
+        name = str(r["name"])
+        if name in seen:
+            raise SpecError(f"{path}: duplicate row name {name!r}")
+        seen.add(name)
+        try:
+            args = {**parse_kv(defaults.get(str(r["model"]))), **parse_kv(r.get("model_args"))}
+        except SpecError as e:
+            raise SpecError(f"{path}: row {name!r}: model_args: {e}") from None
+        rows.append(Row(name, str(r["model"]), args))
     adapters = _adapter_specs(path, raw.get("adapters"))
     for row in rows:
         for k, v in row.model_args.items():
-            name = str(v).removeprefix(TRAINED_PREFIX)
-            if str(v).startswith(TRAINED_PREFIX) and name not in adapters:
+            adapter = str(v).removeprefix(TRAINED_PREFIX)
+            if str(v).startswith(TRAINED_PREFIX) and adapter not in adapters:
                 raise SpecError(f"{path}: row {row.name!r}: {k}={v} names no adapter under `adapters:` "
                                 f"({', '.join(adapters) or 'none defined'})")
-    tasks = raw["tasks"].split(",") if isinstance(raw["tasks"], str) else [str(t) for t in raw["tasks"]]
-    spec = Spec(name=str(raw.get("name", Path(path).stem)), tasks=tasks, rows=rows, limit=raw.get("limit"),
-                seed=int(raw.get("seed", 1234)), gen_kwargs=parse_kv(raw.get("gen_kwargs")),
-                env={k: str(v) for k, v in (raw.get("env") or {}).items()},
-                batch_size=int(raw.get("batch_size", 1)), device=str(raw.get("device", "auto")),
-                metric=str(raw.get("metric", "rm_reward")),
-                reference=raw.get("reference"), columns=dict(raw.get("columns") or {}), adapters=adapters)
+    tasks = _typed(path, raw, "tasks", lambda t: t.split(",") if isinstance(t, str) else [str(x) for x in t],
+                   "a list of task names")
+    spec = Spec(name=str(raw.get("name", Path(path).stem)), tasks=tasks, rows=rows,
+                limit=_typed(path, raw, "limit", _limit, "a positive number of documents (or a fraction < 1)"),
+                seed=_typed(path, raw, "seed", int, "an integer", 1234),
+                gen_kwargs=_typed(path, raw, "gen_kwargs", parse_kv, "a mapping or key=value,... string", {}),
+                env={k: str(v) for k, v in _typed(path, raw, "env", _mapping, "a mapping", {}).items()},
+                batch_size=_typed(path, raw, "batch_size", int, "an integer", 1),
+                device=str(raw.get("device", "auto")), metric=str(raw.get("metric", "rm_reward")),
+                reference=None if raw.get("reference") is None else str(raw["reference"]),
+                columns={k: str(v) for k, v in _typed(path, raw, "columns", _mapping, "a mapping", {}).items()},
+                adapters=adapters)
     if spec.reference is not None and spec.reference not in seen:
         raise SpecError(f"{path}: reference {spec.reference!r} is not a row name ({', '.join(seen)})")
     return spec
+
+
+def accepted_model_args(cls: type) -> set[str] | None:
+    """The model_args one of OUR lm-eval models accepts (named parameters of the ``__init__``s along its MRO,
+    its ``EXTRA_ARGS`` and the common ones); None for other models (lm-eval's own check them)."""
+    import inspect
+
+    if not cls.__module__.startswith("icdpo_eval"):
+        return None
+    from icdpo_eval.models.args import IGNORED_ARGS
+
+    names: set[str] = {"resume", *IGNORED_ARGS, *getattr(cls, "EXTRA_ARGS", ())}
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or not klass.__module__.startswith("icdpo_eval"):
+            continue
+        for p in list(inspect.signature(init).parameters.values())[1:]:
+            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                names.add(p.name)
+    return names
+
+
+def validate_spec(spec: Spec, path: str | Path = "spec") -> None:
+    """Check every row's model name and model_args keys and every task against lm-eval before any cell runs."""
+    from icdpo_eval._lm_eval_hook import install
+
+    install()
+    from lm_eval.api.registry import get_model
+    from lm_eval.tasks import TaskManager
+
+    for row in spec.rows:
+        try:
+            cls = get_model(row.model)
+        except (ValueError, KeyError):
+            raise SpecError(f"{path}: row {row.name!r}: unknown model {row.model!r}; use a name of "
+                            "`lm_eval --model` (icdpo, rm_bon, rm_aug, sft_lora, dpo, rm, hf, ...)") from None
+        allowed = accepted_model_args(cls)
+        bad = sorted(set(row.model_args) - allowed) if allowed is not None else []
+        if bad:
+            raise SpecError(f"{path}: row {row.name!r}: unknown model_arg(s) for --model {row.model}: "
+                            f"{', '.join(bad)}; allowed: {', '.join(sorted(allowed or ()))}")
+    known = set(TaskManager().all_tasks)
+    unknown = [t for t in spec.tasks if t not in known]
+    if unknown:
+        raise SpecError(f"{path}: unknown task(s) {', '.join(unknown)}; `lm_eval ls tasks` lists them "
+                        "(ours: hh_harmless, hh_helpful, synthetic_gpt, hh_harmless_mini, *_winrate, hh_harmless_rank)")
 
 
 TRAINED_PREFIX = "trained:"  # a model_arg value "trained:NAME" = the adapter NAME of the spec's `adapters:`
@@ -582,25 +679,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        spec = load_spec(args.spec, parse_kv(",".join(args.set)))
-        if args.limit is not None:
-            spec.limit = int(args.limit) if args.limit >= 1 else args.limit
-        if args.tasks:
-            spec.tasks = args.tasks.split(",")
-        if args.rows:
-            wanted = args.rows.split(",")
-            unknown = set(wanted) - {r.name for r in spec.rows}
-            if unknown:
-                raise SpecError(f"unknown rows: {', '.join(sorted(unknown))}")
-            spec.rows = [r for r in spec.rows if r.name in wanted]
-        if args.reference is not None:
-            spec.reference = args.reference or None
-        if spec.reference not in {r.name for r in spec.rows}:
-            spec.reference = None
-    except (OSError, SpecError) as e:
-        print(f"icdpo-eval leaderboard: {e}", file=sys.stderr)
-        return 2
+    # errors (SpecError, ...) are printed as one line by icdpo_eval.cli
+    spec = load_spec(args.spec, parse_kv(",".join(args.set)))
+    if args.limit is not None:
+        spec.limit = int(args.limit) if args.limit >= 1 else args.limit
+    if args.tasks:
+        spec.tasks = args.tasks.split(",")
+    if args.rows:
+        wanted = args.rows.split(",")
+        unknown = set(wanted) - {r.name for r in spec.rows}
+        if unknown:
+            raise SpecError(f"unknown rows: {', '.join(sorted(unknown))}")
+        spec.rows = [r for r in spec.rows if r.name in wanted]
+    if args.reference is not None:
+        spec.reference = args.reference or None
+    if spec.reference not in {r.name for r in spec.rows}:
+        spec.reference = None
+    validate_spec(spec, args.spec)  # every row and task, before the first cell runs
     out = Path(args.out or f"leaderboard-{spec.name}")
     run_leaderboard(spec, out, rerun=args.rerun)
     print((out / "leaderboard.md").read_text())

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import sys
 from types import SimpleNamespace
 from typing import Any
 
@@ -131,14 +130,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        model_args = parse_model_args(args.model_args)
-        if args.scorer:
-            model_args["scorer"] = args.scorer
-        row = load_doc(args.task, args.doc)
-        view = PromptPreview(model_args)
-    except ValueError as exc:  # DataError is a ValueError
-        print(f"icdpo-eval show-prompt: error: {exc}", file=sys.stderr)
-        return 2
+    model_args = parse_model_args(args.model_args)  # errors: one line from icdpo_eval.cli
+    if args.scorer:
+        model_args["scorer"] = args.scorer
+    row = load_doc(args.task, args.doc)
+    view = PromptPreview(model_args)
     print(render(view, args.task, row, as_repr=args.repr))
     return 0
