@@ -33,6 +33,7 @@ from pathlib import Path
 MODELS: dict[str, str] = {
     "icdpo": "icdpo_eval.models.icdpo:ICDPOLM",
     "rm_bon": "icdpo_eval.baselines.rm_bon:RMBoNLM",
+    "length_bon": "icdpo_eval.baselines.length_bon:LengthBoNLM",
     "rm_aug": "icdpo_eval.baselines.rm_aug:RMAugLM",
     "sft_lora": "icdpo_eval.baselines.sft_lora:SFTLoRALM",
     "dpo": "icdpo_eval.baselines.dpo:DPOLM",

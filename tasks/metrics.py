@@ -10,6 +10,9 @@ The task YAMLs use::
       - metric: rm
         aggregation: !function icdpo_eval.tasks.metrics.rm_name_aggregate
         higher_is_better: true
+      - metric: length
+        aggregation: mean
+        higher_is_better: false
 
 ``process_results`` does no model call: it returns an :class:`RMItem` holding the prompt and the
 response. ``rm_reward_aggregate`` scores all items of the task in batches with one cached
@@ -44,14 +47,23 @@ class RMItem(dict):
     """``{"prompt", "response", "reward", "rm"}``; ``reward``/``rm`` are filled by the aggregation."""
 
 
-def process_results(doc: dict[str, Any], results: Sequence[Any]) -> dict[str, RMItem]:
+def response_length(response: str) -> int:
+    """The response's length in tokens of ONE fixed tokenizer, whatever model produced it (the embedded
+    Gemma-3 tokenizer that the length filters use, :func:`icdpo_eval.data.datasets.count_tokens`), so the
+    lengths of different methods and base models are comparable."""
+    from icdpo_eval.data.datasets import count_tokens
+
+    return count_tokens([response])[0] if response else 0
+
+
+def process_results(doc: dict[str, Any], results: Sequence[Any]) -> dict[str, Any]:
     response = str(results[0] if results else "").strip()
     if not response:
         doc_id = str(doc.get("id", "?"))
         EMPTY_RESPONSES.append(doc_id)
         log.warning("rm_reward: empty response for doc %s; scored as the empty string", doc_id)
     item = RMItem(prompt=doc["prompt"], response=response, reward=None, rm=None)
-    return {"rm_reward": item, "rm": item}
+    return {"rm_reward": item, "rm": item, "length": response_length(response)}
 
 
 def score_items(items: Sequence[dict[str, Any]], name: str | None = None) -> str:

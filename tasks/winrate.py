@@ -49,8 +49,9 @@ DEFAULT_SEED = 1234
 
 
 class WinItem(dict):
-    """``{"id", "prompt", "response", "reference", "outcome", "score", "verdicts", "error", "judge"}``;
-    the last five are filled by the aggregation."""
+    """``{"id", "prompt", "response", "reference", "length", "reference_length", "outcome", "score",
+    "verdicts", "error", "judge"}``; the last five are filled by the aggregation (lengths in tokens of the
+    embedded tokenizer, :func:`icdpo_eval.tasks.metrics.response_length`)."""
 
 
 def sample_size() -> int:
@@ -80,12 +81,17 @@ def sampled(ds: datasets.DatasetDict, split: str = "test") -> datasets.DatasetDi
     return datasets.DatasetDict({**ds, split: rows.select(idx)})
 
 
-def process_results(doc: dict[str, Any], results: Sequence[Any]) -> dict[str, WinItem]:
+def process_results(doc: dict[str, Any], results: Sequence[Any]) -> dict[str, Any]:
+    from icdpo_eval.tasks.metrics import response_length
+
     response = str(results[0] if results else "").strip()  # an empty response is judged as such
     doc_id = str(doc.get("id") or hashlib.sha256(doc["prompt"].encode()).hexdigest()[:16])
-    item = WinItem(id=doc_id, prompt=doc["prompt"], response=response, reference=str(doc["chosen"]).strip(),
-                   outcome=None, score=None, verdicts=None, error=None, judge=None)
-    return {"winrate": item, "winrate_n": item, "winrate_failed": item}
+    reference = str(doc["chosen"]).strip()
+    item = WinItem(id=doc_id, prompt=doc["prompt"], response=response, reference=reference,
+                   outcome=None, score=None, verdicts=None, error=None, judge=None,
+                   length=response_length(response), reference_length=response_length(reference))
+    return {"winrate": item, "winrate_n": item, "winrate_failed": item, "winrate_lc": item,
+            "winrate_lc_low": item, "winrate_lc_high": item, "length": item["length"]}
 
 
 def judge_items(items: Sequence[dict[str, Any]]) -> str:
@@ -119,6 +125,40 @@ def winrate_aggregate(items: Sequence[dict[str, Any]]) -> float:
     judge_items(items)
     scores = [float(it["score"]) for it in items if it["score"] is not None]
     return sum(scores) / len(scores) if scores else float("nan")
+
+
+def _lc(items: Sequence[dict[str, Any]]):
+    """The length-controlled win rate of the judged items (:mod:`icdpo_eval.judges.length_control`), computed
+    once per item list from the same cached verdicts as ``winrate``."""
+    from icdpo_eval.judges.length_control import lc_winrate
+
+    judge_items(items)
+    judged = [it for it in items if it["score"] is not None]
+    key = tuple(id(it) for it in judged)
+    if _LC_MEMO.get("key") != key:
+        _LC_MEMO.update(key=key, value=lc_winrate([float(it["score"]) for it in judged],
+                                                  [it["length"] for it in judged],
+                                                  [it["reference_length"] for it in judged]))
+    return _LC_MEMO["value"]
+
+
+_LC_MEMO: dict[str, Any] = {}
+
+
+def winrate_lc_aggregate(items: Sequence[dict[str, Any]]) -> float:
+    """Length-controlled win rate: the judge's preference predicted at zero length difference (AlpacaEval 2's
+    GLM, docs/length.md); NaN if nothing was judged."""
+    return _lc(items).value if items else float("nan")
+
+
+def winrate_lc_low_aggregate(items: Sequence[dict[str, Any]]) -> float:
+    """Lower end of the LC win rate's 95% bootstrap CI."""
+    return _lc(items).low if items else float("nan")
+
+
+def winrate_lc_high_aggregate(items: Sequence[dict[str, Any]]) -> float:
+    """Upper end of the LC win rate's 95% bootstrap CI."""
+    return _lc(items).high if items else float("nan")
 
 
 def winrate_n_aggregate(items: Sequence[dict[str, Any]]) -> int:

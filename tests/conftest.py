@@ -11,6 +11,14 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SHARED_HH_TEST = SHARED_DATA / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
 
 
+@pytest.fixture(autouse=True)
+def _own_journal(tmp_path_factory, monkeypatch):
+    """Every test gets its own result journal (models/journal.py): no test resumes another's documents, and
+    nothing is written to the user's cache. A test that needs two runs to share or not share one sets
+    ``ICDPO_JOURNAL_DIR`` itself."""
+    monkeypatch.setenv("ICDPO_JOURNAL_DIR", str(tmp_path_factory.mktemp("journal")))
+
+
 def in_ci() -> bool:
     """The ``CI`` environment variable is set (GitHub Actions, GitLab, ... set ``CI=true``)."""
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")

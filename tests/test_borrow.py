@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -10,16 +9,15 @@ import pytest
 from _rm_checks import proxy_rm_bound
 from fake_openai_server import FakeOpenAIServer, Reply
 
+from icdpo_eval import cli
 from icdpo_eval.data.datasets import demo_pool
 from icdpo_eval.method.demos import DemoStore, apply_borrowed
 from icdpo_eval.report import borrow
 
 
 def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="icdpo-eval")
-    borrow.add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["borrow", *argv])
-    return args.func(args)
+    """``icdpo-eval borrow ...`` as a user runs it (the CLI turns user errors into one line and exit 2)."""
+    return cli.main(["borrow", *argv])
 
 
 def rows_of(path) -> list[dict]:

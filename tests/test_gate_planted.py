@@ -24,7 +24,9 @@ ROW = "ICDPO"
 DOCS = 3
 
 
-def _run(out: Path) -> dict:
+def _run(out: Path, monkeypatch) -> dict:
+    # a journal of its own per run: the planted regression lives in memory, which no journal key can see
+    monkeypatch.setenv("ICDPO_JOURNAL_DIR", str(out / "journal"))
     spec = load_spec(ROOT / "leaderboards" / "mini.yaml")
     spec.rows = [r for r in spec.rows if r.name == ROW]
     spec.limit, spec.reference = DOCS, None
@@ -36,12 +38,12 @@ def test_exactness_gate_reproduces_the_baseline_then_catches_a_sign_flip(tmp_pat
     base = {k: v for k, v in load_documents(ROOT / "leaderboards" / "baseline_mini_docs.jsonl").items()
             if k[0] == ROW and int(k[2]) < DOCS}
     assert len(base) == DOCS
-    code, report = compare_documents(_run(tmp_path / "clean"), base)
+    code, report = compare_documents(_run(tmp_path / "clean", monkeypatch), base)
     assert code == 0, report  # the committed baseline is reproduced exactly
 
     score = ContrastiveScorer.score
     monkeypatch.setattr(ContrastiveScorer, "score",
                         lambda self, groups: [[-x for x in row] for row in score(self, groups)])
-    code, report = compare_documents(_run(tmp_path / "planted"), base)
+    code, report = compare_documents(_run(tmp_path / "planted", monkeypatch), base)
     assert code == 1, report
     assert f"in row(s) {ROW}:" in report and "response differs" in report

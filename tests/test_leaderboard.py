@@ -188,3 +188,39 @@ def test_real_one_cell_leaderboard(tmp_path: Path) -> None:
     assert entries[0].value == pytest.approx(100 * reward) and math.isfinite(entries[0].value)
     assert entries[0].rm == res["rm,none"] and entries[0].rm.startswith("proxy")
     assert (tmp_path / "out" / "leaderboard.png").stat().st_size > 0
+
+
+class LengthRunner(FakeRunner):
+    """ICDPO answers 40 tokens longer and gains reward by length alone (0.01 per token): the LC column
+    takes the gain away; the lengths come from the task's per-document ``length`` metric."""
+
+    def __call__(self, cell: lb.Cell) -> dict[str, Any]:
+        import numpy as np
+
+        rng = np.random.default_rng(0 if cell.task == "hh_harmless" else 1)
+        base = rng.integers(20, 120, 40).astype(float)
+        lengths = base + (40 + rng.normal(0, 20, 40) if cell.row == "ICDPO" else 0)
+        rewards = 0.01 * lengths + np.random.default_rng(2).normal(0, 0.05, 40)
+        samples = [{"doc_id": i, "length": float(n), "rm_reward": {"reward": float(r), "rm": "fake"}}
+                   for i, (n, r) in enumerate(zip(lengths, rewards))]
+        return {"results": {cell.task: {"rm_reward,none": 100 * rewards.mean(), "rm,none": "fake-rm",
+                                        "length,none": lengths.mean()}},
+                "higher_is_better": {cell.task: {"rm_reward": True}}, "samples": {cell.task: samples}}
+
+
+def test_length_and_length_controlled_reward(spec: lb.Spec, tmp_path: Path) -> None:
+    entries = lb.run_leaderboard(spec, tmp_path / "out", runner=LengthRunner())
+    by = {(e.row, e.column): e for e in entries}
+    base, icdpo = by[("Base", "Harmless")], by[("ICDPO", "Harmless")]
+    assert icdpo.length > base.length + 30
+    assert icdpo.value - base.value > 30  # a raw gain, all of it length
+    assert icdpo.lc_low < base.value < icdpo.lc_high  # none of it left at equal length
+    assert math.isnan(base.lc) is False and base.lc == pytest.approx(base.value, abs=1e-6)  # the reference vs itself
+    md = (tmp_path / "out" / "leaderboard.md").read_text()
+    assert "Mean response length" in md and "rm_reward_lc" in md
+    rows = {(r["row"], r["column"]): r for r in csv.DictReader(open(tmp_path / "out" / "leaderboard.csv"))}
+    assert float(rows[("ICDPO", "Harmless")]["length"]) == pytest.approx(icdpo.length, abs=1e-3)
+    assert float(rows[("ICDPO", "Harmless")]["lc_value"]) == pytest.approx(icdpo.lc, abs=1e-5)
+    # a rerun reuses the cells and gets the lengths back from them
+    again = {(e.row, e.column): e for e in lb.run_leaderboard(spec, tmp_path / "out", runner=LengthRunner())}
+    assert again[("ICDPO", "Total")].length == pytest.approx(by[("ICDPO", "Total")].length)

@@ -241,6 +241,8 @@ class DemoRetrieval:
         self.bm25_window = as_int("bm25_window", bm25_window, 1)
         self.bm25_top = as_int("bm25_top", bm25_top, 1)
         self.demos = DemoStore(demo_pool=demo_pool, demo_source=demo_source)
+        # a user pool / demo_source file is read, parsed and length-filtered now, before any weights load
+        self.demos.validate(self.k)
         self._retrievers: dict[str, Any] = {}
 
     def retrieval_info(self) -> dict:
@@ -253,7 +255,8 @@ class DemoRetrieval:
                 sbert = f"{sbert} ({self.sbert})"
         return {"retriever": self.retriever_kind, "k": self.k, "sbert": sbert,
                 "bm25_window": self.bm25_window if self.retriever_kind != "random" else None,
-                "demo_pool": self.demos.demo_pool or "task default", "demo_source": self.demos.demo_source}
+                "demo_pool": self.demos.demo_pool or "task default", "demo_source": self.demos.demo_source,
+                **({"demo_pool_filtered": dict(self.demos.filtered)} if self.demos.filtered else {})}
 
     def retrieve(self, task: str | None, queries: list[str]) -> list[list[dict]]:
         if self.k == 0:

@@ -36,7 +36,8 @@ LABELS = {"hh_harmless": "Harmless", "hh_helpful": "Helpful", "synthetic_gpt": "
           "hh_harmless_mini": "Harmless (mini)"}
 TOTAL_TASK = "hh_harmless+hh_helpful"  # the paper's "Total": mean over both tasks' documents pooled
 CSV_FIELDS = ["row", "column", "task", "metric", "value", "ci_low", "ci_high", "n", "p_value", "reference",
-              "higher_is_better", "rm", "model", "model_args", "limit", "seed", "gen_kwargs"]
+              "higher_is_better", "rm", "model", "model_args", "limit", "seed", "gen_kwargs",
+              "length", "lc_value", "lc_low", "lc_high"]
 # models that do not understand our `embedded:*` aliases get a local path instead
 EXTERNAL_MODELS = {"hf", "hf-auto", "huggingface", "vllm"}
 EMBEDDED_NAMES = {"base": "BASE", "teacher": "TEACHER", "sbert": "SBERT"}
@@ -420,6 +421,7 @@ class CellResult:
     rm: str
     higher_is_better: bool
     reused: bool = False
+    lengths: dict[str, float] = field(default_factory=dict)  # doc id -> response length (tokens)
 
 
 def ensure_cell(cell: Cell, out: Path, runner: Callable[[Cell], dict[str, Any]] | None = None,
@@ -429,7 +431,12 @@ def ensure_cell(cell: Cell, out: Path, runner: Callable[[Cell], dict[str, Any]] 
     marker = cdir / "cell.json"
     if marker.exists() and not rerun:
         d = json.loads(marker.read_text())
-        return CellResult(cell, d["value"], d["scores"], d["rm"], d["higher_is_better"], reused=True)
+        lengths = d.get("lengths")
+        if lengths is None:  # a cell stored before lengths were recorded: read them off its samples
+            with open(cdir / f"samples_{cell.task}.jsonl", encoding="utf-8") as fh:
+                lengths = doc_lengths([json.loads(line) for line in fh if line.strip()])
+        return CellResult(cell, d["value"], d["scores"], d["rm"], d["higher_is_better"], reused=True,
+                          lengths=lengths)
     t0 = time.time()
     res = (runner or run_cell)(cell)
     task_res = res["results"][cell.task]
@@ -438,6 +445,7 @@ def ensure_cell(cell: Cell, out: Path, runner: Callable[[Cell], dict[str, Any]] 
     hib = bool(res.get("higher_is_better", {}).get(cell.task, {}).get(cell.metric, True))
     samples = res.get("samples", {}).get(cell.task, [])
     scores = per_doc_scores(samples, cell.metric)
+    lengths = doc_lengths(samples)
     cdir.mkdir(parents=True, exist_ok=True)
     (cdir / f"results_{cell.task}.json").write_text(
         json.dumps({k: v for k, v in res.items() if k != "samples"}, indent=2, default=_jsonable))
@@ -445,11 +453,25 @@ def ensure_cell(cell: Cell, out: Path, runner: Callable[[Cell], dict[str, Any]] 
         for s in samples:
             fh.write(json.dumps(s, default=_jsonable) + "\n")
     record = {"row": cell.row, "config": cell.config(), "value": value, "rm": rm, "higher_is_better": hib,
-              "scores": scores, "seconds": round(time.time() - t0, 1)}
+              "scores": scores, "lengths": lengths, "seconds": round(time.time() - t0, 1)}
     tmp = marker.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=2, default=_jsonable))
     tmp.replace(marker)  # written last: a cell without it is unfinished and reruns
-    return CellResult(cell, value, scores, rm, hib)
+    return CellResult(cell, value, scores, rm, hib, lengths=lengths)
+
+
+def doc_lengths(samples: list[dict[str, Any]]) -> dict[str, float]:
+    """doc id -> response length in tokens: the task's ``length`` metric, else counted here with the same
+    tokenizer (:func:`icdpo_eval.tasks.metrics.response_length`)."""
+    out = per_doc_scores(samples, "length")
+    missing = [s for s in samples if str(s["doc_id"]) not in out]
+    if missing:
+        from icdpo_eval.tasks.metrics import response_length
+
+        for s in missing:
+            resp = s.get("filtered_resps") or [""]
+            out[str(s["doc_id"])] = float(response_length(str(resp[0]).strip()))
+    return out
 
 
 def write_documents(results: dict[tuple[str, str], CellResult], out: Path) -> Path:
@@ -481,6 +503,10 @@ class Entry:
     p_value: float  # nan for the reference itself / no reference
     rm: str
     higher_is_better: bool
+    length: float = math.nan  # mean response length (tokens) over the column's documents
+    lc: float = math.nan  # rm_reward_lc: the reference's value + the gain at zero length difference
+    lc_low: float = math.nan
+    lc_high: float = math.nan
 
 
 def bootstrap_ci(samples: list[list[float]], seed: int = 0) -> tuple[float, float]:
@@ -544,6 +570,26 @@ def pooled_value(cells: list[CellResult]) -> float:
     return sum(c.value for c in cells) / len(cells)
 
 
+def length_controlled(spec: Spec, cells: list[CellResult],
+                      ref: list[CellResult] | None) -> tuple[float, float, float]:
+    """``rm_reward_lc`` of a column against the reference row (:func:`icdpo_eval.judges.length_control.lc_reward`,
+    our extension): NaN without a reference, for non-reward metrics, or without per-document lengths."""
+    if ref is None or spec.metric != "rm_reward":
+        return math.nan, math.nan, math.nan
+    from icdpo_eval.judges.length_control import lc_reward
+
+    def paired(cs: list[CellResult]) -> dict[str, tuple[float, float]]:
+        return {f"{c.cell.task}/{i}": (v, c.lengths[i]) for c in cs for i, v in c.scores.items() if i in c.lengths}
+
+    a, b = paired(cells), paired(ref)
+    ids = sorted(set(a) & set(b))
+    if not ids:
+        return math.nan, math.nan, math.nan
+    est = lc_reward([a[i][0] for i in ids], [b[i][0] for i in ids], [a[i][1] for i in ids], [b[i][1] for i in ids],
+                    scale=1.0)  # the scores are already x100
+    return est.value, est.low, est.high
+
+
 def build_entries(spec: Spec, results: dict[tuple[str, str], CellResult]) -> list[Entry]:
     entries = []
     for row in spec.rows:
@@ -557,8 +603,12 @@ def build_entries(spec: Spec, results: dict[tuple[str, str], CellResult]) -> lis
                 p = paired_p({f"{c.cell.task}/{i}": v for c in cells for i, v in c.scores.items()},
                              {f"{c.cell.task}/{i}": v for c in ref for i, v in c.scores.items()})
             rm = ";".join(sorted({c.rm for c in cells if c.rm}))
+            lengths = [v for c in cells for v in c.lengths.values()]
+            lc = length_controlled(spec, cells, [results[(spec.reference, t)] for t in tasks]
+                                   if spec.reference else None)
             entries.append(Entry(row.name, label, "+".join(tasks), value, lo, hi,
-                                 sum(len(c.scores) for c in cells), p, rm, cells[0].higher_is_better))
+                                 sum(len(c.scores) for c in cells), p, rm, cells[0].higher_is_better,
+                                 sum(lengths) / len(lengths) if lengths else math.nan, *lc))
     return entries
 
 
@@ -587,6 +637,20 @@ def write_md(spec: Spec, entries: list[Entry], path: Path) -> None:
             cells = [by[(row.name, c)] for c in cols]
             lines.append(f"| {row.name} | " + " | ".join(
                 "ref" if row.name == spec.reference else _fmt(e.p_value, 3) for e in cells) + " |")
+    lines += ["", "Mean response length (tokens of the embedded Gemma-3 tokenizer, the same for every model; "
+                  "docs/length.md):", "", "| Method | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    for row in spec.rows:
+        lines.append(f"| {row.name} | " + " | ".join(_fmt(by[(row.name, c)].length, 1) for c in cols) + " |")
+    if spec.reference and spec.metric == "rm_reward":
+        lines += ["", f"rm_reward_lc: the reward at zero length difference to **{spec.reference}** (per-document "
+                      "reward difference regressed on length difference, reference + intercept, [95% CI]; our "
+                      "extension, not the paper's metric; docs/length.md):", "",
+                  "| Method | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+        for row in spec.rows:
+            lines.append(f"| {row.name} | " + " | ".join(
+                "ref" if row.name == spec.reference else
+                f"{_fmt(e.lc)} [{_fmt(e.lc_low)}, {_fmt(e.lc_high)}]" for e in (by[(row.name, c)] for c in cols))
+                + " |")
     rms = sorted({e.rm for e in entries if e.rm})
     lines += ["", f"Reward model: {', '.join(rms) or 'n/a'}"
               + (" (offline proxy: not comparable with the paper's numbers)"
@@ -606,7 +670,10 @@ def write_csv(spec: Spec, entries: list[Entry], path: Path) -> None:
                         "n": e.n, "p_value": "" if math.isnan(e.p_value) else f"{e.p_value:.6g}",
                         "reference": spec.reference or "", "higher_is_better": e.higher_is_better,
                         "rm": e.rm, "model": r.model, "model_args": kv_string(r.model_args),
-                        "limit": spec.limit, "seed": spec.seed, "gen_kwargs": kv_string(spec.gen_kwargs)})
+                        "limit": spec.limit, "seed": spec.seed, "gen_kwargs": kv_string(spec.gen_kwargs),
+                        "length": "" if math.isnan(e.length) else f"{e.length:.3f}",
+                        **{k: "" if math.isnan(v) else f"{v:.6f}"
+                           for k, v in (("lc_value", e.lc), ("lc_low", e.lc_low), ("lc_high", e.lc_high))}})
 
 
 def write_png(spec: Spec, entries: list[Entry], path: Path) -> None:
@@ -620,7 +687,8 @@ def write_png(spec: Spec, entries: list[Entry], path: Path) -> None:
     by = {(e.row, e.column): e for e in entries}
     n_rows = len(spec.rows)
     width = 0.8 / n_rows
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 + len(cols) * n_rows * 0.45), 4.5))
+    fig, (ax, ax_len) = plt.subplots(1, 2, figsize=(max(6.0, 1.2 + len(cols) * n_rows * 0.45) + 5.0, 4.5),
+                                     gridspec_kw={"width_ratios": [max(2.0, len(cols) * n_rows * 0.45), 5.0]})
     x = np.arange(len(cols))
     for i, row in enumerate(spec.rows):
         es = [by[(row.name, c)] for c in cols]
@@ -633,6 +701,15 @@ def write_png(spec: Spec, entries: list[Entry], path: Path) -> None:
     ax.set_ylabel(f"{spec.metric} (x100)")
     ax.set_title(f"{spec.name}: mean with 95% bootstrap CI (n per cell: limit={spec.limit})")
     ax.legend(fontsize="small", ncol=max(1, n_rows // 4))
+    # reward against mean response length: how much of a row's standing goes with length
+    markers = "osD^v<>pP*X"
+    for i, row in enumerate(spec.rows):
+        es = [by[(row.name, c)] for c in cols]
+        ax_len.scatter([e.length for e in es], [e.value for e in es], marker=markers[i % len(markers)],
+                       label=row.name, color=f"C{i % 10}")
+    ax_len.set_xlabel("mean response length (tokens)")
+    ax_len.set_ylabel(f"{spec.metric} (x100)")
+    ax_len.set_title("reward vs length (one point per row and column)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
