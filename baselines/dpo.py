@@ -62,8 +62,8 @@ class DPOLM(DemoRetrieval, SFTLoRALM):
                                      empty=self.settings.empty, reuse=False)
         return policy_scorer(self.engine)
 
-    def demos_for(self, task: str | None, prompts: list[str]) -> list[list[dict]]:
-        return self.retrieve(task, prompts) if self.rescore == "s_hat" else [[] for _ in prompts]
+    def demos_for(self, task: str | None, prompts: list[str], exclude_self: bool = False) -> list[list[dict]]:
+        return self.retrieve(task, prompts, exclude_self) if self.rescore == "s_hat" else [[] for _ in prompts]
 
     def get_model_info(self) -> dict:
         info = {**super().get_model_info(), "rescore": self.rescore}

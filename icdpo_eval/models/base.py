@@ -122,8 +122,9 @@ class MethodLM(DataParallel, LM):
         """The responses to ``reqs`` (texts, or :class:`Choice` records with every candidate and its score)."""
         raise NotImplementedError
 
-    def demos_for(self, task: str | None, prompts: list[str]) -> list[list[dict]]:
-        """Demonstrations for each prompt (none unless the method retrieves some)."""
+    def demos_for(self, task: str | None, prompts: list[str], exclude_self: bool = False) -> list[list[dict]]:
+        """Demonstrations for each prompt (none unless the method retrieves some); ``exclude_self``: never a pool
+        row with the prompt itself (scoring a labelled pair must not see its own label)."""
         return [[] for _ in prompts]
 
     def sampling_params(self, gk: dict) -> SamplingParams:
@@ -202,7 +203,7 @@ class MethodLM(DataParallel, LM):
             for key in keys[s:s + step]:
                 by_task[key[0]].append(key)
             for task, tkeys in by_task.items():
-                demos = self.demos_for(task, [ctx for _, ctx in tkeys])
+                demos = self.demos_for(task, [ctx for _, ctx in tkeys], exclude_self=True)
                 tpl = self.template(task)
                 groups = [[Candidate(ctx, requests[i].args[1], d, template=tpl) for i in groups_idx[(t, ctx)]]
                           for (t, ctx), d in zip(tkeys, demos)]
@@ -258,7 +259,9 @@ class DemoRetrieval:
                 "demo_pool": self.demos.demo_pool or "task default", "demo_source": self.demos.demo_source,
                 **({"demo_pool_filtered": dict(self.demos.filtered)} if self.demos.filtered else {})}
 
-    def retrieve(self, task: str | None, queries: list[str]) -> list[list[dict]]:
+    def retrieve(self, task: str | None, queries: list[str], exclude_self: bool = False) -> list[list[dict]]:
+        """K demos per query from the task's pool; ``exclude_self`` leaves out pool rows whose prompt (or id) is
+        the query (the released code does not, so generation keeps them: the paper's setting)."""
         if self.k == 0:
             return [[] for _ in queries]
         from icdpo_eval.method.retrieval import make_retriever
@@ -271,4 +274,5 @@ class DemoRetrieval:
                 self.retriever_kind, pool, seed=self.seed, bm25_window=self.bm25_window,
                 bm25_top=self.bm25_top, sbert=self.sbert, device=str(self.engine.device),
                 tokenizer=self.engine.tok if subword else None, text=self.settings.retrieval_text)
-        return [[pool[i] for i in ids] for ids in self._retrievers[key].retrieve_many(queries, self.k)]
+        exclude = list(queries) if exclude_self else None
+        return [[pool[i] for i in ids] for ids in self._retrievers[key].retrieve_many(queries, self.k, exclude=exclude)]

@@ -82,8 +82,8 @@ class ICDPOLM(DemoRetrieval, MethodLM):
                 "select": self.select, "n": self.n, **self.retrieval_info(), **self.sampling_info(),
                 "seed": self.seed, "dtype": str(self.engine.model.dtype)}
 
-    def demos_for(self, task: str | None, prompts: list[str]) -> list[list[dict]]:
-        return self.retrieve(task, prompts)
+    def demos_for(self, task: str | None, prompts: list[str], exclude_self: bool = False) -> list[list[dict]]:
+        return self.retrieve(task, prompts, exclude_self)
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         out = super().generate_until(requests, disable_tqdm)
