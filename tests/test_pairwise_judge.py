@@ -254,7 +254,8 @@ def test_winrate_matches_hand_computation(serve: Callable[..., FakeOpenAIServer]
     monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
     docs = _docs(6)
     per_doc = [winrate.process_results(d, [f"  m{i} "]) for i, d in enumerate(docs)]
-    assert set(per_doc[0]) == {"winrate", "winrate_n", "winrate_failed"}
+    assert set(per_doc[0]) == {"winrate", "winrate_n", "winrate_failed", "winrate_lc", "winrate_lc_low",
+                               "winrate_lc_high", "length"}
     items = [r["winrate"] for r in per_doc]
     assert items[0]["response"] == "m0" and items[0]["reference"] == "ref0" and items[0]["outcome"] is None
     # win, win, tie, loss, error, tie -> (1 + 1 + 0.5 + 0 + 0.5) / 5 judged, 1 failed
@@ -267,6 +268,37 @@ def test_winrate_matches_hand_computation(serve: Callable[..., FakeOpenAIServer]
     assert [it["outcome"] for it in items] == ["win", "win", "tie", "loss", "error", "tie"]
     assert items[0]["judge"] == "gpt-4@v1" and items[0]["verdicts"] == {"AB": "A", "BA": "B"}
     assert "doc4" in items[4]["error"]
+
+
+def test_winrate_lc_from_the_same_verdicts(serve: Callable[..., FakeOpenAIServer],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """A judge that always prefers the longer response: the raw win rate follows the model's length advantage,
+    the length-controlled one does not; LC needs no request of its own."""
+    import random
+
+    from icdpo_eval.tasks import winrate
+
+    def respond(body: dict[str, Any], n: int) -> Reply:
+        a, b = shown_pair(body)
+        la, lb = len(a.split()), len(b.split())  # words: one token each here
+        return Reply("A" if la > lb else "B" if lb > la else "tie")
+
+    srv = serve(respond)
+    monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
+    rng = random.Random(0)
+    docs = [{"id": f"d{i}", "prompt": f"\n\nHuman: q{i}\n\nAssistant:",
+             "chosen": " ".join(["ref"] * rng.randint(3, 30)), "rejected": "no"} for i in range(40)]
+    answers = [" ".join(["word"] * (len(d["chosen"].split()) + rng.randint(-4, 12))) for d in docs]
+    per_doc = [winrate.process_results(d, [a]) for d, a in zip(docs, answers)]
+    assert per_doc[0]["length"] == per_doc[0]["winrate"]["length"] > 0
+    items = [r["winrate"] for r in per_doc]
+    raw = winrate.winrate_aggregate(items)
+    sent = len(srv.requests)
+    lc = winrate.winrate_lc_aggregate([r["winrate_lc"] for r in per_doc])
+    low = winrate.winrate_lc_low_aggregate([r["winrate_lc_low"] for r in per_doc])
+    high = winrate.winrate_lc_high_aggregate([r["winrate_lc_high"] for r in per_doc])
+    assert len(srv.requests) == sent  # computed from the cached verdicts
+    assert raw > 0.7 and abs(lc - 0.5) < 0.15 and low <= lc <= high
 
 
 def test_winrate_sample_and_one_direction(serve: Callable[..., FakeOpenAIServer],
