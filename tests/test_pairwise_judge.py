@@ -233,6 +233,9 @@ def test_no_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # -- the winrate metric functions ------------------------------------------------------------------
+WINRATE_METRICS = ["winrate", "winrate_n", "winrate_lc", "winrate_lc_low", "winrate_lc_high", "length",
+                   "winrate_failed"]
+
 def _docs(n: int) -> list[dict[str, str]]:
     return [{"id": f"doc{i}", "prompt": f"\n\nHuman: question {i}\n\nAssistant:", "chosen": f" ref{i}",
              "rejected": "no"} for i in range(n)]
@@ -333,7 +336,7 @@ def test_winrate_task_builds(monkeypatch: pytest.MonkeyPatch) -> None:
         assert name in tm.all_tasks
     loaded = tm.load(["hh_harmless_mini_winrate"])["tasks"]
     [task] = list(loaded.values()) if isinstance(loaded, dict) else list(loaded)
-    assert [m["metric"] for m in task.config.metric_list] == ["winrate", "winrate_n", "winrate_failed"]
+    assert [m["metric"] for m in task.config.metric_list] == WINRATE_METRICS
     assert task.config.generation_kwargs["top_p"] == 0.8  # the template's settings are kept
     docs = list(task.test_docs())
     assert len(docs) == 7

@@ -114,9 +114,9 @@ def journaled(journal: Path) -> int:
 
 @pytest.mark.slow
 def test_kill_and_resume_generates_only_the_rest(tmp_path):
-    limit, model_args = "6", "max_new_tokens=16,batch_size=1"
+    limit, model_args = "6", "max_new_tokens=16"
     journal = tmp_path / "journal"
-    cmd = [LM_EVAL, *ARGS, "--model_args", model_args, "--limit", limit]
+    cmd = [LM_EVAL, *ARGS, "--batch_size", "1", "--model_args", model_args, "--limit", limit]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "ICDPO_RM": "proxy", J.JOURNAL_ENV: str(journal)}
     proc = subprocess.Popen([*cmd, "--output_path", str(tmp_path / "killed")], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -52,7 +52,7 @@ def test_mini_task_builds():
         "temperature": 1.0,
         "max_gen_toks": 128,
     }
-    assert [m["metric"] for m in cfg.metric_list] == ["rm_reward", "rm"]
+    assert [m["metric"] for m in cfg.metric_list] == ["rm_reward", "rm", "length"]
     # task metadata: YAML defaults, overridden/extended by the runtime metadata (= --model_args)
     assert cfg.metadata["version"] == 1.0
     assert cfg.metadata["rm"] == "my-rm" and cfg.metadata["pretrained"] == "some/model"
@@ -125,7 +125,7 @@ def test_winrate_tasks_share_one_template():
     assert all("include: _winrate_template.yaml" in text and "metric_list" not in text for text in raw.values())
     template = _yaml("_winrate_template")
     assert "task" not in template and [m["metric"] for m in template["metric_list"]] == [
-        "winrate", "winrate_n", "winrate_failed"]
+        "winrate", "winrate_n", "winrate_lc", "winrate_lc_low", "winrate_lc_high", "length", "winrate_failed"]
     # everything but the task's own keys comes from the templates, as in the files before the template
     for name in raw:
         cfg = _yaml(name)

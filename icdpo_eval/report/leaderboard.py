@@ -461,16 +461,19 @@ def ensure_cell(cell: Cell, out: Path, runner: Callable[[Cell], dict[str, Any]] 
 
 
 def doc_lengths(samples: list[dict[str, Any]]) -> dict[str, float]:
-    """doc id -> response length in tokens: the task's ``length`` metric, else counted here with the same
-    tokenizer (:func:`icdpo_eval.tasks.metrics.response_length`)."""
-    out = per_doc_scores(samples, "length")
+    """doc id -> response length in tokens: the task's ``length`` metric (a ``*_pairs`` task's ``len_diff``,
+    chosen - rejected), else counted here with the same tokenizer
+    (:func:`icdpo_eval.tasks.metrics.response_length`); a document without a text response (multiple choice:
+    its loglikelihoods) has none."""
+    out = per_doc_scores(samples, "length") or per_doc_scores(samples, "len_diff")
     missing = [s for s in samples if str(s["doc_id"]) not in out]
     if missing:
         from icdpo_eval.tasks.metrics import response_length
 
         for s in missing:
             resp = s.get("filtered_resps") or [""]
-            out[str(s["doc_id"])] = float(response_length(str(resp[0]).strip()))
+            if isinstance(resp[0], str):
+                out[str(s["doc_id"])] = float(response_length(resp[0].strip()))
     return out
 
 
@@ -620,8 +623,11 @@ def _fmt(x: float, nd: int = 2) -> str:
 def write_md(spec: Spec, entries: list[Entry], path: Path) -> None:
     cols = [c for c, _ in columns_of(spec)]
     by = {(e.row, e.column): e for e in entries}
+    hib = all(e.higher_is_better for e in entries)
+    what = "RM reward x100, higher is better" if spec.metric == "rm_reward" else \
+        f"{'higher' if hib else 'lower'} is better"
     lines = [f"# Leaderboard: {spec.name}", "",
-             f"{spec.metric} (RM reward x100, higher is better): mean over documents, "
+             f"{spec.metric} ({what}): mean over documents, "
              f"[95% bootstrap CI over documents]. limit={spec.limit}, seed={spec.seed}"
              + (f", gen_kwargs={kv_string(spec.gen_kwargs)}" if spec.gen_kwargs else "") + ".", "",
              "| Method | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
@@ -630,15 +636,16 @@ def write_md(spec: Spec, entries: list[Entry], path: Path) -> None:
         lines.append(f"| {row.name} | " + " | ".join(
             f"{_fmt(e.value)} [{_fmt(e.ci_low)}, {_fmt(e.ci_high)}]" for e in cells) + " |")
     if spec.reference:
-        lines += ["", f"Paired Wilcoxon signed-rank test vs **{spec.reference}** (per-document rewards, "
+        lines += ["", f"Paired Wilcoxon signed-rank test vs **{spec.reference}** (per-document values, "
                       "paired by doc id; two-sided p):", "",
                   "| Method | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
         for row in spec.rows:
             cells = [by[(row.name, c)] for c in cols]
             lines.append(f"| {row.name} | " + " | ".join(
                 "ref" if row.name == spec.reference else _fmt(e.p_value, 3) for e in cells) + " |")
-    lines += ["", "Mean response length (tokens of the embedded Gemma-3 tokenizer, the same for every model; "
-                  "docs/length.md):", "", "| Method | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
+    lines += ["", "Mean response length (tokens of the embedded Gemma-3 tokenizer, the same for every model; for a "
+                  "`*_pairs` task the length difference chosen − rejected; docs/length.md):", "",
+              "| Method | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for row in spec.rows:
         lines.append(f"| {row.name} | " + " | ".join(_fmt(by[(row.name, c)].length, 1) for c in cols) + " |")
     if spec.reference and spec.metric == "rm_reward":
@@ -698,7 +705,8 @@ def write_png(spec: Spec, entries: list[Entry], path: Path) -> None:
         ax.bar(x - 0.4 + width * (i + 0.5), vals, width, yerr=err, capsize=3, label=row.name)
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(x, cols)
-    ax.set_ylabel(f"{spec.metric} (x100)")
+    ylabel = f"{spec.metric} (x100)" if spec.metric == "rm_reward" else spec.metric
+    ax.set_ylabel(ylabel)
     ax.set_title(f"{spec.name}: mean with 95% bootstrap CI (n per cell: limit={spec.limit})")
     ax.legend(fontsize="small", ncol=max(1, n_rows // 4))
     # reward against mean response length: how much of a row's standing goes with length
@@ -707,9 +715,9 @@ def write_png(spec: Spec, entries: list[Entry], path: Path) -> None:
         es = [by[(row.name, c)] for c in cols]
         ax_len.scatter([e.length for e in es], [e.value for e in es], marker=markers[i % len(markers)],
                        label=row.name, color=f"C{i % 10}")
-    ax_len.set_xlabel("mean response length (tokens)")
-    ax_len.set_ylabel(f"{spec.metric} (x100)")
-    ax_len.set_title("reward vs length (one point per row and column)")
+    ax_len.set_xlabel("mean response length (tokens; *_pairs: chosen − rejected)")
+    ax_len.set_ylabel(ylabel)
+    ax_len.set_title(f"{spec.metric} vs length (one point per row and column)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
