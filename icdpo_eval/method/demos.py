@@ -71,7 +71,8 @@ class DemoStore:
                     why = (f": {stats['rows']} rows parsed, {stats['dropped_prompt_too_long']} dropped with a prompt "
                            f"over {stats['max_prompt_tokens']} tokens, {stats['dropped_response_too_long']} with a "
                            f"response over {stats['max_response_tokens']} tokens; add rows within the limits")
-                raise DataError(f"the demo pool for task {task!r} ({self.demo_pool or 'default'}) is empty{why}")
+                where = f"demo_pool={self.demo_pool}" if self.demo_pool else f"the default demo pool of task {task!r}"
+                raise DataError(f"{where} is empty{why}")
             stats = data.demo_pool_stats(spec, name)
             if self.demo_source != "raw":
                 rows = self.borrowed().apply(rows)
