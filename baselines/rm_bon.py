@@ -54,8 +54,7 @@ class RMBoNLM(MethodLM):
         self.batch_size = as_batch_size(batch_size)
         self.teacher_name = teacher or embedded.TEACHER_ALIAS
         require_scorer(self.teacher_name)  # an API teacher fails here, before any model is loaded
-        check_model_path("teacher", self.teacher_name)
-        check_model_path("pretrained", pretrained)
+        check_model_path("teacher", self.teacher_name)  # before the base model loads (it checks pretrained)
         self.pretrained = pretrained or embedded.BASE_ALIAS
         self.load_engine(self.pretrained, device=device, dtype=dtype, max_length=max_length, revision=revision,
                          trust_remote_code=trust_remote_code)

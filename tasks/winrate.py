@@ -134,11 +134,11 @@ def _lc(items: Sequence[dict[str, Any]]):
 
     judge_items(items)
     judged = [it for it in items if it["score"] is not None]
-    key = tuple(id(it) for it in judged)
+    # keyed by the data itself (not by object ids, which a later list may reuse): the three LC metrics of
+    # one item list share one fit and one bootstrap
+    key = tuple((float(it["score"]), it["length"], it["reference_length"]) for it in judged)
     if _LC_MEMO.get("key") != key:
-        _LC_MEMO.update(key=key, value=lc_winrate([float(it["score"]) for it in judged],
-                                                  [it["length"] for it in judged],
-                                                  [it["reference_length"] for it in judged]))
+        _LC_MEMO.update(key=key, value=lc_winrate(*zip(*key)) if key else lc_winrate([], [], []))
     return _LC_MEMO["value"]
 
 

@@ -265,18 +265,24 @@ rank_rows = good_rank_rows() | good_rank_rows() | json_values | st.fixed_diction
     "source_task": st.none() | texty | json_values})
 
 
+def _load_or_error(load: Any, path: Any, error: type[Exception]) -> Any:
+    """``load(path)``, or None when it raised ``error`` naming the file: the only failure a loader may have."""
+    try:
+        return load(path)
+    except error as e:
+        assert str(e).startswith(str(path)), str(e)
+        return None
+
+
 @SETTINGS
 @given(maybe_gzip(file_bytes(rank_rows)))
 def test_rank_set_loader(tmp, file):
     suffix, data = file
     path = _write(tmp, "rank" + suffix, data)
-    try:
-        rows = rank.load_rank_rows(path)
-    except DataError as e:
-        event("DataError")
-        assert str(e).startswith(str(path)), str(e)
+    rows = _load_or_error(rank.load_rank_rows, path, DataError)
+    event("rows" if rows is not None else "DataError")
+    if rows is None:
         return
-    event("rows")
     for r in rows:
         assert _encodable(r["id"]) and _encodable(r["prompt"]) and r["prompt"] and _encodable(r["source_task"])
         assert len(r["candidates"]) >= 2 and all(_encodable(c) for c in r["candidates"])
@@ -360,12 +366,9 @@ def _check_table(fmt: str, table: dict) -> None:
 @example(b'{"results": {"t": {"acc,none": 1e999999}}, "config": []}')
 def test_compare_loads_results_json(tmp, data):
     path = _write(tmp, "results_x.json", data)
-    try:
-        fmt, table = compare.load(str(path))
-    except compare.CompareError as e:
-        assert str(e).startswith(str(path)), str(e)
-        return
-    _check_table(fmt, table)
+    loaded = _load_or_error(compare.load, str(path), compare.CompareError)
+    if loaded is not None:
+        _check_table(*loaded)
 
 
 CSV_COLUMNS = ["row", "column", "task", "metric", "value", "ci_low", "ci_high", "higher_is_better", "model", "seed"]
@@ -389,12 +392,9 @@ def csv_bytes(draw: Any) -> bytes:
 @example(b"row,value,task\nA\n")
 def test_compare_loads_csv(tmp, data):
     path = _write(tmp, "leaderboard.csv", data)
-    try:
-        fmt, table = compare.load(str(path))
-    except compare.CompareError as e:
-        assert str(e).startswith(str(path)), str(e)
-        return
-    _check_table(fmt, table)
+    loaded = _load_or_error(compare.load, str(path), compare.CompareError)
+    if loaded is not None:
+        _check_table(*loaded)
 
 
 good_documents = st.fixed_dictionaries({
@@ -409,10 +409,8 @@ document_rows = good_documents | good_documents | json_values | st.fixed_diction
 @given(jsonl_bytes(document_rows) | st.binary(max_size=200))
 def test_gate_loads_documents(tmp, data):
     path = _write(tmp, "documents.jsonl", data)
-    try:
-        docs = exact_gate.load_documents(path)
-    except exact_gate.GateError as e:
-        assert str(e).startswith(str(path)), str(e)
+    docs = _load_or_error(exact_gate.load_documents, path, exact_gate.GateError)
+    if docs is None:
         return
     assert docs
     for key, d in docs.items():

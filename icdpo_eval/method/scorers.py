@@ -111,7 +111,7 @@ class LogProbScorer:
         eos = [eng.score_eos_id] if self.eos else []
         text_ids = [[[] if self._skipped(c) else eng.encode_continuation(self.continuation(c)) for c in g]
                     for g in groups]
-        conts = [[ids + eos if ids or not self._skipped(c) else [] for c, ids in zip(g, row)]
+        conts = [[[] if self._skipped(c) else ids + eos for c, ids in zip(g, row)]
                  for g, row in zip(groups, text_ids)]
         plus = self._term(self.plus, groups, text_ids, conts)
         minus = self._term(self.minus, groups, text_ids, conts) if self.minus else None
@@ -190,4 +190,3 @@ class ContrastiveScorer(LogProbScorer):
         minus = {"s": zero_shot_term(), "s_hat": negative_term(), "icl": None}[kind]
         super().__init__(engine, positive_term(reuse), minus, eos=score_eos, empty=empty)
         self.kind = kind
-        self.score_eos = score_eos

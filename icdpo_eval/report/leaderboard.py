@@ -466,14 +466,17 @@ def doc_lengths(samples: list[dict[str, Any]]) -> dict[str, float]:
     (:func:`icdpo_eval.tasks.metrics.response_length`); a document without a text response (multiple choice:
     its loglikelihoods) has none."""
     out = per_doc_scores(samples, "length") or per_doc_scores(samples, "len_diff")
-    missing = [s for s in samples if str(s["doc_id"]) not in out]
-    if missing:
-        from icdpo_eval.tasks.metrics import response_length
+    pending: dict[str, str] = {}  # doc id -> a text response still to count
+    for smp in samples:
+        text = (smp.get("filtered_resps") or [""])[0]
+        if str(smp["doc_id"]) not in out and isinstance(text, str):
+            pending[str(smp["doc_id"])] = text.strip()
+    nonempty = {i: t for i, t in pending.items() if t}
+    if nonempty:  # one batched call to the tokenizer of tasks.metrics.response_length
+        from icdpo_eval.data.datasets import count_tokens
 
-        for s in missing:
-            resp = s.get("filtered_resps") or [""]
-            if isinstance(resp[0], str):
-                out[str(s["doc_id"])] = float(response_length(resp[0].strip()))
+        out.update(zip(nonempty, map(float, count_tokens(list(nonempty.values())))))
+    out.update((i, 0.0) for i, t in pending.items() if not t)
     return out
 
 
