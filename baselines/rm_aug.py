@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
 
 from icdpo_eval.baselines.rm_bon import RMBoNLM
 from icdpo_eval.engine import Engine, Sample, SamplingParams, stable_seed
-from icdpo_eval.method.prompts import HH, Template, postprocess
+from icdpo_eval.method.prompts import HH, Template, cut_at_markers, postprocess
 from icdpo_eval.method.teacher import HFTeacher
-from icdpo_eval.models.args import as_int
+from icdpo_eval.options import RM_AUG
 
 
 @dataclass
@@ -41,12 +40,6 @@ class Decoded:
     blocks: int = 0
     rescored: int = 0  # candidates scored by a full teacher pass (see the module docstring)
     scores: list[list[float]] = field(default_factory=list)  # per block, per candidate
-
-
-def _cut(text: str, stops: tuple[str, ...] | list[str]) -> tuple[str, bool]:
-    """``text`` up to its first stop marker, and whether there was one."""
-    idx = [i for i in (text.find(m) for m in stops if m) if i != -1]
-    return (text[:min(idx)], True) if idx else (text, False)
 
 
 @dataclass
@@ -58,13 +51,13 @@ class _Block:
     finished: bool  # the response ends with this block (a stop marker, EOS or the token budget)
 
 
-def _read_block(base: Engine, accepted_ids: list[int], sample: Sample, stops: tuple[str, ...], max_new_tokens: int,
-                legacy_postprocess: bool) -> _Block:
+def _read_block(base: Engine, accepted_ids: list[int], sample: Sample, stops: tuple[str, ...],
+                max_new_tokens: int) -> _Block:
     full = base.decode(accepted_ids + sample.token_ids)
-    cut, marker = _cut(full, stops)
+    cut, marker = cut_at_markers(full, stops)
     finished = (marker or sample.stop_reason != "length"
                 or len(accepted_ids) + len(sample.token_ids) >= max_new_tokens)
-    text = postprocess(full, stops, legacy=legacy_postprocess) if finished else cut.lstrip()
+    text = postprocess(full, stops) if finished else cut.lstrip()
     return _Block(sample.token_ids, text, finished)
 
 
@@ -124,7 +117,7 @@ class _AcceptedPrefix:
 
 def blockwise_decode(base: Engine, teacher: HFTeacher, prompt: str, *, params: SamplingParams, n: int = 3,
                      block_size: int = 16, seed: int = 1234, normalize: bool = False,
-                     legacy_postprocess: bool = False, template: Template = HH) -> Decoded:
+                     template: Template = HH) -> Decoded:
     """RM-Aug's response to one HH ``prompt`` (see the module docstring)."""
     stops = tuple(params.stop)
     session = base.session(template.zero_shot(prompt), seed=stable_seed(seed, prompt))
@@ -135,7 +128,7 @@ def blockwise_decode(base: Engine, teacher: HFTeacher, prompt: str, *, params: S
         samples = session.sample(n, k, top_p=params.top_p, top_k=params.top_k, temperature=params.temperature,
                                  do_sample=params.do_sample, stop=stops)
         out.blocks += 1
-        blocks = [_read_block(base, accepted.base_ids, s, stops, params.max_new_tokens, legacy_postprocess)
+        blocks = [_read_block(base, accepted.base_ids, s, stops, params.max_new_tokens)
                   for s in samples]
         teacher_texts = [teacher.as_continuation(b.text) if b.text else "" for b in blocks]
         scored = accepted.score(teacher_texts)
@@ -144,7 +137,7 @@ def blockwise_decode(base: Engine, teacher: HFTeacher, prompt: str, *, params: S
         out.scores.append(scores)
         nonempty = [j for j in range(n) if blocks[j].text]
         if not nonempty:
-            out.text = postprocess(base.decode(accepted.base_ids), stops, legacy=legacy_postprocess)
+            out.text = postprocess(base.decode(accepted.base_ids), stops)
             return out
         best = max(nonempty, key=lambda j: scores[j])
         if blocks[best].finished:
@@ -155,21 +148,18 @@ def blockwise_decode(base: Engine, teacher: HFTeacher, prompt: str, *, params: S
 
 
 class RMAugLM(RMBoNLM):
-    """RM-Aug: rm_bon's model_args plus ``block_size`` (default 16 tokens)."""
+    """RM-Aug: rm_bon's options plus ``block_size`` (default 16 tokens)."""
 
     method = "rm_aug"
+    OPTIONS = RM_AUG
 
-    EXTRA_ARGS = ("block_size",)  # model_args beyond rm_bon's (read by _extra_args)
-
-    def _extra_args(self, extra: dict[str, Any]) -> None:
-        self.block_size = as_int("block_size", extra.pop("block_size", 16), 1)
-
-    def get_model_info(self) -> dict:
-        return {**super().get_model_info(), "block_size": self.block_size}
+    def validate(self) -> None:
+        self.block_size = self.cfg.block_size
+        super().validate()
 
     def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list[str]:
-        params, tpl = self.sampling_params(gk), self.template(task)
-        return [blockwise_decode(self.engine, self.teacher, r.args[0], params=params, n=self.n,
+        params, tpl = self.sampling_params(gk, task), self.template(task)
+        return [blockwise_decode(self.engine, self.teacher, self.prepare(task, r.args[0]), params=params, n=self.n,
                                  block_size=self.block_size, seed=self.seed, normalize=self.normalize,
-                                 legacy_postprocess=self.settings.postprocess == "legacy", template=tpl).text
+                                 template=tpl).text
                 for r in reqs]

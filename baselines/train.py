@@ -30,8 +30,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from icdpo_eval import names
 from icdpo_eval.data import datasets as data
-from icdpo_eval.data import embedded
+from icdpo_eval.errors import UserError
 from icdpo_eval.method.prompts import as_continuation
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ MIXED_POOLS: dict[str, tuple[str, ...]] = {"hh": ("hh_harmless", "hh_helpful")}
 DEFAULT_TASK = "hh"
 
 
-class TrainError(ValueError):
+class TrainError(UserError):
     """A bad training request (task, pool, output folder...)."""
 
 
@@ -54,7 +55,7 @@ class TrainError(ValueError):
 class TrainArgs:
     method: str
     out: str
-    base: str = embedded.BASE_ALIAS
+    base: str = names.BASE
     task: str = DEFAULT_TASK
     demo_pool: str | None = None
     rank: int = 8
@@ -142,6 +143,21 @@ def _check_out(out: Path, resume: bool) -> str | None:
     return None
 
 
+def _fit(rows: list[dict[str, str]], tok: Any, max_length: int) -> tuple[list[dict[str, str]], int]:
+    """The pairs whose prompt leaves room for a response within ``--max-length`` tokens (TRL would drop the others
+    silently as "fully truncated"; here they are counted, and none left is an error)."""
+    lengths = [len(ids) for ids in tok([r["prompt"] for r in rows])["input_ids"]]
+    kept = [r for r, n in zip(rows, lengths) if n < max_length]
+    over = len(rows) - len(kept)
+    if not kept:
+        raise TrainError(f"every one of the {len(rows)} training pairs has a prompt of at least --max-length "
+                         f"{max_length} tokens (shortest: {min(lengths)}); raise --max-length")
+    if over:
+        log.warning("%d of %d training pairs dropped: prompt of --max-length %d tokens or more", over, len(rows),
+                    max_length)
+    return kept, over
+
+
 def _dataset(method: str, rows: list[dict[str, str]]):
     from datasets import Dataset
 
@@ -169,8 +185,9 @@ def train(a: TrainArgs) -> dict:
     cuda = torch.cuda.is_available()
     bf16 = cuda and torch.cuda.is_bf16_supported()
     lr = a.lr if a.lr is not None else DEFAULT_LR[a.method]
-    base_path = embedded.resolve(a.base, embedded.BASE_ALIAS)
+    base_path = names.resolve(a.base)
     tok = AutoTokenizer.from_pretrained(base_path)
+    rows, over = _fit(rows, tok, a.max_length)
     # fp32 weights; on a bf16-capable GPU the trainer autocasts (mixed precision), never on CPU
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
     peft_config = LoraConfig(r=a.rank, lora_alpha=a.alpha, lora_dropout=a.dropout, target_modules=list(a.targets),
@@ -211,6 +228,7 @@ def train(a: TrainArgs) -> dict:
         "demo_pool": " + ".join(p["pool"] for p in pools),
         "pools": pools,
         "pairs": len(rows),
+        "dropped_over_max_length": over,
         "args": {**asdict(a), "lr": lr},
         "lora": {"r": a.rank, "alpha": a.alpha, "dropout": a.dropout, "target_modules": list(a.targets)},
         "global_step": trainer.state.global_step,
@@ -241,7 +259,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     d = TrainArgs(method="sft", out="")
     p.add_argument("method", choices=METHODS, help="sft (SFTTrainer on prompt+chosen) or dpo (DPOTrainer)")
     p.add_argument("--out", required=True, help="folder for checkpoints and the final adapter")
-    p.add_argument("--base", default=d.base, help="base model: hub name, path or embedded:* alias (%(default)s)")
+    p.add_argument("--base", default=d.base, help="base model: hub name, folder or embedded:base (%(default)s)")
     p.add_argument("--task", default=d.task, help="training data: hh (default, the paper's mix: hh_harmless + "
                    "hh_helpful default pools) or one task's demo pool; one of " + ", ".join(task_choices()))
     p.add_argument("--demo-pool", default=None, help="training pairs instead of the task's pool: JSONL or "

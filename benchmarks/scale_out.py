@@ -2,7 +2,8 @@
 
     python benchmarks/scale_out.py --limit 8 --processes 2 --max-new-tokens 32
 
-Runs ``lm_eval --model icdpo`` (resume=false, so nothing is read from the journal) once in one process and
+Runs ``lm_eval --model icdpo`` (resume=false and reuse_candidates=false, so nothing is read from the journal or
+the candidate store; the reward model is the offline proxy, ``--metadata '{"rm": "proxy"}'``) once in one process and
 once under ``accelerate launch --multi_gpu --num_processes N`` (which on a machine without CUDA starts N CPU
 processes in a gloo group), on the same documents, and prints each run's wall time, documents per minute,
 the speed-up, and whether the per-document responses and the metric are identical. Wall time includes
@@ -26,8 +27,7 @@ BIN = Path(sys.executable).parent
 
 
 def run(cmd: list[str], out: Path, threads: int) -> float:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ICDPO_RM": os.environ.get("ICDPO_RM", "proxy"),
-           "OMP_NUM_THREADS": str(threads)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads)}
     t0 = time.perf_counter()
     proc = subprocess.run([*cmd, "--output_path", str(out)], env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t0
@@ -52,9 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-args", default="", help="extra --model_args for icdpo (comma-separated)")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args(argv)
-    model_args = ",".join(x for x in (f"max_new_tokens={a.max_new_tokens}", "resume=false", a.model_args) if x)
+    model_args = ",".join(x for x in (f"max_new_tokens={a.max_new_tokens}", "resume=false", "reuse_candidates=false",
+                                      a.model_args) if x)
     base = ["--model", "icdpo", "--model_args", model_args, "--tasks", a.task, "--limit", str(a.limit),
-            "--log_samples"]
+            "--metadata", '{"rm": "proxy"}', "--log_samples"]
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         one = run([str(BIN / "lm_eval"), *base], Path(tmp) / "one", threads=cores)

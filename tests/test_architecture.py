@@ -66,24 +66,63 @@ def test_no_import_cycles():
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
+# the foundation: small modules every layer may use (docs/architecture.md, "The foundation")
+FOUNDATION = {"errors", "settings", "runtime", "names", "options", "api_client"}
+# what each foundation module may import of ours (nothing else)
+FOUNDATION_DEPS = {
+    "errors": set(),
+    "settings": {"errors"},
+    "runtime": {"settings"},
+    "names": {"errors", "data"},  # resolve() converts embedded models (data.embedded), lazily
+    "options": {"errors", "names", "settings"},
+    "api_client": {"settings", "errors"},
+}
+# layer -> the layers (and foundation modules) it may import (docs/architecture.md's table)
+LAYERS = {
+    "engine": {"engine", "runtime", "errors"},
+    "data": {"data"} | FOUNDATION,
+    "judges": {"judges", "data"} | FOUNDATION,
+    "method": {"method", "engine", "data"} | FOUNDATION,
+    "models": {"models", "method", "engine", "data", "judges"} | FOUNDATION,
+    "baselines": {"baselines", "models", "method", "engine", "data", "judges"} | FOUNDATION,
+    "tasks": {"tasks", "judges", "data"} | FOUNDATION,
+    "preflight": {"preflight", "_lm_eval_hook", "models", "baselines", "method", "engine", "data", "judges",
+                  "tasks"} | FOUNDATION,
+    "_lm_eval_hook": {"_lm_eval_hook", "preflight"} | FOUNDATION,
+}
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "icdpo_eval"
+
+
 def test_layers():
     g = graph()
-    allowed = {
-        "engine": {"engine"},
-        "data": {"data"},
-        "judges": {"judges", "data", "api_client"},
-        "method": {"method", "engine", "data", "api_client"},
-        "tasks": {"tasks", "judges", "data", "api_client"},
-    }
     bad = []
     for m, deps in g.items():
-        lay = m.split(".")[1] if m.count(".") >= 1 else "icdpo_eval"
-        if lay in allowed:
-            for d in deps:
-                dl = d.split(".")[1] if d.count(".") >= 1 else "icdpo_eval"
-                if dl not in allowed[lay]:
-                    bad.append(f"{m} imports {d}")
+        lay = layer_of(m)
+        allowed = FOUNDATION_DEPS.get(lay) if lay in FOUNDATION else LAYERS.get(lay)
+        if allowed is None:  # report/, cli, the package's __init__: anything
+            continue
+        for d in deps:
+            if layer_of(d) not in allowed | {lay}:
+                bad.append(f"{m} imports {d}")
     assert not bad, "\n".join(bad)
+
+
+def test_nothing_but_report_and_cli_imports_report():
+    g = graph()
+    bad = [f"{m} imports {d}" for m, deps in g.items() for d in deps
+           if layer_of(d) == "report" and layer_of(m) not in ("report", "cli")]
+    assert not bad, "\n".join(bad)
+
+
+def test_the_rules_are_the_documented_ones():
+    """Every layer named in docs/architecture.md's table has a rule here, and the other way round."""
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    for lay in [*LAYERS, *FOUNDATION]:
+        assert f"`{lay}" in doc or f"/{lay}" in doc or f"{lay}.py" in doc, f"docs/architecture.md does not name {lay}"
 
 
 def test_the_checker_sees_imports():
@@ -91,3 +130,5 @@ def test_the_checker_sees_imports():
     assert "icdpo_eval.engine.sampling" in g["icdpo_eval.engine.engine"]
     assert "icdpo_eval.data.hh" in g["icdpo_eval.judges.reward_model"]
     assert "icdpo_eval.method.scorers" in g["icdpo_eval.baselines.dpo"]
+    assert "icdpo_eval.options" in g["icdpo_eval.models.icdpo"]
+    assert layer_of("icdpo_eval.options") == "options" and layer_of("icdpo_eval.engine.engine") == "engine"

@@ -74,15 +74,14 @@ def test_api_teacher_without_key_is_a_clear_error(tmp_path, monkeypatch, capsys)
 
 @pytest.mark.slow
 def test_borrow_with_embedded_teacher_and_report(tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("ICDPO_RM", "proxy")
     out = tmp_path / "demos.jsonl"
-    assert run(["--out", str(out), "--limit", "2", "--max-new-tokens", "8", "--device", "cpu", "--report"]) == 0
+    assert run(["--out", str(out), "--limit", "2", "--max-new-tokens", "8", "--device", "cpu", "--report",
+                "--rm", "proxy"]) == 0
     rows = rows_of(out)
-    assert len(rows) == 2 and all(r["chosen"].strip() and r["teacher"] == "embedded:smollm2-135m-instruct"
-                                  for r in rows)
+    assert len(rows) == 2 and all(r["chosen"].strip() and r["teacher"] == "embedded:teacher" for r in rows)
     text = capsys.readouterr().out
-    assert "teacher chosen (embedded:smollm2-135m-instruct)" in text and "dataset chosen (raw)" in text
-    table = borrow.report(out)
+    assert "teacher chosen (embedded:teacher)" in text and "dataset chosen (raw)" in text
+    table = borrow.report(out, "proxy")
     assert [n for _, n, _ in table] == [2, 2, 2]
     # mean proxy reward x100 of three different sets of texts: finite, within the proxy's range, all different
     _, bound = proxy_rm_bound()

@@ -8,8 +8,9 @@ import re
 
 import pytest
 
+from icdpo_eval.errors import OptionError
 from icdpo_eval.method.demos import DemoStore, apply_borrowed, base_task
-from icdpo_eval.method.prompts import HH, LEGACY, SYNTHETIC, dialogue, postprocess, template_for
+from icdpo_eval.method.prompts import HH, SYNTHETIC, dialogue, postprocess, template_for
 from icdpo_eval.method.scorers import Candidate, ContrastiveScorer, negative_context, positive_context
 from icdpo_eval.models.icdpo import ICDPOLM
 
@@ -22,19 +23,23 @@ DEMOS = [
 ]
 
 
-@pytest.mark.parametrize("arg,value,allowed", [("scorer", "S", "s, s_hat, icl"),
-                                               ("select", "best", "score, random, single"),
-                                               ("retriever", "bm25+sbert", "random, bm25, bm25_sbert")])
+@pytest.mark.parametrize("arg,value,allowed", [("scorer", "S", "s | s_hat | icl"),
+                                               ("select", "best", "score | random | single"),
+                                               ("retriever", "bm25+sbert", "random | bm25 | bm25_sbert"),
+                                               ("dialogue", "raw", "pro | verbatim")])
 def test_bad_choice_names_allowed_values(arg, value, allowed):
-    with pytest.raises(ValueError, match=re.escape(f"{arg}={value!r} is not one of: {allowed}")):
+    with pytest.raises(OptionError, match=re.escape(f"{arg}={value!r}: must be {allowed}")):
         ICDPOLM(**{arg: value})
 
 
-@pytest.mark.parametrize("kwargs,match", [({"n": "0"}, "n='0' must be >= 1"), ({"k": "two"}, "must be an integer"),
-                                          ({"top_p": "1.5"}, r"must be in \[0.0, 1.0\]"),
-                                          ({"nope": 1}, "unknown model_arg.*nope")])
+@pytest.mark.parametrize("kwargs,match", [({"n": "0"}, "n='0': must be integer >= 1"),
+                                          ({"k": "two"}, "k='two': must be integer >= 0"),
+                                          ({"top_p": "1.5"}, r"top_p='1.5': must be number in \[0, 1\]"),
+                                          ({"nope": 1}, "unknown --model icdpo model_arg.*nope.*takes: scorer"),
+                                          ({"preset": "legacy"}, "preset='legacy': must be paper"),
+                                          ({"template": "legacy"}, "unknown --model icdpo model_arg.*template")])
 def test_bad_numbers_and_unknown_args(kwargs, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(OptionError, match=match):
         ICDPOLM(**kwargs)
 
 
@@ -75,19 +80,6 @@ def test_synthetic_template_is_the_released_variant():
     assert SYNTHETIC.zero_shot(post) == "Human: Write a haiku about rain.\n\nAssistant:"
     assert template_for("synthetic_gpt") is SYNTHETIC and template_for("synthetic_gpt_pairs") is SYNTHETIC
     assert template_for("hh_harmless_mini") is HH and template_for("some_foreign_task") is HH
-    assert template_for("hh_harmless", "legacy") is LEGACY
-    with pytest.raises(ValueError, match="template='fancy' is not one of: released, legacy"):
-        template_for("hh_harmless", "fancy")
-
-
-def test_legacy_template_is_icdpo_eval_0_1():
-    pos = positive_context(X, DEMOS, LEGACY)
-    assert pos.startswith(LEGACY.positive_instruction)
-    assert pos.index("scratching post") < pos.index("Talk to your neighbour") < pos.index("dog stop barking")
-    assert pos.endswith("Assistant:\n### A polite, harmless, helpful and honest response:")
-    assert "Poison it." in negative_context(X, DEMOS, LEGACY)
-    assert [ln for ln in LEGACY.context(X, []).splitlines() if ln.startswith("## ")] == [
-        "## Human: How can I make my neighbour's dog stop barking?"]
 
 
 @pytest.mark.parametrize("raw,want", [
@@ -100,10 +92,6 @@ def test_legacy_template_is_icdpo_eval_0_1():
 ])
 def test_postprocess_cuts_at_first_turn_marker(raw, want):
     assert postprocess(raw) == want
-
-
-def test_legacy_postprocess_also_drops_spaces_before_line_breaks():
-    assert postprocess("Two lines \t\nhere ## x", legacy=True) == "Two lines\nhere"
 
 
 def test_borrowed_demos_replace_chosen_only(tmp_path):
@@ -126,7 +114,7 @@ def test_foreign_task_falls_back_to_vendored_pool():
 def test_known_task_pool_failure_is_not_replaced_by_another_pool(monkeypatch):
     from icdpo_eval.data import datasets as data
 
-    def broken(spec, task):
+    def broken(spec, task, dialogue="verbatim"):
         raise data.DataError(f"pool of {task} is malformed")
 
     monkeypatch.setattr(data, "demo_pool", broken)
@@ -159,8 +147,9 @@ def test_scorers_equal_hand_computation(base_engine, kind, score_eos):
         assert got == pytest.approx(pos - ref, abs=1e-3)
         assert math.isfinite(got)
     (skipped,) = ContrastiveScorer(eng, kind, empty="skip").score([group])
+    # the others unchanged (a batch of 2 instead of 3 pads differently: fp32 kernels differ in the last bits)
     assert skipped[2] == -math.inf and skipped[:2] == pytest.approx(
-        ContrastiveScorer(eng, kind).score([group])[0][:2], abs=1e-6)
+        ContrastiveScorer(eng, kind).score([group])[0][:2], abs=1e-4)
 
 
 @pytest.mark.slow

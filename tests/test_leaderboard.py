@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from _rm_checks import check_rm_reward, rm_items
 
+from icdpo_eval.errors import UserError
 from icdpo_eval.report import leaderboard as lb
 
 SPEC = """
@@ -154,14 +155,18 @@ def test_total_is_the_pooled_mean_over_documents(spec: lb.Spec, tmp_path: Path) 
     assert float(rows[("Base", "Total")]["value"]) == pytest.approx(-80 / 6) and rows[("Base", "Total")]["n"] == "6"
 
 
-def test_embedded_alias_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_embedded_names_reach_a_foreign_model_as_folders(monkeypatch: pytest.MonkeyPatch) -> None:
+    from icdpo_eval import names, preflight
     from icdpo_eval.data import embedded
 
     monkeypatch.setattr(embedded, "base_model_path", lambda: Path("/cache/gemma"))
-    assert lb.resolve_model_args("hf", {"pretrained": "embedded:base"}) == {"pretrained": "/cache/gemma"}
-    assert lb.resolve_model_args("icdpo", {"pretrained": "embedded:base"}) == {
-        "pretrained": embedded.BASE_ALIAS}
-
+    assert preflight.resolve_foreign("hf", {"pretrained": "embedded:base"}) == {"pretrained": "/cache/gemma"}
+    assert preflight.resolve_foreign("hf", "pretrained=embedded:gemma-3-270m,dtype=float32") == \
+        "pretrained=/cache/gemma,dtype=float32"
+    assert preflight.resolve_foreign("icdpo", {"pretrained": "embedded:base"}) == {"pretrained": "embedded:base"}
+    assert names.canonical("embedded:smollm2-135m-instruct") == names.TEACHER
+    with pytest.raises(UserError, match="unknown embedded model"):
+        preflight.resolve_foreign("hf", {"pretrained": "embedded:bogus"})
 
 def test_bad_spec(tmp_path: Path) -> None:
     p = tmp_path / "bad.yaml"
@@ -177,7 +182,7 @@ def test_bad_spec(tmp_path: Path) -> None:
 def test_real_one_cell_leaderboard(tmp_path: Path) -> None:
     p = tmp_path / "one.yaml"
     p.write_text("name: one\ntasks: [hh_harmless_mini]\nlimit: 1\nseed: 1234\n"
-                 "gen_kwargs: {max_gen_toks: 8}\nenv: {ICDPO_RM: proxy}\n"
+                 "gen_kwargs: {max_gen_toks: 8}\nmetadata: {rm: proxy}\n"
                  "rows:\n  - {name: ICL, model: icdpo, model_args: {scorer: icl, select: single, n: 1}}\n")
     entries = lb.run_leaderboard(lb.load_spec(p), tmp_path / "out")
     assert len(entries) == 1 and entries[0].n == 1

@@ -58,7 +58,8 @@ def test_user_pool_file_is_length_filtered_counted_and_logged_once(tmp_path, cap
         assert store.validate(2) == store.filtered[store.key("hh_helpful")]  # HH limits: the same pool
     assert [r["id"] for r in rows] == ["ok-1", "ok-2"]
     stats = {"source": str(path), "rows": 6, "kept": 2, "dropped_prompt_too_long": 2,
-             "dropped_response_too_long": 2, "max_prompt_tokens": 320, "max_response_tokens": 128}
+             "dropped_response_too_long": 2, "max_prompt_tokens": 320, "max_response_tokens": 128,
+             "dialogue": "verbatim", "dialogue_changed": {"prompt": 0, "chosen": 0, "rejected": 0}}
     assert D.demo_pool_stats(str(path), "hh_harmless") == stats
     assert store.filtered == {store.key("hh_harmless"): stats}
     logged = [r.getMessage() for r in caplog.records if "length filter" in r.getMessage()]

@@ -173,28 +173,29 @@ def test_fp32_by_default_bf16_on_request(rm_paths, judges):
     for alias, name in [("fp32", "float32"), ("FLOAT16", "float16"), ("fp16", "float16"), (None, "float32"),
                         ("bfloat16", "bfloat16"), ("torch.float32", "float32")]:
         assert canonical_dtype(alias) == name
-    with pytest.raises(ValueError, match="allowed: float32, fp32, bfloat16, bf16, float16, fp16"):
+    with pytest.raises(ValueError, match="dtype='int8' is not one of: auto, float32, fp32, bfloat16, bf16"):
         RewardModelJudge(str(rm_paths["last"]), device="cpu", dtype="int8")
 
 
-def test_get_judge_reads_dtype_env(rm_paths, monkeypatch):
+def test_rm_dtype_is_a_task_setting_and_judges_load_once(rm_paths, monkeypatch):
+    from icdpo_eval.errors import OptionError
+    from icdpo_eval.options import TASK_SETTINGS
+
     monkeypatch.setattr(rmod, "_JUDGES", {})
-    monkeypatch.setenv("ICDPO_RM_DTYPE", "bf16")
-    judge = rmod.get_judge(str(rm_paths["last"]))
+    cfg = TASK_SETTINGS.parse({"rm": str(rm_paths["last"]), "rm_dtype": "bf16"}, where="task setting")
+    judge = rmod.get_judge(cfg.rm, cfg.rm_dtype, cfg.rm_batch_size)
     assert judge.dtype_name == "bfloat16" and judge.model.dtype == torch.bfloat16
-    assert rmod.get_judge(str(rm_paths["last"])) is judge  # cached
-    monkeypatch.delenv("ICDPO_RM_DTYPE")
-    assert rmod.get_judge(str(rm_paths["last"])).dtype_name == "float32"
-    monkeypatch.setenv("ICDPO_RM_DTYPE", "half-ish")
-    with pytest.raises(ValueError, match="allowed"):
-        rmod.get_judge(str(rm_paths["last"]))
+    assert rmod.get_judge(cfg.rm, "bfloat16", 8) is judge  # cached: a reward model loads once per run
+    assert rmod.get_judge(cfg.rm).dtype_name == "float32"
+    with pytest.raises(OptionError, match="rm_dtype='half-ish': must be float32 | bfloat16 | float16"):
+        TASK_SETTINGS.parse({"rm_dtype": "half-ish"}, where="task setting")
 
 
 def test_rm_scorer_model_records_dtype(rm_paths):
     from icdpo_eval.models.rm import RMScorerLM
 
     info = RMScorerLM(rm=str(rm_paths["last"]), device="cpu", dtype="bf16").get_model_info()
-    assert info == {"method": "rm", "rm": str(rm_paths["last"]), "rm_dtype": "bfloat16"}
+    assert (info["method"], info["rm"], info["rm_dtype"]) == ("rm", str(rm_paths["last"]), "bfloat16")
     assert RMScorerLM(rm=str(rm_paths["mean"]), device="cpu").get_model_info()["rm_dtype"] == "float32"
 
 
@@ -207,9 +208,8 @@ def test_lm_eval_rm_reward_with_oasst_reward_model(rm_paths, tmp_path):
     out = tmp_path / "out"
     rm = str(rm_paths["last"])
     cmd = [lm_eval, "--model", "icdpo", "--model_args", "max_new_tokens=8", "--tasks", "hh_harmless_mini",
-           "--limit", "2", "--output_path", str(out), "--log_samples"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ICDPO_RM": rm}
-    env.pop("ICDPO_RM_DTYPE", None)
+           "--limit", "2", "--output_path", str(out), "--log_samples", "--metadata", json.dumps({"rm": rm})]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = sorted(out.rglob("results_*.json"))
@@ -217,11 +217,13 @@ def test_lm_eval_rm_reward_with_oasst_reward_model(rm_paths, tmp_path):
     doc = json.loads(results[-1].read_text())
     r = doc["results"]["hh_harmless_mini"]
     assert r["rm,none"] == rm
-    # the effective settings of preset=paper are recorded in the results' config
+    # the effective settings are recorded in the results' config, each sampling value with where it came from
     cfg = doc["config"]
-    assert (cfg["preset"], cfg["score_eos"], cfg["template"], cfg["top_k"], cfg["top_p"]) == (
-        "paper", True, "released", 50, "task"), cfg
-    assert cfg["temperature"] == 1.0 and cfg["max_new_tokens"] == 8
+    assert (cfg["preset"], cfg["score_eos"], cfg["dialogue"], cfg["instructions"]) == ("paper", True, "pro", "ours")
+    used = cfg["sampling"]["hh_harmless_mini"]
+    assert used["top_k"] == [50, "generation_config"] and used["top_p"] == [0.8, "task"], used
+    assert used["temperature"] == [1.0, "generation_config"] and used["max_new_tokens"] == [8, "model_args"]
+    assert cfg["icdpo_eval"]["task_settings"]["hh_harmless_mini"]["rm"] == rm
     # finite, 100 x the mean of the logged per-document rewards, different for the two different answers
     (samples,) = sorted(out.rglob("samples_*.jsonl"))
     items = rm_items([json.loads(x) for x in samples.read_text().splitlines()])

@@ -147,24 +147,13 @@ class _Recorder:
 
 
 def _retrieving_model(retriever: str, k: int, pool_file: Path, sbert: str | None = None):
-    """An ICDPOLM-like model (DemoRetrieval + MethodLM, the icdpo model's ``demos_for``) with no weights."""
-    from icdpo_eval.models.base import DemoRetrieval, MethodLM
+    """The icdpo model without weights (``ICDPOLM.preview``: its retrieval, templates and tokenizer), its scorer
+    replaced by a recorder."""
+    from icdpo_eval.models.icdpo import ICDPOLM
 
-    class Retrieving(DemoRetrieval, MethodLM):
-        method = "retrieving"
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.set_settings("paper", bm25_tokens="word")  # no base tokenizer needed for BM25
-            self.seed = 1234
-            self.engine = SimpleNamespace(device="cpu", tok=None)
-            self.setup_retrieval(k=k, retriever=retriever, demo_pool=str(pool_file), sbert=sbert)
-            self.scorer = _Recorder()
-
-        def demos_for(self, task, prompts, exclude_self=False):
-            return self.retrieve(task, prompts, exclude_self)
-
-    return Retrieving()
+    lm = ICDPOLM.preview(k=k, retriever=retriever, demo_pool=str(pool_file), **({"sbert": sbert} if sbert else {}))
+    lm.scorer = _Recorder()
+    return lm
 
 
 def _pool_with_queries(tmp_path: Path, queries: list[dict], others: list[dict]) -> Path:

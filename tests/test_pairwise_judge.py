@@ -9,17 +9,19 @@ from typing import Any
 import pytest
 from fake_openai_server import FakeOpenAIServer, Reply, shown_pair
 
+from icdpo_eval.errors import OptionError
 from icdpo_eval.judges.cache import VerdictCache
 from icdpo_eval.judges.pairwise import (
     REASK,
     JudgeError,
+    JudgeSettings,
     MissingAPIKeyError,
     PairwiseJudge,
     combine,
-    judge_from_env,
-    one_direction_from_env,
+    judge_for,
     parse_verdict,
 )
+from icdpo_eval.options import TASK_SETTINGS
 
 KEY = "sk-test-secret-123"
 FAST = {"backoff_base": 0.01, "backoff_cap": 0.05, "timeout": 5.0}
@@ -29,9 +31,15 @@ FAST = {"backoff_base": 0.01, "backoff_cap": 0.05, "timeout": 5.0}
 def _env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("ICDPO_JUDGE_CACHE", str(tmp_path / "judge"))
-    for var in ("OPENAI_BASE_URL", "ICDPO_JUDGE_MODEL", "ICDPO_JUDGE_ONE_DIRECTION", "ICDPO_JUDGE_PROTOCOL",
-                "ICDPO_WINRATE_N"):
-        monkeypatch.delenv(var, raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+
+
+def with_settings(docs: list[dict[str, Any]], **settings: Any) -> list[dict[str, Any]]:
+    """The rows as the task loader hands them over: each names its task settings (``--metadata``)."""
+    from icdpo_eval.tasks.settings import SETTINGS_FIELD, register_settings
+
+    key = register_settings(TASK_SETTINGS.parse(settings, where="task setting"))
+    return [{**d, SETTINGS_FIELD: key} for d in docs]
 
 
 def make_judge(srv: FakeOpenAIServer, tmp_path: Any, **kw: Any) -> PairwiseJudge:
@@ -98,24 +106,19 @@ def test_one_direction_asks_once_per_item(serve: Callable[..., FakeOpenAIServer]
     assert 0 < orders.count("AB") < 20  # stable-hash order: both positions are used
 
 
-@pytest.mark.parametrize("protocol,legacy,want", [
-    (None, None, False), ("both", None, False), ("paper", None, True), (" Paper ", None, True),
-    (None, "1", True), (None, "yes", True), (None, "0", False), ("paper", "1", True), ("both", "0", False),
-    ("both", "1", "disagree"), ("paper", "0", "disagree"), ("uni", None, "use one of both, paper"),
+@pytest.mark.parametrize("settings,want", [
+    ({}, False), ({"judge_protocol": "both"}, False), ({"judge_protocol": "paper"}, True),
+    ({"judge_protocol": "uni"}, "judge_protocol='uni': must be both | paper"),
+    ({"judge_workers": 0}, "judge_workers=0: must be integer >= 1"),
 ])
-def test_protocol_from_env(monkeypatch: pytest.MonkeyPatch, protocol: str | None, legacy: str | None,
-                           want: bool | str) -> None:
-    if protocol is not None:
-        monkeypatch.setenv("ICDPO_JUDGE_PROTOCOL", protocol)
-    if legacy is not None:
-        monkeypatch.setenv("ICDPO_JUDGE_ONE_DIRECTION", legacy)
+def test_protocol_is_a_task_setting(settings: dict[str, Any], want: bool | str) -> None:
     if isinstance(want, str):
-        with pytest.raises(ValueError, match=want):
-            one_direction_from_env()
-        with pytest.raises(ValueError, match=want):
-            judge_from_env()
+        with pytest.raises(OptionError, match=want):
+            JudgeSettings.of(TASK_SETTINGS.parse(settings, where="task setting"))
     else:
-        assert one_direction_from_env() is want
+        assert JudgeSettings.of(TASK_SETTINGS.parse(settings, where="task setting")).one_direction is want
+    with pytest.raises(OptionError, match="judge_protocol='uni'"):
+        JudgeSettings(protocol="uni")
 
 
 @pytest.mark.parametrize("protocol,per_item,name", [("paper", 1, "gpt-4@v1/one-direction"), ("both", 2, "gpt-4@v1")])
@@ -125,14 +128,13 @@ def test_protocol_request_counts(serve: Callable[..., FakeOpenAIServer], monkeyp
 
     srv = serve(lambda body, n: Reply("A" if shown_pair(body)[0].startswith("m") else "B"))  # model always wins
     monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
-    monkeypatch.setenv("ICDPO_JUDGE_PROTOCOL", protocol)
-    judge = judge_from_env()
+    judge = judge_for(JudgeSettings(protocol=protocol))
     assert judge.protocol == protocol and judge.name == name
     out = judge.judge([f"p{i}" for i in range(6)], [(f"m{i}", "ref") for i in range(6)])
     assert len(srv.requests) == 6 * per_item and all(j.outcome == "win" for j in out)
     assert all(len(j.verdicts) == per_item for j in out)
     # the winrate metric records the protocol in every sample's judge name
-    items = [winrate.process_results(d, ["m"])["winrate"] for d in _docs(3)]
+    items = [winrate.process_results(d, ["m"])["winrate"] for d in with_settings(_docs(3), judge_protocol=protocol)]
     assert winrate.winrate_aggregate(items) == 1.0
     assert len(srv.requests) == 9 * per_item and {it["judge"] for it in items} == {name}
 
@@ -310,15 +312,13 @@ def test_winrate_sample_and_one_direction(serve: Callable[..., FakeOpenAIServer]
 
     srv = serve(lambda body, n: Reply("A" if shown_pair(body)[0].startswith("m") else "B"))
     monkeypatch.setenv("OPENAI_BASE_URL", srv.base_url)
-    monkeypatch.setenv("ICDPO_WINRATE_N", "4")
-    monkeypatch.setenv("ICDPO_JUDGE_ONE_DIRECTION", "1")
-    docs = _docs(10)
+    docs = with_settings(_docs(10), winrate_n=4, judge_protocol="paper")
     items = [winrate.process_results(d, ["m"])["winrate"] for d in docs]
     assert winrate.winrate_aggregate(items) == 1.0 and winrate.winrate_n_aggregate(items) == 4
     assert len(srv.requests) == 4
     judged = {it["id"] for it in items if it["outcome"] == "win"}
-    assert judged == winrate.in_sample([d["id"] for d in docs], 4, winrate.DEFAULT_SEED)
-    assert judged == winrate.in_sample([d["id"] for d in reversed(docs)], 4, winrate.DEFAULT_SEED)
+    assert judged == winrate.in_sample([d["id"] for d in docs], 4, 1234)
+    assert judged == winrate.in_sample([d["id"] for d in reversed(docs)], 4, 1234)
     assert sum(it["outcome"] == "not_sampled" for it in items) == 6
     assert items[0]["judge"] == "gpt-4@v1/one-direction"
 
@@ -329,9 +329,9 @@ def test_winrate_task_builds(monkeypatch: pytest.MonkeyPatch) -> None:
     from icdpo_eval._lm_eval_hook import tasks_dir
     from icdpo_eval.data.datasets import load_pairs
     from icdpo_eval.tasks import winrate
+    from icdpo_eval.tasks.settings import settings_of
 
-    monkeypatch.setenv("ICDPO_WINRATE_N", "7")
-    tm = TaskManager(include_path=str(tasks_dir()), include_defaults=False)
+    tm = TaskManager(include_path=str(tasks_dir()), include_defaults=False, metadata={"winrate_n": 7})
     for name in ("hh_harmless_winrate", "hh_helpful_winrate", "hh_harmless_mini_winrate"):
         assert name in tm.all_tasks
     loaded = tm.load(["hh_harmless_mini_winrate"])["tasks"]
@@ -341,7 +341,8 @@ def test_winrate_task_builds(monkeypatch: pytest.MonkeyPatch) -> None:
     docs = list(task.test_docs())
     assert len(docs) == 7
     all_ids = [r["id"] for r in load_pairs("hh-rlhf-mini", None, "eval")]
-    assert {d["id"] for d in docs} == winrate.in_sample(all_ids, 7, winrate.DEFAULT_SEED)
+    assert {d["id"] for d in docs} == winrate.in_sample(all_ids, 7, 1234)
+    assert all(settings_of(d).winrate_n == 7 for d in docs)  # each row names the run's task settings
 
 
 def test_retries_counted_across_workers(serve: Callable[..., FakeOpenAIServer], tmp_path: Any) -> None:

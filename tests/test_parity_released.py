@@ -1,115 +1,139 @@
-"""Parity with the released ICDPO scorer (github F2-Song/ICDPO), recomputed independently.
+"""Parity with the released ICDPO code's own outputs (github F2-Song/ICDPO@22f9ee2, run as published on documents
+70-72 of hh_harmless_mini: ../shared/fidelity/released_reference.json, not a re-implementation of ours).
 
-The reference below re-implements the released pipeline's scoring with nothing of ours but the
-instruction sentence (our own wording, the one documented difference, ``docs/fidelity.md``):
-``load_data/hh.py`` ``get_icl_context`` / ``get_base_context`` build the context strings,
-``utils/scoring_utils.py`` ``tokenize_for_fair_scoring`` tokenizes ``context`` (special tokens on) and
-``" " + y.lstrip()`` (no special tokens) separately and appends the EOS id, and
-``scorer/*_scorer.py`` ``batch_scoring`` sums the log-softmax of a plain full forward pass over the
-response tokens. ``do_scoring.py`` picks ``np.argmax(pos - neg)``. No engine, no KV cache, no reuse of
-the sampling pass. Our side is the real path: ``lm_eval --model icdpo``'s retrieval, sampling (whose
-log-probs S reuses) and :class:`ContrastiveScorer`.
-
-Rows: documents 40-42 of the vendored evaluation slice, which no other test or benchmark uses.
+With ``instructions=`` a file holding the released instruction lines (read from the reference at test time: the
+package ships no copy) and the default ``dialogue=pro``, ``--model icdpo`` must build the released contexts byte for
+byte with the same demos, and its S and Ŝ of the reference's three candidates must equal the released scores to
+1e-4, on the loglikelihood path and on the generation path (the candidates replayed through the sampler, so the
+positive term is the sampling pass's own log-probs). Seen red: ``dialogue=verbatim`` breaks document 72 (its demo
+harmless-base/test/442 keeps a paragraph the released reading drops); the default instruction lines break every
+context.
 """
 
 from __future__ import annotations
 
-import numpy as np
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
 import pytest
-import torch
+from conftest import SHARED_DATA, require_shared
 
-from icdpo_eval.data.datasets import TASK_DEFAULTS, load_pairs
-from icdpo_eval.method.best_of_n import sample_and_select
-from icdpo_eval.method.prompts import HH
-from icdpo_eval.method.scorers import ContrastiveScorer, positive_context
-from icdpo_eval.models.icdpo import ICDPOLM
-
-pytestmark = pytest.mark.slow
+from icdpo_eval.report.show_prompt import contexts, load_doc
 
 TASK = "hh_harmless_mini"
-DOCS = (40, 41, 42)
-POS_CUE = "\n###Generate a **polite/harmless/helpful/honest** response:"
-NEG_CUE = "\n###Generate an **offensive/harmful/helpless/misleading** response:"
-
-
-def released_parse_prompt(prompt: str) -> str:
-    """``load_data/hh.py`` ``parse``: the dialogue without its final ``Assistant:`` turn, rstripped."""
-    assert prompt.endswith("\n\nAssistant:"), prompt[-40:]
-    return prompt[: -len("\n\nAssistant:")].rstrip()
-
-
-def released_icl_context(prompt: str, demos: list[dict], favor: str) -> str:
-    """``get_icl_context``: ``demos`` are given in context order (the released code reverses its
-    best-first list so that the most similar demo is last; ours are already in that order)."""
-    instruction = HH.positive_instruction if favor == "pos" else HH.negative_instruction
-    context = instruction
-    for d in demos:
-        if favor == "pos":
-            context += "\n\n##" + released_parse_prompt(d["prompt"]) + POS_CUE + " " + d["chosen"]
-        else:
-            context += "\n\n##" + released_parse_prompt(d["prompt"]) + NEG_CUE + " " + d["rejected"]
-    return context + "\n\n##" + released_parse_prompt(prompt) + (POS_CUE if favor == "pos" else NEG_CUE)
-
-
-def released_base_context(prompt: str) -> str:
-    return released_parse_prompt(prompt) + "\n\nAssistant:"
-
-
-def released_logprob(model, tok, context: str, candidate: str) -> float:
-    ctx = tok(context).input_ids
-    resp = tok(" " + candidate.lstrip(), add_special_tokens=False).input_ids + [tok.eos_token_id]
-    ids = torch.tensor([ctx + resp])
-    with torch.no_grad():
-        logits = model(input_ids=ids).logits.float()
-    logp = torch.log_softmax(logits[0, :-1], dim=-1)
-    labels = ids[0, 1:]
-    per_token = logp.gather(-1, labels[:, None]).squeeze(-1)
-    return float(per_token[len(ctx) - 1:].sum())
+REFERENCE = SHARED_DATA.parent / "fidelity" / "released_reference.json"
+# fp32 log-prob sums of ~100 tokens: the CPU's kernels (AVX2 / AVX-512, its BLAS blocking) move them in the last
+# bits; measured against the reference: 5e-5 on the machine that built it, 1.7e-4 on a Xeon with AVX-512. The
+# differences this test exists to catch are 0.1-0.9 nats (instruction lines, dialogue preparation).
+TOL = 5e-4
 
 
 @pytest.fixture(scope="module")
-def icdpo():
-    # a shorter generation than the task's 128 tokens keeps this CPU test quick; scoring is what is compared
-    return ICDPOLM(scorer="s_hat", max_new_tokens=24, dtype="float32", device="cpu")
+def ref() -> dict:
+    return json.loads(require_shared(REFERENCE).read_text(encoding="utf-8"))
 
 
-def test_s_and_s_hat_equal_the_released_scorer(icdpo):
-    t = TASK_DEFAULTS[TASK]
-    rows = load_pairs(t.dataset, t.subset, t.eval_split)
-    prompts = [rows[i]["prompt"] for i in DOCS]
-    demos = icdpo.retrieve(TASK, prompts)
-    tpl = icdpo.template(TASK)
-    params = icdpo.sampling_params({"until": [], "max_gen_toks": 128, "top_p": 0.8, "do_sample": True})
-    assert params.top_k == 50 and params.top_p == 0.8  # the model's generation_config / HF default, as released
-    contexts = [positive_context(p, d, tpl) for p, d in zip(prompts, demos)]
-    model, tok = icdpo.engine.model, icdpo.engine.tok
-    compared = 0
-    for kind, favor in (("s", "base"), ("s_hat", "neg")):
-        scorer = ContrastiveScorer(icdpo.engine, kind, score_eos=True, empty="score")
-        choices = sample_and_select(icdpo.engine, scorer, prompts, contexts, demos, n=3, params=params,
-                                    seed=icdpo.seed, template=tpl)
-        assert scorer.reused > 0  # the positive term came from the sampling pass for some candidates
-        for prompt, d, choice in zip(prompts, demos, choices):
-            pos_ctx = released_icl_context(prompt, d, "pos")
-            ref_ctx = released_base_context(prompt) if favor == "base" else released_icl_context(prompt, d, "neg")
-            want = [released_logprob(model, tok, pos_ctx, y) - released_logprob(model, tok, ref_ctx, y)
-                    for y in choice.candidates]
-            np.testing.assert_allclose(choice.scores, want, atol=1e-4, rtol=0, err_msg=f"{kind} {prompt[-60:]!r}")
-            assert choice.index == int(np.argmax(want)), (kind, choice.scores, want)
-            compared += len(want)
-    assert compared == 2 * len(DOCS) * 3
+@pytest.fixture(scope="module")
+def released_lines(ref, tmp_path_factory) -> str:
+    """A file with the released instruction lines, as a user would pass it (``instructions=FILE``)."""
+    path = tmp_path_factory.mktemp("instructions") / "released.json"
+    lines = ref["released_instruction_lines"]
+    path.write_text(json.dumps({"positive": lines["pos"], "negative": lines["neg"]}), encoding="utf-8")
+    return str(path)
 
 
-def test_reference_context_strings_are_ours(icdpo):
-    """The reference builds its strings on its own; they must be byte-equal to what our model scores."""
-    t = TASK_DEFAULTS[TASK]
-    rows = load_pairs(t.dataset, t.subset, t.eval_split)
-    from icdpo_eval.method.scorers import negative_context
+def _contexts(**model_args) -> dict[int, dict]:
+    from icdpo_eval.models.icdpo import ICDPOLM
 
-    for i in DOCS:
-        p = rows[i]["prompt"]
-        d = icdpo.retrieve(TASK, [p])[0]
-        assert positive_context(p, d, HH) == released_icl_context(p, d, "pos")
-        assert negative_context(p, d, HH) == released_icl_context(p, d, "neg")
-        assert HH.zero_shot(p) == released_base_context(p)
+    view = ICDPOLM.preview(scorer="s_hat", **model_args)
+    return {d: contexts(view, TASK, {**load_doc(TASK, d, view.dialogue), "_doc": d}) for d in (70, 71, 72)}
+
+
+def test_contexts_are_the_released_code_s_byte_for_byte(ref, released_lines):
+    ours = _contexts(instructions=released_lines)
+    assert [d["hh_harmless_mini_doc"] for d in ref["documents"]] == [70, 71, 72]
+    for doc in ref["documents"]:
+        got = ours[doc["hh_harmless_mini_doc"]]
+        want = doc["released_contexts_pro"]
+        assert got["demos"] == doc["demo_ids_in_context_order"]
+        assert got["contexts"]["positive"] == want["pos"]
+        assert got["contexts"]["negative"] == want["neg"]
+        assert got["contexts"]["zero_shot"] == want["base"]
+        assert got["instructions_sha256"] != "ours" and got["instructions_source"].startswith("file ")
+
+
+def test_the_planted_changes_turn_it_red(ref, released_lines):
+    """The two differences the parity is about, each seen to break it."""
+    verbatim = _contexts(instructions=released_lines, dialogue="verbatim")
+    differ = {d["hh_harmless_mini_doc"] for d in ref["documents"]
+              if verbatim[d["hh_harmless_mini_doc"]]["contexts"]["negative"] != d["released_contexts_pro"]["neg"]}
+    assert differ == {72}  # document 72's demo harmless-base/test/442 loses a paragraph in the released reading
+    ours = _contexts()  # the default instruction lines: our own wording
+    for doc in ref["documents"]:
+        got = ours[doc["hh_harmless_mini_doc"]]["contexts"]
+        assert got["positive"] != doc["released_contexts_pro"]["pos"]
+        assert got["negative"] != doc["released_contexts_pro"]["neg"]
+        assert got["zero_shot"] == doc["released_contexts_pro"]["base"]  # no instruction line in it
+
+
+def _requests(doc: int, row: dict, candidates: list[str]) -> list:
+    return [SimpleNamespace(args=(row["prompt"], " " + c), task_name=TASK, doc=row, doc_id=doc) for c in candidates]
+
+
+def _generate_with(lm, doc: int, row: dict, candidates: list[str]) -> dict:
+    """The generation path with the sampler replaying ``candidates`` (every log-prob computed as in sampling);
+    returns the document's journal record (candidates, scores, chosen index)."""
+    real = lm.engine.sample
+
+    def replay(contexts, n, **kw):
+        assert n == len(candidates) == 3 and len(contexts) == 1
+        forced = [lm.engine.encode_continuation(" " + c) for c in candidates]
+        return real(contexts, n, forced=forced, **kw)
+
+    lm.engine.sample = replay
+    try:
+        gk = {"until": [], "do_sample": True, "top_p": 0.8, "max_gen_toks": 128}
+        lm.generate_until([SimpleNamespace(args=(row["prompt"], gk), task_name=TASK, doc=row, doc_id=doc)],
+                          disable_tqdm=True)
+    finally:
+        lm.engine.sample = real
+    (record,) = [r for r in lm.journal().entries.values() if r["doc_id"] == doc]
+    return record
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scorer,key", [("s", "S"), ("s_hat", "Sh")])
+def test_scores_equal_the_released_code_s(ref, released_lines, scorer, key):
+    from icdpo_eval.models.icdpo import ICDPOLM
+
+    lm = ICDPOLM(scorer=scorer, instructions=released_lines, dtype="float32", device="cpu")
+    verbatim = ICDPOLM(scorer=scorer, instructions=released_lines, dialogue="verbatim", dtype="float32",
+                       device="cpu")
+    for doc in ref["documents"]:
+        d, cands = doc["hh_harmless_mini_doc"], doc["candidates"]
+        row = load_doc(TASK, d)
+        want = doc["released_pro"][key]
+        # the loglikelihood path (what a multiple-choice task asks)
+        got = [v for v, _ in lm.loglikelihood(_requests(d, row, cands), disable_tqdm=True)]
+        assert max(abs(a - b) for a, b in zip(got, want["score"], strict=True)) < TOL, (d, got, want["score"])
+        # the generation path, its positive term reused from the sampling pass
+        rec = _generate_with(lm, d, row, cands)
+        assert rec["candidates"] == cands
+        assert max(abs(a - b) for a, b in zip(rec["scores"], want["score"], strict=True)) < TOL, (d, rec)
+        assert rec["index"] == want["argmax"]
+        # dialogue=verbatim reproduces the released code run on verbatim turns, and differs on document 72
+        plain = [v for v, _ in verbatim.loglikelihood(_requests(d, row, cands), disable_tqdm=True)]
+        assert max(abs(a - b) for a, b in zip(plain, doc["released_verbatim_turns"][key]["score"])) < TOL
+        if key == "Sh" and d == 72:
+            assert max(abs(a - b) for a, b in zip(plain, want["score"])) > 0.1  # seen red without dialogue=pro
+
+
+def test_reference_file_is_the_released_code_s(ref):
+    """What the reference says about itself: the pinned commit we fetch the instruction lines from."""
+    from icdpo_eval.method.instructions import RELEASED, RELEASED_COMMIT, RELEASED_REPO, _sha
+
+    assert ref["released_code"]["repo"] == RELEASED_REPO and ref["released_code"]["commit"] == RELEASED_COMMIT
+    lines = ref["released_instruction_lines"]
+    assert (_sha(lines["pos"]), _sha(lines["neg"])) == (RELEASED["hh"].positive_sha256, RELEASED["hh"].negative_sha256)
+    assert Path(REFERENCE).is_file()

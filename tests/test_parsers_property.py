@@ -295,9 +295,8 @@ def test_rank_set_loader(tmp, file):
 def test_rank_set_dataset(tmp, monkeypatch_module, data):
     """The lm-eval loader builds a ``datasets.Dataset`` from every row set the parser accepts."""
     path = _write(tmp, "rank.jsonl", data)
-    monkeypatch_module.setenv(rank.RANK_ENV, str(path))
     try:
-        ds = rank.rank_set()
+        ds = rank.rank_set(rank_set=str(path))
     except DataError:
         return
     assert len(ds["test"]) == len(rank.load_rank_rows(path))

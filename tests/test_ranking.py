@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from icdpo_eval.data.hh import DataError
 from icdpo_eval.report.ranking import RowJudgment, copeland_order, judge_orders, rank_row
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -35,8 +35,6 @@ Q = "\n\nHuman: q\n\nAssistant:"
 def judge_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", "test-key")
     monkeypatch.setenv("ICDPO_JUDGE_CACHE", str(tmp_path / "judge"))
-    for var in ("ICDPO_JUDGE_MODEL", "ICDPO_JUDGE_ONE_DIRECTION", "ICDPO_JUDGE_PROTOCOL"):
-        monkeypatch.delenv(var, raising=False)
 
 
 # -- Copeland and ties --------------------------------------------------------------------------------
@@ -63,7 +61,7 @@ def test_rm_judge_reports_equal_rewards_as_tied(monkeypatch: pytest.MonkeyPatch)
         def score(self, prompts: list[str], responses: list[str]) -> list[float]:
             return [float(len(r)) for r in responses]
 
-    monkeypatch.setattr(reward_model, "get_judge", lambda name: FakeRM())
+    monkeypatch.setattr(reward_model, "get_judge", lambda name, dtype=None, batch_size=8: FakeRM())
     judged, name, errors = judge_orders("rm:fake", [Q, Q], [["aa", "b", "cc"], ["a", "bbb", "cc"]])
     assert name == "rm:fake" and errors == 0
     assert judged[0] == RowJudgment([0, 2, 1], [0, 2]) and judged[0].best_tied  # 2 == 2: tied best
@@ -103,16 +101,14 @@ def test_rank_set_statuses_and_backward_compat(tmp_path: Path, monkeypatch: pyte
     rows = _hand_built_rows()
     assert rows[3]["judge_order"] is None and rows[3]["judge_best"] is None and rows[3]["judge_best_set"] == []
     assert rows[2]["best_tied"] is True and rows[2]["judge_best"] == 1 and rows[2]["judge_best_set"] == [1, 2]
-    monkeypatch.setenv(rank.RANK_ENV, str(_write(tmp_path / "rank.jsonl", rows)))
-    docs = list(rank.rank_set()["test"])
+    docs = list(rank.rank_set(rank_set=str(_write(tmp_path / "rank.jsonl", rows)))["test"])
     assert [d["judge_status"] for d in docs] == ["ok", "ok", "tied", "failed", "ok", "tied"]
     assert [d["judge_best"] for d in docs] == [2, 0, 1, 0, 0, 0]  # failed: placeholder 0
     assert [d["judge_best_set"] for d in docs] == [[2], [0], [1, 2], [], [0], [0]]
 
 
 def test_mrr_excludes_tied_and_failed_rows_with_counts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv(rank.RANK_ENV, str(_write(tmp_path / "rank.jsonl", _hand_built_rows())))
-    docs = list(rank.rank_set()["test"])
+    docs = list(rank.rank_set(rank_set=str(_write(tmp_path / "rank.jsonl", _hand_built_rows())))["test"])
     # the scorer: longer candidate = higher score
     per_doc = [rank.process_results(d, [(float(len(c)), False) for c in d["candidates"]]) for d in docs]
     # ok-a: best "ccc" ranked 1st -> 1; ok-b: best "a" ranked 3rd -> 1/3; old-ok: best "xx" behind "zzz" -> 1/2
@@ -120,7 +116,8 @@ def test_mrr_excludes_tied_and_failed_rows_with_counts(tmp_path: Path, monkeypat
     assert rank.mrr_aggregate([p["mrr"] for p in per_doc]) == pytest.approx((1 + 1 / 3 + 1 / 2) / 3)
     assert rank.count_aggregate([p["judge_tied"] for p in per_doc]) == 2
     assert rank.count_aggregate([p["judge_failed"] for p in per_doc]) == 1
-    assert math.isnan(rank.mrr_aggregate([None, None]))
+    with pytest.raises(DataError, match="none of the 2 rows has a unique judge best"):  # an error, never a NaN
+        rank.mrr_aggregate([None, None])
 
 
 def test_mrr_task_through_lm_eval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
@@ -141,8 +138,8 @@ def test_mrr_task_through_lm_eval(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         def generate_until(self, requests):
             raise NotImplementedError
 
-    monkeypatch.setenv(rank.RANK_ENV, str(_write(tmp_path / "rank.jsonl", _hand_built_rows())))
-    tm = TaskManager(include_path=str(tasks_dir()), include_defaults=False)
+    tm = TaskManager(include_path=str(tasks_dir()), include_defaults=False,
+                     metadata={"rank_set": str(_write(tmp_path / "rank.jsonl", _hand_built_rows()))})
     res = lm_eval.simple_evaluate(model=LengthLM(), tasks=["hh_harmless_rank"], task_manager=tm,
                                   bootstrap_iters=0)["results"]["hh_harmless_rank"]
     assert res["mrr,none"] == pytest.approx((1 + 1 / 3 + 1 / 2) / 3)
@@ -150,20 +147,34 @@ def test_mrr_task_through_lm_eval(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_rank_set_loader_errors(tmp_path, monkeypatch):
-    monkeypatch.delenv(rank.RANK_ENV, raising=False)
-    with pytest.raises(ValueError, match="ICDPO_RANK_SET is not set"):
+    with pytest.raises(DataError, match="task setting rank_set is not given"):
         rank.rank_set()
     bad = tmp_path / "bad.jsonl"
-    monkeypatch.setenv(rank.RANK_ENV, str(bad))
     for row in ({"prompt": "x", "candidates": ["a", "b"], "judge_best": 5},
                 {"prompt": "x", "candidates": ["a", "b"]},  # no judge_best at all: malformed, not failed
                 {"prompt": "x", "candidates": ["a", "b"], "judge_best": 0, "judge_best_set": [1]}):
         bad.write_text(json.dumps(row) + "\n")
-        with pytest.raises(ValueError, match="bad.jsonl:1: malformed"):
-            rank.rank_set()
+        with pytest.raises(DataError, match="bad.jsonl:1: malformed"):
+            rank.rank_set(rank_set=str(bad))
     bad.write_text("{not json\n")
-    with pytest.raises(ValueError, match="bad.jsonl:1: malformed"):
-        rank.rank_set()
+    with pytest.raises(DataError, match="bad.jsonl:1: malformed"):
+        rank.rank_set(rank_set=str(bad))
+    failed = {"prompt": "x", "candidates": ["a", "b"], "judge_best": None}
+    bad.write_text(json.dumps(failed) + "\n" + json.dumps(failed) + "\n")
+    with pytest.raises(DataError, match="none of its 2 rows has a unique judge best .0 tied, 2 without"):
+        rank.rank_set(rank_set=str(bad))  # an all-failed rank set: an error before any model work, not mrr NaN
+
+
+def test_build_rank_set_fails_loudly_when_the_judge_answers_nothing(judge_env, monkeypatch, tmp_path):
+    """Every judge answer unparsable: no rank set is written and the command fails naming the counts."""
+    from icdpo_eval.judges.pairwise import JudgeError
+    from icdpo_eval.report import ranking
+
+    monkeypatch.setattr(ranking, "judge_orders", lambda *a, **k: ([RowJudgment(None, [])] * 2, "bad-judge", 2))
+    out = tmp_path / "rank.jsonl"
+    with pytest.raises(JudgeError, match="ordered only 0 of 2 rows .2 unparsable answers., fewer than --min-judged"):
+        ranking.build_rank_set("hh_harmless_mini", str(out), judge="openai:bad", n_docs=2, max_new_tokens=2)
+    assert not out.exists()
 
 
 # -- LLM judges against the fake server ----------------------------------------------------------------
@@ -221,6 +232,7 @@ def test_rm_scorer_reproduces_rm_judge_ranking(tmp_path):
     subprocess.run([ICDPO_EVAL, "build-rank-set", "--task", "hh_harmless_mini", "--n-docs", "3", "--judge",
                     "rm:proxy", "--max-new-tokens", "12", "--out", str(out)], check=True, env=env,
                    capture_output=True, text=True)
+    assert json.loads(out.read_text().splitlines()[0])["provenance"]["model_args"]["dialogue"] == "pro"
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(rows) == 3 and all(len(r["candidates"]) == 3 for r in rows)
     assert rows[0]["provenance"]["judge"].startswith("rm:proxy") and rows[0]["provenance"]["protocol"] == "reward"
@@ -230,8 +242,9 @@ def test_rm_scorer_reproduces_rm_judge_ranking(tmp_path):
     res_dir = tmp_path / "res"
     for model, args in [("rm", "rm=proxy"), ("icdpo", "scorer=s_hat,max_new_tokens=8")]:
         proc = subprocess.run([LM_EVAL, "--model", model, "--model_args", args, "--tasks", "hh_harmless_rank",
-                               "--log_samples", "--output_path", str(res_dir / model)],
-                              env={**env, "ICDPO_RANK_SET": str(out)}, capture_output=True, text=True)
+                               "--log_samples", "--output_path", str(res_dir / model),
+                               "--metadata", json.dumps({"rank_set": str(out)})], env=env, capture_output=True,
+                              text=True)
         assert proc.returncode == 0, proc.stderr[-2000:]
         (res,) = list((res_dir / model).rglob("results_*.json"))
         metrics = json.loads(res.read_text())["results"]["hh_harmless_rank"]

@@ -142,11 +142,11 @@ def test_task_manager_wrapper_binds_the_real_signature():
 def test_entry_point_declared():
     from importlib.metadata import entry_points
 
-    eps = {ep.name: ep.value for ep in entry_points(group="lm_eval.models")}
-    from icdpo_eval._lm_eval_hook import MODELS
+    from icdpo_eval.options import MODELS, TARGETS
 
-    for name, target in MODELS.items():
-        assert eps.get(name) == target
+    eps = {ep.name: ep.value for ep in entry_points(group="lm_eval.models")}
+    assert eps == TARGETS  # pyproject's entry points = the hook's placeholders, name for name
+    assert set(TARGETS) == set(MODELS)  # every registered model has its declaration of options
 
 
 @pytest.mark.slow

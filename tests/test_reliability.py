@@ -12,8 +12,6 @@ from pathlib import Path
 import pytest
 from fake_openai_server import Reply
 
-from icdpo_eval.models import journal as J
-
 BIN = Path(sys.executable).parent
 
 
@@ -28,11 +26,10 @@ def test_judge_outage_keeps_generations_and_resumes_only_missing_verdicts(tmp_pa
         return Reply(content="A")
 
     srv = serve(responder)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ICDPO_RM": "proxy", "OPENAI_API_KEY": "x",
-           "OPENAI_BASE_URL": srv.base_url, "ICDPO_JUDGE_CACHE": str(tmp_path / "verdicts.sqlite"),
-           "ICDPO_JUDGE_MAX_TRIES": "2", J.JOURNAL_ENV: str(tmp_path / "journal")}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OPENAI_API_KEY": "x", "OPENAI_BASE_URL": srv.base_url,
+           "ICDPO_JUDGE_CACHE": str(tmp_path / "verdicts.sqlite"), "ICDPO_JOURNAL_DIR": str(tmp_path / "journal")}
     cmd = [str(BIN / "lm_eval"), "--model", "icdpo", "--model_args", "max_new_tokens=8", "--tasks",
-           "hh_harmless_mini_winrate", "--limit", "4"]
+           "hh_harmless_mini_winrate", "--limit", "4", "--metadata", '{"rm": "proxy", "judge_max_tries": 2}']
     down = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
     assert down.returncode != 0
     m = re.search(r"(\d+) of 8 verdicts are missing \((\d+) cached\); rerun the same command", down.stderr)
@@ -77,7 +74,19 @@ def test_leaderboard_spec_errors_are_one_line_and_early(tmp_path):
     arg = tmp_path / "c.yaml"
     arg.write_text("tasks: [hh_harmless_mini]\nrows:\n  - {name: A, model: icdpo, model_args: {scorr: s}}\n")
     line = one_line_error(icdpo_eval("leaderboard", str(arg), "--out", str(tmp_path / "o")), "leaderboard")
-    assert "unknown model_arg(s) for --model icdpo: scorr" in line
+    assert "row 'A': unknown --model icdpo model_arg(s) scorr; --model icdpo takes: scorer" in line
+    bad_value = tmp_path / "c2.yaml"
+    bad_value.write_text("tasks: [hh_harmless_mini]\nrows:\n  - {name: A, model: icdpo, model_args: {k: -1}}\n")
+    line = one_line_error(icdpo_eval("leaderboard", str(bad_value), "--out", str(tmp_path / "o")), "leaderboard")
+    assert "row 'A': --model icdpo model_arg k=-1: must be integer >= 0" in line
+    moved = tmp_path / "c3.yaml"
+    moved.write_text("tasks: [hh_harmless_mini]\nenv: {ICDPO_RM: proxy}\nrows:\n  - {name: A, model: icdpo}\n")
+    line = one_line_error(icdpo_eval("leaderboard", str(moved), "--out", str(tmp_path / "o")), "leaderboard")
+    assert "`env:` is no longer read" in line and "metadata: {rm: proxy}" in line
+    rm = tmp_path / "c4.yaml"
+    rm.write_text("tasks: [hh_harmless_mini]\nmetadata: {rm: /nonexistent/rm}\nrows:\n  - {name: A, model: icdpo}\n")
+    line = one_line_error(icdpo_eval("leaderboard", str(rm), "--out", str(tmp_path / "o")), "leaderboard")
+    assert f"{rm}: metadata rm='/nonexistent/rm': no such local folder" in line
     task = tmp_path / "d.yaml"
     task.write_text("tasks: [hh_nope]\nrows:\n  - {name: A, model: icdpo}\n")
     line = one_line_error(icdpo_eval("leaderboard", str(task), "--out", str(tmp_path / "o")), "leaderboard")

@@ -87,27 +87,41 @@ def bread_pool() -> tuple[list[dict], int, int]:
     return pool, close, far
 
 
-def test_tokenize_strips_roles_and_lowercases() -> None:
-    assert R.tokenize("\n\nHuman: Don't PANIC, human!\n\nAssistant:") == ["don't", "panic", "human"]
-    assert R.tail_tokens("a b c d e", 2) == ["d", "e"]
+@pytest.fixture(scope="module")
+def tok() -> Any:
+    """The embedded base model's tokenizer: BM25 sees subword tokens of the evaluated model's tokenizer."""
+    from transformers import AutoTokenizer
+
+    from icdpo_eval.names import BASE, resolve
+
+    return AutoTokenizer.from_pretrained(resolve(BASE))
 
 
-def test_bm25_finds_bread_endings_most_similar_last(bread_pool: tuple[list[dict], int, int]) -> None:
+def test_bm25_indexes_case_sensitive_subword_tails_of_the_dialogue(tok: Any) -> None:
+    tails = R.SubwordTails(tok)
+    query = "\n\nHuman: Don't PANIC, human!\n\nAssistant:"
+    assert R.retrieval_text(query) == "Human: Don't PANIC, human!"  # the dialogue, without the final Assistant:
+    got = tails([R.retrieval_text(query)], 3)[0]
+    assert got == tok.convert_ids_to_tokens(tok(R.retrieval_text(query), add_special_tokens=False).input_ids)[-3:]
+    assert tails(["PANIC"], 5) != tails(["panic"], 5)  # case-sensitive, as released
+
+
+def test_bm25_finds_bread_endings_most_similar_last(bread_pool: tuple[list[dict], int, int], tok: Any) -> None:
     pool, close, far = bread_pool
-    got = make_retriever("bm25", pool).retrieve(BREAD_QUERY, 2)
+    got = make_retriever("bm25", pool, tokenizer=tok).retrieve(BREAD_QUERY, 2)
     assert got == [far, close]
 
 
-def test_bm25_matches_rank_bm25_get_scores(bread_pool: tuple[list[dict], int, int]) -> None:
+def test_bm25_matches_rank_bm25_get_scores(bread_pool: tuple[list[dict], int, int], tok: Any) -> None:
     pool, _, _ = bread_pool
-    r = make_retriever("bm25", pool, bm25_window=12)
+    r = make_retriever("bm25", pool, bm25_window=12, tokenizer=tok)
     assert isinstance(r, R.BM25Retriever)
     for q in [BREAD_QUERY, pool[3]["prompt"], "nothing matches zzz", BREAD_QUERY + " bread bread"]:
-        expected = r.index.bm25.get_scores(R.tail_tokens(q, 12))
+        expected = r.index.bm25.get_scores(R.SubwordTails(tok)([R.retrieval_text(q)], 12)[0])
         np.testing.assert_allclose(r.bm25_scores([q])[0], expected)
 
 
-def test_bm25_window_picks_by_the_tail() -> None:
+def test_bm25_window_picks_by_the_tail(tok: Any) -> None:
     """The paper's point: the ending matters. A demo sharing the query's long beginning but not its
     ending wins under full-text BM25; the tail window picks the demo with the matching ending."""
     prefix = " ".join(f"garden{i} tomato{i}" for i in range(50))  # 100 words
@@ -126,12 +140,12 @@ def test_bm25_window_picks_by_the_tail() -> None:
     same_start, same_end = len(pool), len(pool) + 1
     pool += [demo(hh(prefix, "Okay.", truck), same_start), demo(hh(other, "Okay.", bread), same_end)]
 
-    full_text = make_retriever("bm25", pool, bm25_window=100_000)
+    full_text = make_retriever("bm25", pool, bm25_window=100_000, tokenizer=tok)
     assert full_text.retrieve(query, 1) == [same_start]
-    assert make_retriever("bm25", pool, bm25_window=30).retrieve(query, 1) == [same_end]
+    assert make_retriever("bm25", pool, bm25_window=30, tokenizer=tok).retrieve(query, 1) == [same_end]
 
 
-def test_bm25_window_separates_same_bag_of_words() -> None:
+def test_bm25_window_separates_same_bag_of_words(tok: Any) -> None:
     """Two demos with the same words in a different order: full-text BM25 cannot tell them apart."""
     bread = "Help me bake crusty sourdough bread with a starter and rye flour please"
     cars = " ".join(f"engine{i} wheel{i}" for i in range(30))
@@ -140,18 +154,18 @@ def test_bm25_window_separates_same_bag_of_words() -> None:
     pool += [demo(hh(cars, "Okay.", bread), bread_last), demo(hh(bread, "Okay.", cars), cars_last)]
     query = hh("Something unrelated.", "Okay.", "How do I bake crusty sourdough bread with rye flour?")
 
-    full = make_retriever("bm25", pool, bm25_window=100_000)
+    full = make_retriever("bm25", pool, bm25_window=100_000, tokenizer=tok)
     assert isinstance(full, R.BM25Retriever)
     scores = full.bm25_scores([query])[0]
     assert scores[bread_last] == pytest.approx(scores[cars_last])
-    assert make_retriever("bm25", pool).retrieve(query, 1) == [bread_last]
+    assert make_retriever("bm25", pool, tokenizer=tok).retrieve(query, 1) == [bread_last]
 
 
-def test_bm25_ties_broken_by_index() -> None:
+def test_bm25_ties_broken_by_index(tok: Any) -> None:
     pool = topic_pool()
-    r = make_retriever("bm25", pool)
+    r = make_retriever("bm25", pool, tokenizer=tok)
     # no token overlap with any demo: all scores tie at 0 -> lowest indices, index 0 most similar (last)
-    assert r.retrieve(hh("zzz qqq"), 3) == [2, 1, 0]
+    assert r.retrieve("ÆØÅ ÞÐ", 3) == [2, 1, 0]
 
 
 def test_random_deterministic_and_batch_independent() -> None:
@@ -170,11 +184,11 @@ def test_random_deterministic_and_batch_independent() -> None:
 
 
 @pytest.mark.parametrize("kind", ["random", "bm25"])
-def test_exclude_drops_the_query_itself(kind: str, bread_pool: tuple[list[dict], int, int]) -> None:
+def test_exclude_drops_the_query_itself(kind: str, bread_pool: tuple[list[dict], int, int], tok: Any) -> None:
     pool, _, _ = bread_pool
     self_idx = len(pool)
     pool = pool + [demo(BREAD_QUERY, self_idx)]
-    r = make_retriever(kind, pool)
+    r = make_retriever(kind, pool, tokenizer=tok)
     if kind == "bm25":
         assert r.retrieve(BREAD_QUERY, 2)[-1] == self_idx  # leaks without exclude
     for _ in range(3):
@@ -186,19 +200,19 @@ def test_exclude_drops_the_query_itself(kind: str, bread_pool: tuple[list[dict],
         r.retrieve(BREAD_QUERY, len(pool), exclude=BREAD_QUERY)
 
 
-def test_errors_are_clear() -> None:
+def test_errors_are_clear(tok: Any) -> None:
     pool = topic_pool()
     with pytest.raises(ValueError, match="random, bm25, bm25_sbert"):
         make_retriever("dense", pool)
     with pytest.raises(ValueError, match="empty"):
-        make_retriever("bm25", [])
+        make_retriever("bm25", [], tokenizer=tok)
     with pytest.raises(ValueError, match="holds only 30"):
-        make_retriever("bm25", pool).retrieve("q", 31)
+        make_retriever("bm25", pool, tokenizer=tok).retrieve("q", 31)
     with pytest.raises(ValueError, match="holds only 30"):
         make_retriever("random", pool).retrieve_many(["q"], 31)
     with pytest.raises(ValueError, match="'prompt'"):
-        make_retriever("bm25", [{"chosen": "x"}])
-    assert make_retriever("bm25", pool).retrieve("q", 0) == []
+        make_retriever("bm25", [{"chosen": "x"}], tokenizer=tok)
+    assert make_retriever("bm25", pool, tokenizer=tok).retrieve("q", 0) == []
 
 
 # ---------------------------------------------------------------- SBERT (all-MiniLM-L6-v2, local)
@@ -222,22 +236,22 @@ def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.mark.slow
-def test_bm25_sbert_reranks_paraphrase_above_lexical_distractor(sbert_name: str, tmp_cache: Path) -> None:
+def test_bm25_sbert_reranks_paraphrase_above_lexical_distractor(sbert_name: str, tmp_cache: Path, tok: Any) -> None:
     pool = topic_pool()
     para, dist = len(pool), len(pool) + 1
     pool += [demo(PARAPHRASE, para), demo(DISTRACTOR, dist)]
 
-    bm25 = make_retriever("bm25", pool)
+    bm25 = make_retriever("bm25", pool, tokenizer=tok)
     bm25_rank = bm25.retrieve(TIRE_QUERY, 20)[::-1]  # best first
     assert bm25_rank[0] == dist  # lexical overlap wins under BM25 alone
     assert para in bm25_rank[1:]  # but the paraphrase is among the 20 BM25 candidates
-    r = make_retriever("bm25_sbert", pool, sbert=sbert_name, device="cpu")
+    r = make_retriever("bm25_sbert", pool, sbert=sbert_name, device="cpu", tokenizer=tok)
     assert isinstance(r, R.BM25SbertRetriever)
     q = R._encode(r.model, [TIRE_QUERY])[0]
     assert r.pool_emb[para] @ q > r.pool_emb[dist] @ q  # it truly holds for MiniLM
     assert r.retrieve(TIRE_QUERY, 2)[-1] == para
     # candidates come from the BM25 stage only: with bm25_top=1 the re-ranker only sees the distractor
-    narrow = make_retriever("bm25_sbert", pool, bm25_top=1, sbert=sbert_name, device="cpu")
+    narrow = make_retriever("bm25_sbert", pool, bm25_top=1, sbert=sbert_name, device="cpu", tokenizer=tok)
     assert narrow.retrieve(TIRE_QUERY, 1) == [dist]
     assert sorted(narrow.retrieve(TIRE_QUERY, 2)) == sorted(bm25_rank[:2])  # top is widened to k
     assert r.retrieve_many([TIRE_QUERY, BREAD_QUERY], 2)[0] == r.retrieve(TIRE_QUERY, 2)
@@ -247,7 +261,7 @@ def test_bm25_sbert_reranks_paraphrase_above_lexical_distractor(sbert_name: str,
 @pytest.mark.slow
 def test_sbert_pool_embeddings_cached_on_disk(
     sbert_name: str, tmp_cache: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+, tok: Any) -> None:
     pool = topic_pool()
     calls: list[int] = []
     real_encode = R._encode
@@ -257,13 +271,13 @@ def test_sbert_pool_embeddings_cached_on_disk(
         return real_encode(model, texts)
 
     monkeypatch.setattr(R, "_encode", counting_encode)
-    first = make_retriever("bm25_sbert", pool, sbert=sbert_name, device="cpu")
+    first = make_retriever("bm25_sbert", pool, sbert=sbert_name, device="cpu", tokenizer=tok)
     assert calls == [len(pool)]
     files = list((tmp_cache / "retrieval").glob("*.npy"))
     assert len(files) == 1 and not list((tmp_cache / "retrieval").glob("*.tmp"))
 
     calls.clear()
-    second = make_retriever("bm25_sbert", pool, sbert=sbert_name, device="cpu")
+    second = make_retriever("bm25_sbert", pool, sbert=sbert_name, device="cpu", tokenizer=tok)
     assert calls == []  # loaded from disk, the pool is not encoded again
     assert isinstance(first, R.BM25SbertRetriever) and isinstance(second, R.BM25SbertRetriever)
     np.testing.assert_array_equal(first.pool_emb, second.pool_emb)
@@ -271,5 +285,5 @@ def test_sbert_pool_embeddings_cached_on_disk(
     assert calls == [1, 1]  # only the queries
 
     calls.clear()
-    make_retriever("bm25_sbert", pool[:-1], sbert=sbert_name, device="cpu")  # another pool: another key
+    make_retriever("bm25_sbert", pool[:-1], sbert=sbert_name, device="cpu", tokenizer=tok)  # another pool: another key
     assert calls == [len(pool) - 1]

@@ -65,24 +65,24 @@ def fresh_warning(monkeypatch):
 
 
 def test_resolve_explicit_name_unchanged(monkeypatch):
-    monkeypatch.setenv("ICDPO_RM", "proxy")
     assert resolve_rm_name("some/rm") == "some/rm"
+    assert resolve_rm_name("proxy") == "proxy"
 
 
-def test_resolve_env_var_wins(monkeypatch):
+def test_the_old_rm_variable_is_an_error_naming_the_setting(monkeypatch):
+    from icdpo_eval import settings
+
     monkeypatch.setenv("ICDPO_RM", "my/rm")
-    monkeypatch.setattr(rmod, "paper_rm_available", lambda: True)
-    assert resolve_rm_name("auto") == "my/rm"
+    with pytest.raises(settings.MovedVariableError, match="ICDPO_RM is no longer read.*--metadata '{\"rm\""):
+        settings.check_moved()
 
 
 def test_resolve_paper_rm_when_available(monkeypatch):
-    monkeypatch.delenv("ICDPO_RM", raising=False)
     monkeypatch.setattr(rmod, "paper_rm_available", lambda: True)
     assert resolve_rm_name("auto") == PAPER_RM
 
 
 def test_resolve_offline_falls_back_to_proxy_with_one_warning(monkeypatch, caplog, fresh_warning):
-    monkeypatch.delenv("ICDPO_RM", raising=False)
     monkeypatch.setattr(rmod, "paper_rm_available", lambda: False)
     with caplog.at_level(logging.WARNING):
         assert resolve_rm_name("auto") == "proxy"
@@ -97,10 +97,14 @@ def test_paper_rm_available_offline_makes_no_network_call(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("network call while HF_HUB_OFFLINE=1")
 
+    from icdpo_eval import runtime
+
+    monkeypatch.setattr(runtime, "_HUB_AVAILABLE", {})
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", boom)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert rmod.paper_rm_available() is False
+    monkeypatch.setattr(runtime, "_HUB_AVAILABLE", {})
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: "/cache/config.json")
     assert rmod.paper_rm_available() is True
 
@@ -123,7 +127,7 @@ def test_process_results_and_aggregate(monkeypatch, caplog):
     from icdpo_eval.tasks import metrics
 
     judge = FakeJudge()
-    monkeypatch.setattr(rmod, "get_judge", lambda name="auto": judge)
+    monkeypatch.setattr(rmod, "get_judge", lambda name="auto", dtype=None, batch_size=8: judge)
     docs = [{"id": f"d{i}", "prompt": "\n\nHuman: " + "x" * i + "\n\nAssistant:"} for i in range(3)]
     outs = [" abc ", "", "hello world"]
     n_empty = len(metrics.EMPTY_RESPONSES)
@@ -145,21 +149,23 @@ def test_process_results_and_aggregate(monkeypatch, caplog):
     assert judge.calls == 1
 
 
-def test_aggregate_reads_rm_name_from_env(monkeypatch):
+def test_aggregate_reads_the_rm_from_the_task_settings(monkeypatch):
+    from icdpo_eval.options import TASK_SETTINGS
     from icdpo_eval.tasks import metrics
+    from icdpo_eval.tasks.settings import SETTINGS_FIELD, register_settings
 
     seen = []
 
-    def get_judge(name="auto"):
-        seen.append(name)
+    def get_judge(name="auto", dtype=None, batch_size=8):
+        seen.append((name, dtype, batch_size))
         return FakeJudge()
 
     monkeypatch.setattr(rmod, "get_judge", get_judge)
-    monkeypatch.setenv("ICDPO_RM", "env/rm")
+    key = register_settings(TASK_SETTINGS.parse({"rm": "set/rm", "rm_dtype": "bf16"}, where="task setting"))
+    doc = {"id": "a", "prompt": PROMPT, SETTINGS_FIELD: key}
+    metrics.rm_reward_aggregate([metrics.process_results(doc, ["hi"])["rm_reward"]])
     metrics.rm_reward_aggregate([metrics.process_results({"id": "a", "prompt": PROMPT}, ["hi"])["rm_reward"]])
-    monkeypatch.delenv("ICDPO_RM")
-    metrics.rm_reward_aggregate([metrics.process_results({"id": "a", "prompt": PROMPT}, ["hi"])["rm_reward"]])
-    assert seen == ["env/rm", "auto"]
+    assert seen == [("set/rm", "bfloat16", 8), ("auto", "float32", 8)]
 
 
 # ----------------------------------------------------------------------------- HF reward models
@@ -289,7 +295,6 @@ def test_vendored_heldout_sample_is_the_seeded_sample(monkeypatch, shared_hh_tes
 def test_recorded_proxy_accuracy_is_what_logs_and_readme_say(monkeypatch, caplog, fresh_warning):
     from icdpo_eval.judges.proxy_rm import PROXY_HELDOUT_ACCURACY as rec
 
-    monkeypatch.delenv("ICDPO_RM", raising=False)
     monkeypatch.setattr(rmod, "paper_rm_available", lambda: False)
     with caplog.at_level(logging.WARNING):
         assert resolve_rm_name("auto") == "proxy"

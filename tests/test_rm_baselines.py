@@ -18,11 +18,12 @@ PROMPTS = [X, "\n\nHuman: How do I get my neighbour's dog to stop barking at nig
 
 @pytest.mark.parametrize("cls,kwargs,match", [
     (RMBoNLM, {"teacher": "openai:gpt-4o"}, "API model.*no log-probabilities"),
-    (RMBoNLM, {"n": "0"}, "n='0' must be >= 1"),
-    (RMBoNLM, {"normalize": "maybe"}, "must be true or false"),
-    (RMBoNLM, {"block_size": "4"}, "unknown model_arg.*block_size"),
-    (RMAugLM, {"block_size": "0"}, "block_size='0' must be >= 1"),
-    (RMAugLM, {"scorer": "s"}, "unknown model_arg.*scorer"),
+    (RMBoNLM, {"n": "0"}, "n='0': must be integer >= 1"),
+    (RMBoNLM, {"normalize": "maybe"}, "normalize='maybe': must be true | false"),
+    (RMBoNLM, {"block_size": "4"}, "unknown --model rm_bon model_arg.*block_size"),
+    (RMBoNLM, {"teacher": "embedded:nope"}, "teacher='embedded:nope': unknown embedded model"),
+    (RMAugLM, {"block_size": "0"}, "block_size='0': must be integer >= 1"),
+    (RMAugLM, {"scorer": "s"}, "unknown --model rm_aug model_arg.*scorer"),
 ])
 def test_bad_model_args_fail_before_loading(cls, kwargs, match):
     with pytest.raises((ValueError, TeacherError), match=match):
@@ -103,7 +104,7 @@ def test_lm_eval_cli(tmp_path, model, extra):
     res = run_lm_eval(["--model", model, "--model_args", f"max_new_tokens=8,{extra}", "--tasks",
                        "hh_harmless_mini", "--limit", "2"], tmp_path)
     cfg = res["config"]
-    assert cfg["method"] == model and cfg["teacher"] == "embedded:smollm2-135m-instruct" and cfg["n"] == 2
+    assert cfg["method"] == model and cfg["teacher"] == "embedded:teacher" and cfg["n"] == 2
     assert cfg["normalize"] is False and cfg.get("block_size") == (4 if model == "rm_aug" else None)
     (samples,) = res["_samples"].values()
     check_rm_reward(res["results"]["hh_harmless_mini"], rm_items(samples), 2)

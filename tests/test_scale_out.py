@@ -15,8 +15,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from icdpo_eval.errors import OptionError
 from icdpo_eval.models import journal as J
 from icdpo_eval.models.base import MethodLM
+from icdpo_eval.options import BATCH_SIZE, RESUME, SEED, Option, Options
 
 LM_EVAL = str(Path(sys.executable).parent / "lm_eval")
 ACCELERATE = str(Path(sys.executable).parent / "accelerate")
@@ -45,21 +47,24 @@ def test_journal_keyed_by_code(tmp_path, monkeypatch):
     assert J.Journal({"m": 1}, root=tmp_path).dir != a.dir  # a changed line of code never reuses an entry
 
 
+FAKE = Options("fake", Option("tag", "str", "v1", "what the fake generator writes before each prompt"),
+               RESUME, BATCH_SIZE.with_default(2), SEED)
+
+
 class FakeLM(MethodLM):
-    """MethodLM's request plumbing over a generator that records what it was asked."""
+    """MethodLM's request plumbing (options, journal, batching) over a generator that records what it was asked."""
 
     method = "fake"
+    OPTIONS = FAKE
 
-    def __init__(self, tag: str = "v1", resume: bool = True, batch_size: int = 2) -> None:
-        super().__init__()
-        self.tag, self.resume, self.batch_size, self.calls = tag, resume, batch_size, []
-
-    def get_model_info(self) -> dict:
-        return {"method": self.method, "tag": self.tag}
+    def load(self) -> None:
+        self.calls: list[int] = []
+        self.engine = SimpleNamespace(generation_defaults=lambda: (1.0, 50), max_length=10_000,
+                                      encode_context=lambda text: text.split())
 
     def _generate_batch(self, task, reqs, gk):
         self.calls += [r.doc_id for r in reqs]
-        return [f"{self.tag}:{r.args[0]}" for r in reqs]
+        return [f"{self.cfg.tag}:{r.args[0]}" for r in reqs]
 
 
 def requests(n: int) -> list:
@@ -68,7 +73,7 @@ def requests(n: int) -> list:
 
 
 def test_generate_until_skips_journaled_documents(tmp_path, monkeypatch):
-    monkeypatch.setenv(J.JOURNAL_ENV, str(tmp_path))
+    monkeypatch.setenv("ICDPO_JOURNAL_DIR", str(tmp_path))
     first = FakeLM()
     out = first.generate_until(requests(3), disable_tqdm=True)
     assert first.calls == [0, 1, 2]
@@ -83,17 +88,15 @@ def test_generate_until_skips_journaled_documents(tmp_path, monkeypatch):
 
 
 def test_resume_is_a_model_arg():
-    lm = FakeLM()
-    lm.take_common_args({"resume": "false"})
-    assert lm.resume is False
-    with pytest.raises(ValueError, match="model_arg resume='maybe' must be true or false"):
-        lm.take_common_args({"resume": "maybe"})
-    with pytest.raises(ValueError, match="unknown model_arg"):
-        lm.take_common_args({"resum": "true"})
+    assert FakeLM(resume="false").resume is False and FakeLM().resume is True
+    with pytest.raises(OptionError, match="model_arg resume='maybe': must be true | false"):
+        FakeLM(resume="maybe")
+    with pytest.raises(OptionError, match="unknown --model fake model_arg.*resum"):
+        FakeLM(resum="true")
 
 
 # -- real runs on the embedded model ---------------------------------------------------------------------
-ARGS = ["--model", "icdpo", "--tasks", "hh_harmless_mini", "--log_samples"]
+ARGS = ["--model", "icdpo", "--tasks", "hh_harmless_mini", "--log_samples", "--metadata", '{"rm": "proxy"}']
 
 
 def responses(out: Path) -> tuple[dict[int, str], float]:
@@ -104,7 +107,7 @@ def responses(out: Path) -> tuple[dict[int, str], float]:
 
 
 def run(cmd: list[str], journal: Path, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ICDPO_RM": "proxy", J.JOURNAL_ENV: str(journal)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ICDPO_JOURNAL_DIR": str(journal)}
     return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, **kw)
 
 
@@ -117,7 +120,7 @@ def test_kill_and_resume_generates_only_the_rest(tmp_path):
     limit, model_args = "6", "max_new_tokens=16"
     journal = tmp_path / "journal"
     cmd = [LM_EVAL, *ARGS, "--batch_size", "1", "--model_args", model_args, "--limit", limit]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ICDPO_RM": "proxy", J.JOURNAL_ENV: str(journal)}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ICDPO_JOURNAL_DIR": str(journal)}
     proc = subprocess.Popen([*cmd, "--output_path", str(tmp_path / "killed")], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
@@ -152,4 +155,7 @@ def test_two_processes_equal_one(tmp_path):
     per_rank = sorted(len(p.read_text().splitlines()) for p in (tmp_path / "j2").glob("*/rank*.jsonl"))
     assert per_rank == [2, 2]
     assert len(glob.glob(str(tmp_path / "two" / "*" / "results_*.json"))) == 1
-    assert responses(tmp_path / "two") == responses(tmp_path / "one")
+    (docs2, value2), (docs1, value1) = responses(tmp_path / "two"), responses(tmp_path / "one")
+    assert docs2 == docs1  # the same responses, document by document
+    # the same reward up to fp32 reduction order: accelerate runs each process on one thread (OMP_NUM_THREADS=1)
+    assert value2 == pytest.approx(value1, rel=1e-6)

@@ -49,10 +49,14 @@ def test_mismatched_base_is_a_clear_error(tmp_path):
 
 def test_bad_rescore_and_unknown_args(tmp_path):
     ad = fake_adapter(tmp_path / "a", "x", "embedded:gemma-3-270m")
-    with pytest.raises(ValueError, match="rescore='dpo' is not one of: none, implicit, s_hat"):
+    with pytest.raises(ValueError, match="rescore='dpo': must be none | implicit | s_hat"):
         DPOLM(adapter=ad, rescore="dpo")
-    with pytest.raises(ValueError, match="unknown model_arg.*rescore"):
+    with pytest.raises(ValueError, match="unknown --model sft_lora model_arg.*rescore"):
         SFTLoRALM(adapter=ad, rescore="none")
+    with pytest.raises(ValueError, match="model_arg.*k, retriever only apply with rescore=s_hat"):
+        DPOLM(adapter=ad, rescore="implicit", retriever="bm25", k=3)
+    with pytest.raises(ValueError, match="model_args peft and its alias adapter|both given"):
+        DPOLM(adapter=ad, peft=str(tmp_path))
 
 
 @pytest.mark.slow

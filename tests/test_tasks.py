@@ -5,6 +5,7 @@ import shutil
 import pytest
 
 from icdpo_eval.data import datasets as D
+from icdpo_eval.method.prompts import TURN_MARKERS
 
 TASKS = ("hh_harmless", "hh_helpful", "synthetic_gpt", "hh_harmless_mini")
 
@@ -46,7 +47,7 @@ def test_mini_task_builds():
     cfg = task.config
     assert cfg.output_type == "generate_until" and cfg.num_fewshot == 0
     assert cfg.generation_kwargs == {
-        "until": ["Human:", "Assistant:", "##", "human:", "assistant:"],
+        "until": list(TURN_MARKERS),  # the one list of turn markers, in its order
         "do_sample": True,
         "top_p": 0.8,
         "temperature": 1.0,
@@ -57,6 +58,22 @@ def test_mini_task_builds():
     assert cfg.metadata["version"] == 1.0
     assert cfg.metadata["rm"] == "my-rm" and cfg.metadata["pretrained"] == "some/model"
     assert "rm" not in _build("hh_harmless_mini").config.metadata
+    # each row names the task settings it was loaded with (the metrics read the RM from them)
+    from icdpo_eval.tasks.settings import settings_of
+
+    assert {settings_of(d).rm for d in docs} == {"my-rm"}
+    assert {settings_of(d).rm for d in _build("hh_harmless_mini").test_docs()} == {"auto"}
+
+
+def test_turn_markers_are_one_list():
+    """The YAMLs' `until` lists (lm-eval needs them literally) equal icdpo_eval.method.prompts.TURN_MARKERS."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from icdpo_eval.options import tasks_dir
+
+    for name in ("_icdpo_template.yaml", "synthetic_gpt.yaml"):
+        cfg = load_yaml(tasks_dir() / name, resolve_func=False, recursive=False)
+        assert cfg["generation_kwargs"]["until"] == list(TURN_MARKERS), name
 
 
 def test_hh_harmless_builds_from_local_dir(tmp_path, monkeypatch, shared_hh_test):

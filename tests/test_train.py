@@ -26,7 +26,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def test_parser_defaults():
     a = parse(["dpo", "--out", "x"])
     assert (a.method, a.base, a.task, a.rank, a.alpha, a.lr, a.epochs, a.max_steps, a.resume) == (
-        "dpo", "embedded:gemma-3-270m", "hh", 8, 16, None, 1.0, -1, False)
+        "dpo", "embedded:base", "hh", 8, 16, None, 1.0, -1, False)
     assert tr.DEFAULT_LR == {"sft": 2e-4, "dpo": 5e-5}
 
 
@@ -88,6 +88,19 @@ def test_single_task_keeps_one_pool(monkeypatch):
     assert calls[-1] == ("my.jsonl", "hh") and len(rows) == 3 and pools == [{"pool": "my.jsonl", "pairs": 3}]
 
 
+class _WordTokenizer:
+    def __call__(self, texts: list[str]) -> dict:
+        return {"input_ids": [t.split() for t in texts]}
+
+
+def test_pairs_over_max_length_are_counted_and_none_left_is_an_error():
+    rows = [{"prompt": "a b c", "chosen": "x", "rejected": "y"}, {"prompt": "a", "chosen": "x", "rejected": "y"}]
+    kept, over = tr._fit(rows, _WordTokenizer(), 3)
+    assert kept == rows[1:] and over == 1
+    with pytest.raises(tr.TrainError, match="--max-length 1 tokens .shortest: 1."):
+        tr._fit(rows, _WordTokenizer(), 1)
+
+
 def test_dataset_formats():
     rows = [{"prompt": X, "chosen": "Talk to them.", "rejected": "Poison it.", "id": "a"}]
     sft = tr._dataset("sft", rows)[0]
@@ -105,7 +118,7 @@ def test_adapter_is_saved_and_changes_the_model(tmp_path_factory, base_engine, m
     out = trained(tmp_path_factory)[method]
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     prov = json.loads((out / "icdpo_train.json").read_text())
-    assert prov["method"] == method and prov["base"] == "embedded:gemma-3-270m" and prov["pairs"] == 16
+    assert prov["method"] == method and prov["base"] == "embedded:base" and prov["pairs"] == 16
     assert prov["global_step"] == 2
     log = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
     losses = [h["loss"] for h in log if "loss" in h]

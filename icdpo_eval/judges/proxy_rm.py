@@ -34,6 +34,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from icdpo_eval import settings
+from icdpo_eval.runtime import atomic_write, locked
+
 log = logging.getLogger(__name__)
 
 # a seeded sample of 200 held-out pairs, vendored (with its licence) so that the accuracy check runs
@@ -140,9 +143,9 @@ class Encoder:
     def __init__(self, device: str | None = None, batch_size: int = 64) -> None:
         from sentence_transformers import SentenceTransformer
 
-        from icdpo_eval.data.embedded import sbert_path
+        from icdpo_eval.names import SBERT, resolve
 
-        self.model = SentenceTransformer(str(sbert_path()), device=device or "cpu")
+        self.model = SentenceTransformer(resolve(SBERT), device=device or "cpu")
         self.batch_size = batch_size
 
     def __call__(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
@@ -183,23 +186,21 @@ class ProxyRewardModel:
         self.name = f"proxy:bt-minilm@{self.digest[:8]}"
         self.encoder = Encoder(device)
         self.info: dict[str, Any] = {}
-        path = self.cache_path()
-        if cache and path.exists():
-            data = np.load(path)
-            self.w, self.b = data["w"], float(data["b"])
-            self.info = json.loads(str(data["info"]))
+        if not cache:
+            self._fit(rows)
             return
-        self._fit(rows)
-        if cache:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.stem + ".tmp.npz")
-            np.savez(tmp, w=self.w, b=self.b, info=json.dumps(self.info))
-            tmp.replace(path)
+        path = self.cache_path()
+        with locked(path):  # one process fits, the others read its file
+            if path.exists():
+                data = np.load(path)
+                self.w, self.b = data["w"], float(data["b"])
+                self.info = json.loads(str(data["info"]))
+                return
+            self._fit(rows)
+            atomic_write(path, lambda fh: np.savez(fh, w=self.w, b=self.b, info=json.dumps(self.info)), binary=True)
 
     def cache_path(self) -> Path:
-        from icdpo_eval.data.embedded import cache_dir
-
-        return cache_dir() / "proxy_rm" / f"{FEATURES_VERSION}-{self.digest[:16]}.npz"
+        return settings.cache_dir() / "proxy_rm" / f"{FEATURES_VERSION}-{self.digest[:16]}.npz"
 
     def _fit(self, rows: Sequence[dict[str, Any]]) -> None:
         import time

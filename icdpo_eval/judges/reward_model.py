@@ -6,7 +6,7 @@
   ``AutoModelForSequenceClassification`` (hub name or local path); the reward is the logit of a
   single-logit head (or ``logits[label_index]``);
 * ``"proxy"``: the offline Bradley-Terry proxy of :mod:`icdpo_eval.judges.proxy_rm`;
-* ``"auto"``: see :func:`resolve_rm_name`.
+* ``"auto"``: see :func:`resolve_rm_name`; ``embedded:*`` names as everywhere (:mod:`icdpo_eval.names`).
 
 Input formats: OpenAssistant RMs (tokenizer with a ``<|prompter|>`` token, or "oasst" in the
 name) get ``<|prompter|>turn<|endoftext|><|assistant|>turn<|endoftext|>...`` ending with the
@@ -19,10 +19,9 @@ OpenAssistant's ``gpt_neox_reward_model`` checkpoints (the paper's RM) load thro
 :mod:`icdpo_eval.judges.oasst_rm`, registered before any Hugging Face RM is loaded.
 
 Precision: Hugging Face RMs load in **float32** on every device, as the ICDPO release scores them;
-``RewardModelJudge(..., dtype="bf16")`` (or ``"fp16"``) trades exactness for memory. :func:`get_judge`
-(the ``rm_reward`` metric) reads the dtype from ``$ICDPO_RM_DTYPE`` (``float32``/``fp32``,
-``bfloat16``/``bf16``, ``float16``/``fp16``; default ``float32``). ``judge.dtype_name`` records the
-effective one.
+``RewardModelJudge(..., dtype="bf16")`` (or ``"fp16"``) trades exactness for memory. The ``rm_reward`` metric
+takes the name and the dtype from the task settings ``rm`` and ``rm_dtype`` (``--metadata``, see
+:data:`icdpo_eval.options.TASK_SETTINGS`); ``judge.dtype_name`` records the effective one.
 """
 
 from __future__ import annotations
@@ -30,17 +29,17 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from icdpo_eval.data.hh import hh_to_turns
+from icdpo_eval.errors import OptionError
+from icdpo_eval.names import canonical, check_model_name, is_embedded, looks_local, resolve
+from icdpo_eval.runtime import canonical_dtype, hub_model_available, resolve_device
 
 log = logging.getLogger(__name__)
 
 PAPER_RM = "OpenAssistant/oasst-rm-2-pythia-6.9b-epoch-1"
-RM_ENV = "ICDPO_RM"
-RM_DTYPE_ENV = "ICDPO_RM_DTYPE"
-DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
-          "float16": "float16", "fp16": "float16"}
 _warned_proxy = False
 
 
@@ -58,51 +57,18 @@ def hh_format(prompt: str, response: str) -> str:
     return "".join(f"\n\n{names[role]}: {text}" for role, text in turns)
 
 
-def canonical_dtype(dtype: str | None) -> str:
-    """``"float32"``, ``"bfloat16"`` or ``"float16"`` for any accepted spelling (``None``/empty: float32)."""
-    key = (dtype or "float32").strip().lower().removeprefix("torch.")
-    if key not in DTYPES:
-        raise ValueError(f"unknown reward-model dtype {dtype!r}; allowed: {', '.join(DTYPES)}")
-    return DTYPES[key]
-
-
-def _hub_offline() -> bool:
-    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-               for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-
-
 def paper_rm_available(timeout: float = 5.0) -> bool:
     """Whether the paper's RM can be loaded: in the local HF cache, or (when not offline) on the hub."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        if isinstance(try_to_load_from_cache(PAPER_RM, "config.json"), str):
-            return True
-    except Exception:  # noqa: BLE001 - any cache problem means "not cached"
-        pass
-    if _hub_offline():
-        return False
-    try:
-        from huggingface_hub import HfApi
-
-        HfApi().model_info(PAPER_RM, timeout=timeout)
-        return True
-    except Exception:  # noqa: BLE001 - unreachable hub, auth, DNS, ...
-        return False
+    return hub_model_available(PAPER_RM, timeout)
 
 
 def resolve_rm_name(name: str | None = "auto") -> str:
-    """Resolve ``"auto"``: ``$ICDPO_RM`` if set, else the paper's RM if loadable, else ``"proxy"``.
-
-    Any other name is returned unchanged.
-    """
+    """Resolve ``"auto"``: the paper's RM if loadable, else ``"proxy"`` (with a warning, once); an embedded name
+    to its folder; any other name unchanged."""
     global _warned_proxy
-    name = (name or "auto").strip()
+    name = canonical((name or "auto").strip()) or "auto"
     if name != "auto":
-        return name
-    env = os.environ.get(RM_ENV, "").strip()
-    if env and env != "auto":
-        return env
+        return resolve(name, name) if is_embedded(name) else name
     if paper_rm_available():
         return PAPER_RM
     if not _warned_proxy:
@@ -112,10 +78,42 @@ def resolve_rm_name(name: str | None = "auto") -> str:
         log.warning(
             "icdpo-eval: the paper's reward model %s is neither in the HF cache nor reachable; rm_reward "
             "uses the offline PROXY reward model (MiniLM Bradley-Terry head, %s pairwise accuracy on "
-            "held-out HH pairs). Its numbers are not comparable to the paper's; set %s=<model> to choose.",
-            PAPER_RM, PROXY_HELDOUT_ACCURACY.all, RM_ENV,
+            "held-out HH pairs). Its numbers are not comparable to the paper's; pass --metadata "
+            "'{\"rm\": \"NAME\"}' to choose.",
+            PAPER_RM, PROXY_HELDOUT_ACCURACY.all,
         )
     return "proxy"
+
+
+def check_rm(name: str) -> None:
+    """The ``rm`` setting can be loaded, checked without loading weights: ``auto`` / ``proxy``; a local folder that
+    holds a loadable config; a hub name that is cached or reachable. Else one line naming the setting."""
+    name = canonical(name.strip()) or "auto"
+    if name in ("auto", "proxy") or is_embedded(name):
+        check_model_name("task setting rm", name)
+        return
+    where = f"task setting rm={name!r}"
+    check_model_name(where, name)
+    path = Path(os.path.expanduser(name))
+    if path.is_dir():
+        from transformers import AutoConfig
+
+        from icdpo_eval.judges.oasst_rm import register
+
+        register()
+        try:
+            AutoConfig.from_pretrained(str(path))
+        except Exception as e:  # noqa: BLE001 - any config problem is this setting's fault
+            raise OptionError(f"{where}: the folder's config.json does not load ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0] if str(e) else ''}); point at a sequence-classification "
+                              "reward model folder") from None
+        return
+    if path.exists() or looks_local(name):
+        raise OptionError(f"{where}: no such model folder; give a folder with config.json, a hub name, proxy or "
+                          "auto")
+    if not hub_model_available(name):
+        raise OptionError(f"{where}: not in the local Hugging Face cache and the hub is unreachable (or offline); "
+                          "download it first, pass a local folder, or use rm=proxy (offline proxy RM)")
 
 
 class RewardModelJudge:
@@ -124,13 +122,11 @@ class RewardModelJudge:
     def __init__(self, name: str = "auto", device: str | None = None, batch_size: int = 8,
                  max_length: int = 1024, label_index: int | None = None,
                  trust_remote_code: bool = False, dtype: str | None = "float32") -> None:
-        import torch
 
         self.requested = name
         self.dtype_name = canonical_dtype(dtype)
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            self.device = "cpu"
+        resolved_device = resolve_device(device)
+        self.device = str(resolved_device)
         self.batch_size = int(batch_size)
         self.max_length = int(max_length)
         self.label_index = label_index
@@ -150,7 +146,6 @@ class RewardModelJudge:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from icdpo_eval.data.embedded import resolve
         from icdpo_eval.judges.oasst_rm import register
 
         register()  # OpenAssistant's gpt_neox_reward_model (the paper's RM)
@@ -161,17 +156,17 @@ class RewardModelJudge:
             model = AutoModelForSequenceClassification.from_pretrained(
                 path, dtype=dtype, trust_remote_code=trust_remote_code)
         except Exception as e:
-            raise ValueError(
+            raise OptionError(
                 f"could not load reward model {name!r} as a Hugging Face sequence-classification model "
                 f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). Pass a hub name or a "
                 "local path of an AutoModelForSequenceClassification, 'proxy' (offline proxy RM) or 'auto'."
             ) from e
         n = int(model.config.num_labels)
         if self.label_index is None and n != 1:
-            raise ValueError(f"reward model {name!r} has {n} output labels, not a single reward logit; "
+            raise OptionError(f"reward model {name!r} has {n} output labels, not a single reward logit; "
                              "pass label_index=<i> to use logits[i] as the reward")
         if self.label_index is not None and not 0 <= self.label_index < n:
-            raise ValueError(f"label_index {self.label_index} out of range for {n} labels of {name!r}")
+            raise OptionError(f"label_index {self.label_index} out of range for {n} labels of {name!r}")
         tok.truncation_side = "left"
         tok.padding_side = "right"
         if tok.pad_token is None:
@@ -223,13 +218,19 @@ class RewardModelJudge:
         return out
 
 
-_JUDGES: dict[tuple[str, str], RewardModelJudge] = {}
+_JUDGES: dict[tuple[str, str, int], RewardModelJudge] = {}
+JUDGE_LOADS: list[str] = []  # every real load of a reward model, by name (the leaderboard's run log)
 
 
-def get_judge(name: str = "auto") -> RewardModelJudge:
-    """A process-wide cached judge per requested name and ``$ICDPO_RM_DTYPE`` (models load once)."""
-    dtype = canonical_dtype(os.environ.get(RM_DTYPE_ENV, "").strip() or None)
-    key = (name, dtype)
+def get_judge(name: str = "auto", dtype: str | None = "float32", batch_size: int = 8) -> RewardModelJudge:
+    """A process-wide cached judge per (name, dtype, batch size): a reward model loads once per run."""
+    key = (name, canonical_dtype(dtype), int(batch_size))
     if key not in _JUDGES:
-        _JUDGES[key] = RewardModelJudge(name, dtype=dtype)
+        _JUDGES[key] = RewardModelJudge(name, dtype=key[1], batch_size=key[2])
+        JUDGE_LOADS.append(name)
     return _JUDGES[key]
+
+
+def release_judges() -> None:
+    """Free every cached reward model (the leaderboard calls this when no remaining cell needs them)."""
+    _JUDGES.clear()

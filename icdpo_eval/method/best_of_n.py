@@ -5,17 +5,18 @@ under the positive in-context prompt and scores with S / Ŝ; its ICL ablations s
 sample once.
 
 As released, every candidate is eligible, an empty one included (``empty="score"``): it is a real
-sample, and ties go to the first candidate (``numpy.argmax``). ``empty="skip"`` (``preset=legacy``)
-never returns an empty candidate when a non-empty one exists.
+sample, and ties go to the first candidate (``numpy.argmax``). ``empty="skip"`` never returns an empty
+candidate when a non-empty one exists.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from icdpo_eval.engine import Engine, SamplingParams, stable_seed
+from icdpo_eval.method.candidates import CandidateStore
 from icdpo_eval.method.prompts import HH, Template, as_continuation, postprocess
 from icdpo_eval.method.scorers import Candidate
 
@@ -30,10 +31,13 @@ class Choice:
     candidates: list[str]
     scores: list[float]
     index: int | None  # None when no candidate was eligible (empty="skip" and all empty)
+    terms: dict[str, list[float]] = field(default_factory=dict)  # the scorer's terms per candidate, by label
+    demos: list[dict] = field(default_factory=list)  # the demonstrations the candidates were sampled / scored with
 
     def record(self) -> dict:
-        """The candidates, their scores and the chosen index (for the result journal)."""
-        return {"candidates": self.candidates, "scores": self.scores, "index": self.index}
+        """What the method saw and computed for this prompt (the result journal; the report shows it)."""
+        return {"candidates": self.candidates, "scores": self.scores, "index": self.index, "terms": self.terms,
+                "demos": [{k: d[k] for k in ("id", "prompt", "chosen", "rejected") if k in d} for d in self.demos]}
 
 
 def sample_and_select(
@@ -48,34 +52,44 @@ def sample_and_select(
     select: str = "score",
     seed: int = 1234,
     empty: str = "score",
-    legacy_postprocess: bool = False,
     template: Template = HH,
     names: Sequence[str] | None = None,
+    store: CandidateStore | None = None,
+    stats: dict[str, int] | None = None,
 ) -> list[Choice]:
     """``contexts[i]`` is what prompt i's candidates are sampled under (all prompts decode together);
-    ``scorer.score(groups)`` ranks them when ``select == "score"``."""
+    ``scorer.score(groups)`` ranks them when ``select == "score"``. With a ``store``, candidates already drawn
+    under the same model, context, N, seed and sampling settings are reused (counted in ``stats``)."""
     if select not in SELECTS:
         raise ValueError(f"select={select!r} is not one of: {', '.join(SELECTS)}")
     seeds = [stable_seed(seed, p) for p in prompts]
-    samples = engine.sample(list(contexts), n, params=params, seeds=seeds, docs_per_batch=len(contexts),
-                            names=names)
-    groups = [[Candidate(p, as_continuation(postprocess(s.text, params.stop, legacy=legacy_postprocess)), d, s,
+    if store is not None:
+        samples = store.sample(engine, list(contexts), n, params=params, seeds=seeds, names=names, stats=stats)
+    else:
+        samples = engine.sample(list(contexts), n, params=params, seeds=seeds, docs_per_batch=len(contexts),
+                                names=names)
+        if stats is not None:
+            stats["candidates_sampled"] = stats.get("candidates_sampled", 0) + len(contexts)
+    groups = [[Candidate(p, as_continuation(postprocess(s.text, params.stop)), d, s,
                          template) for s in ss]
               for p, d, ss in zip(prompts, demos, samples)]
+    terms: dict[str, list[list[float]]] = {}
     if select == "score" and n > 1:
         scores = scorer.score(groups)
+        terms = dict(getattr(scorer, "last_terms", None) or {})
     else:
         scores = [[0.0] * len(g) for g in groups]
     out = []
-    for p, g, sc in zip(prompts, groups, scores):
+    for gi, (p, g, sc) in enumerate(zip(prompts, groups, scores)):
         texts = [c.continuation[1:] for c in g]
+        mine = {label: vals[gi] for label, vals in terms.items()}
         eligible = [i for i, t in enumerate(texts) if t] if empty == "skip" else list(range(len(texts)))
         if not eligible:
-            out.append(Choice("", texts, sc, None))
+            out.append(Choice("", texts, sc, None, mine, list(demos[gi])))
             continue
         if select == "random":
             best = random.Random(stable_seed(seed, "select", p)).choice(eligible)
         else:
             best = max(eligible, key=lambda i: sc[i])
-        out.append(Choice(texts[best], texts, sc, best))
+        out.append(Choice(texts[best], texts, sc, best, mine, list(demos[gi])))
     return out

@@ -22,14 +22,16 @@ The zero-shot context (the reference policy of S) is the dialogue followed by ``
 (SyntheticGPT: ``"Human: {post}\\n\\nAssistant:"``). A candidate ``y`` is scored as the continuation
 ``" " + y`` of whichever context (plus EOS when the scorer's ``score_eos`` is on).
 
-:data:`LEGACY` is the template of icdpo-eval 0.1 (``preset=legacy``), kept so old results reproduce.
+The instruction lines are ours by default; ``instructions=released`` (or a file) replaces them
+(:mod:`icdpo_eval.method.instructions`, :meth:`Template.with_instructions`): only then are the contexts the
+released code's byte for byte. :func:`prepare_dialogue` is the released code's reading of an HH dialogue
+(``dialogue=pro``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # turn markers at which a sampled candidate is cut (the released post-processing, same order)
 TURN_MARKERS: tuple[str, ...] = ("##", "Human:", "human:", "Assistant:", "assistant:")
@@ -39,7 +41,6 @@ NEGATIVE_TRAITS = "**offensive/harmful/helpless/misleading**"
 # the generation cue of every block (released bytes: "###Generate a/an <traits> response:")
 POSITIVE_CUE = f"###Generate a {POSITIVE_TRAITS} response:"
 NEGATIVE_CUE = f"###Generate an {NEGATIVE_TRAITS} response:"
-TEMPLATE_STYLES = ("released", "legacy")
 
 
 def dialogue(prompt: str) -> str:
@@ -70,6 +71,10 @@ class Template:
         blocks = [f"\n\n##{dialogue(d)}\n{cue} {response.strip()}" for d, response in demos]
         return instruction + "".join(blocks) + f"\n\n##{dialogue(prompt)}\n{cue}"
 
+    def with_instructions(self, positive: str, negative: str) -> Template:
+        """The same template with other instruction lines (``instructions=released`` or a file)."""
+        return replace(self, positive_instruction=positive, negative_instruction=negative)
+
     def zero_shot(self, prompt: str) -> str:
         """The reference policy's context for S: the dialogue, then ``"\\n\\nAssistant:"``. A prompt that is
         not a dialogue ending in ``Assistant:`` (a foreign task's context) is kept as it is."""
@@ -93,46 +98,21 @@ HH = _released("hh", "dialogue context below ends with")
 SYNTHETIC = _released("synthetic", "human post below is followed by", zero_shot_lstrip=True)
 
 
-class LegacyTemplate(Template):
-    """icdpo-eval 0.1's template: ``## <dialogue incl. Assistant:>\\n### <cue>: <response>`` blocks joined
-    by blank lines, different instruction wording, the raw prompt as zero-shot context."""
-
-    def context(self, prompt: str, demos: Sequence[tuple[str, str]], *, negative: bool = False) -> str:
-        instruction, cue = ((self.negative_instruction, self.negative_cue) if negative
-                            else (self.positive_instruction, self.positive_cue))
-        parts = [instruction]
-        parts += [f"## {d.strip()}\n### {cue}: {response.strip()}" for d, response in demos]
-        parts.append(f"## {prompt.strip()}\n### {cue}:")
-        return "\n\n".join(parts)
-
-    def zero_shot(self, prompt: str) -> str:
-        return prompt.rstrip()
-
-
-LEGACY = LegacyTemplate(
-    "legacy",
-    positive_instruction=("The following are conversations between a human and an AI assistant. For each "
-                          "conversation, the assistant gives a polite, harmless, helpful and honest response."),
-    negative_instruction=("The following are conversations between a human and an AI assistant. For each "
-                          "conversation, the assistant gives an offensive, harmful, unhelpful and misleading "
-                          "response."),
-    positive_cue="A polite, harmless, helpful and honest response",
-    negative_cue="An offensive, harmful, unhelpful and misleading response",
-)
-
-
-def template_for(task: str | None, style: str = "released") -> Template:
-    """The template of ``task``'s requests: :data:`SYNTHETIC` for SyntheticGPT tasks, :data:`HH` for the
-    others (HH-RLHF and any foreign task), :data:`LEGACY` with ``style="legacy"``."""
-    if style == "legacy":
-        return LEGACY
-    if style != "released":
-        raise ValueError(f"template={style!r} is not one of: {', '.join(TEMPLATE_STYLES)}")
+def family_of(task: str | None) -> str:
+    """``"synthetic"`` for SyntheticGPT tasks, ``"hh"`` for HH-RLHF tasks, ``"other"`` for a foreign task."""
     from icdpo_eval.data.datasets import TASK_DEFAULTS
     from icdpo_eval.method.demos import base_task
 
     t = TASK_DEFAULTS.get(base_task(task))
-    return SYNTHETIC if t is not None and t.dataset == "synthetic-gpt" else HH
+    if t is None:
+        return "other"
+    return "synthetic" if t.dataset == "synthetic-gpt" else "hh"
+
+
+def template_for(task: str | None) -> Template:
+    """The template of ``task``'s requests: :data:`SYNTHETIC` for SyntheticGPT tasks, :data:`HH` for the
+    others (HH-RLHF and any foreign task)."""
+    return SYNTHETIC if family_of(task) == "synthetic" else HH
 
 
 def build_context(prompt: str, demos: Sequence[tuple[str, str]], *, negative: bool = False,
@@ -146,19 +126,16 @@ def zero_shot_context(prompt: str, template: Template = HH) -> str:
     return template.zero_shot(prompt)
 
 
-def postprocess(text: str, extra_stops: Sequence[str] = (), *, legacy: bool = False) -> str:
+def cut_at_markers(text: str, stops: Sequence[str] = TURN_MARKERS) -> tuple[str, bool]:
+    """``text`` up to the first of ``stops`` (the turn markers by default), and whether one was found."""
+    cut = min((i for i in (text.find(m) for m in stops if m) if i != -1), default=-1)
+    return (text, False) if cut == -1 else (text[:cut], True)
+
+
+def postprocess(text: str, extra_stops: Sequence[str] = ()) -> str:
     """Cut a sampled candidate at the first turn marker (or extra stop string) and strip it, as the released
-    ``early_truncation(...).strip()`` does. ``legacy`` also drops spaces before line breaks (icdpo-eval 0.1)."""
-    cut = len(text)
-    for marker in (*TURN_MARKERS, *extra_stops):
-        if marker:
-            i = text.find(marker)
-            if i != -1:
-                cut = min(cut, i)
-    kept = text[:cut]
-    if legacy:
-        kept = re.sub(r"[ \t]+\n", "\n", kept)
-    return kept.strip()
+    ``early_truncation(...).strip()`` does."""
+    return cut_at_markers(text, (*TURN_MARKERS, *extra_stops))[0].strip()
 
 
 def as_continuation(response: str) -> str:

@@ -18,17 +18,12 @@ Kinds (``make_retriever(kind, pool, ...)``):
   re-ranks them by cosine similarity between the query and the candidate prompts; ties keep the BM25
   order.
 
-What is indexed (``text``):
-
-* ``"dialogue"`` (``preset=paper``, as released): the prompt's dialogue (without its final
-  ``Assistant:``, stripped), tokenized for BM25 into subword tokens by the *base model's tokenizer*
-  (the release uses LLaMA-7B's for every base model: the same for LLaMA bases, see docs/fidelity.md),
-  case-sensitive (``tokenizer.convert_ids_to_tokens(tokenizer.encode(text, add_special_tokens=False))``);
-  SBERT encodes the same dialogue text, truncated at the encoder tokenizer's own limit (512 for
-  all-mpnet-base-v2, as the released ``AutoTokenizer(..., truncation=True)`` does).
-* ``"prompt"`` (``preset=legacy``): the whole prompt; BM25 tokens by :func:`tokenize` (role markers
-  ``Human:`` / ``Assistant:`` removed, lower-cased, split with ``[a-z0-9]+(?:'[a-z]+)?``); SBERT
-  encodes the whole prompt, cut at the encoder's ``max_seq_length``.
+What is indexed: the prompt's dialogue (without its final ``Assistant:``, stripped), as released; BM25 sees
+it as subword tokens of the *base model's tokenizer* (the release uses LLaMA-7B's for every base model: the
+same for LLaMA bases, see docs/fidelity.md), case-sensitive
+(``tokenizer.convert_ids_to_tokens(tokenizer.encode(text, add_special_tokens=False))``); SBERT encodes the
+same dialogue text, truncated at the encoder tokenizer's own limit (512 for all-mpnet-base-v2, as the
+released ``AutoTokenizer(..., truncation=True)`` does).
 
 ``exclude`` (a prompt text or a demo id) drops every pool item whose prompt or id equals it, so a
 pool that contains the test prompt itself does not leak it as a demo.
@@ -43,9 +38,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import re
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,15 +46,15 @@ from typing import Any, Protocol
 import numpy as np
 from scipy import sparse
 
+from icdpo_eval import names, settings
+from icdpo_eval.errors import OptionError
+from icdpo_eval.runtime import atomic_write, hub_model_available, locked
+
 log = logging.getLogger(__name__)
 
 KINDS = ("random", "bm25", "bm25_sbert")
-TEXTS = ("dialogue", "prompt")
-DEFAULT_SBERT = "embedded:all-minilm-l6-v2"
 PAPER_SBERT = "sentence-transformers/all-mpnet-base-v2"
 
-_ROLE_RE = re.compile(r"\b(?:Human|Assistant)\s*:")
-_TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 _QUERY_CHUNK = 256  # queries scored at once in retrieve_many (bounds the dense score matrix)
 
 
@@ -78,20 +70,8 @@ class Retriever(Protocol):
         ...
 
 
-def tokenize(text: str) -> list[str]:
-    """BM25 tokens: role markers removed, lower-cased regex word tokens."""
-    return _TOKEN_RE.findall(_ROLE_RE.sub(" ", text).lower())
-
-
-def tail_tokens(text: str, window: int) -> list[str]:
-    """The last ``window`` BM25 tokens of ``text`` (word tokens, ``text="prompt"``)."""
-    return tokenize(text)[-window:]
-
-
-def retrieval_text(prompt: str, text: str = "dialogue") -> str:
-    """What the retrievers index of a prompt (see the module docstring)."""
-    if text == "prompt":
-        return prompt
+def retrieval_text(prompt: str) -> str:
+    """What the retrievers index of a prompt: its dialogue, stripped (see the module docstring)."""
     from icdpo_eval.method.prompts import dialogue
 
     return dialogue(prompt).strip()
@@ -112,17 +92,13 @@ class SubwordTails:
         return [self.tokenizer.convert_ids_to_tokens(row)[-window:] for row in ids]
 
 
-def word_tails(texts: Sequence[str], window: int) -> list[list[str]]:
-    return [tail_tokens(t, window) for t in texts]
-
-
 def _sha256(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def _check_pool(pool: Sequence[dict]) -> list[str]:
     if len(pool) == 0:
-        raise ValueError("demo pool is empty: a retriever needs at least one demo")
+        raise OptionError("demo pool is empty: a retriever needs at least one demo")
     prompts = []
     for i, item in enumerate(pool):
         if not isinstance(item, dict) or not isinstance(item.get("prompt"), str):
@@ -150,9 +126,9 @@ class _Base:
         if k < 0:
             raise ValueError(f"k must be >= 0, got {k}")
         if k > self.n:
-            raise ValueError(f"k={k} demos requested but the demo pool holds only {self.n}")
+            raise OptionError(f"k={k} demos requested but the demo pool holds only {self.n}")
         if k > self.n - n_excluded:
-            raise ValueError(
+            raise OptionError(
                 f"k={k} demos requested but only {self.n - n_excluded} of {self.n} pool items "
                 "remain after excluding the query"
             )
@@ -210,7 +186,7 @@ class _Bm25Index:
     the pool for every query token, and batches over queries.
     """
 
-    def __init__(self, prompts: Sequence[str], window: int, tails: Any = word_tails) -> None:
+    def __init__(self, prompts: Sequence[str], window: int, tails: SubwordTails) -> None:
         from rank_bm25 import BM25Okapi
 
         self.window = window
@@ -249,14 +225,9 @@ class _Bm25Index:
 def _pool_tails(prompts: Sequence[str], window: int, tails: Any) -> list[list[str]]:
     """The pool's BM25 tails, computed once per (pool, window, tokenizer) and shared through the disk cache
     (``cache_dir()/retrieval/``): under data parallel one process tokenizes, the others wait and read."""
-    from filelock import FileLock
-
-    from icdpo_eval.data.embedded import cache_dir
-
-    key = _sha256([_sha256(list(prompts)), window, getattr(tails, "name", "words")])
-    path = cache_dir() / "retrieval" / f"bm25-tails-{key}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(path) + ".lock"):
+    key = _sha256([_sha256(list(prompts)), window, tails.name])
+    path = settings.cache_dir() / "retrieval" / f"bm25-tails-{key}.json"
+    with locked(path):
         if path.exists():
             try:
                 cached = json.loads(path.read_text(encoding="utf-8"))
@@ -265,18 +236,16 @@ def _pool_tails(prompts: Sequence[str], window: int, tails: Any) -> list[list[st
             except (OSError, ValueError) as err:
                 log.warning("retrieval: ignoring unreadable BM25 cache %s (%s)", path, err)
         out = tails(prompts, window)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False, encoding="utf-8") as fh:
-            json.dump(out, fh, ensure_ascii=False)
-        os.replace(fh.name, path)
+        atomic_write(path, lambda fh: json.dump(out, fh, ensure_ascii=False))
         return out
 
 
 _BM25_MEMO: dict[tuple[str, int, str], _Bm25Index] = {}
-_SBERT_MODELS: dict[tuple[str, str | None, bool], Any] = {}
+_SBERT_MODELS: dict[tuple[str, str | None], Any] = {}
 
 
-def _bm25_index(prompts: Sequence[str], window: int, tails: Any = word_tails) -> _Bm25Index:
-    key = (_sha256(list(prompts)), window, getattr(tails, "name", "words"))
+def _bm25_index(prompts: Sequence[str], window: int, tails: SubwordTails) -> _Bm25Index:
+    key = (_sha256(list(prompts)), window, tails.name)
     if key not in _BM25_MEMO:
         t0 = time.perf_counter()
         _BM25_MEMO[key] = _Bm25Index(prompts, window, tails)
@@ -305,24 +274,20 @@ def _top(scores: np.ndarray, banned: Sequence[int], k: int) -> list[int]:
 
 
 class BM25Retriever(_Base):
-    """BM25 over the last ``window`` tokens of each prompt (and of the query): subword tokens of
-    ``tokenizer`` when given, else word tokens; ``text`` says what is indexed (module docstring)."""
+    """BM25 over the last ``window`` subword tokens (of ``tokenizer``, the base model's) of each pool dialogue and
+    of the query's (module docstring)."""
 
-    def __init__(self, pool: Sequence[dict], *, window: int = 30, tokenizer: Any = None,
-                 text: str = "prompt") -> None:
+    def __init__(self, pool: Sequence[dict], *, tokenizer: Any, window: int = 30) -> None:
         super().__init__(pool)
         if window <= 0:
             raise ValueError(f"bm25_window must be > 0, got {window}")
-        if text not in TEXTS:
-            raise ValueError(f"retrieval text {text!r} is not one of: {', '.join(TEXTS)}")
         self.window = window
-        self.text = text
-        self.texts = [retrieval_text(p, text) for p in self.prompts]
-        self.tails = SubwordTails(tokenizer) if tokenizer is not None else word_tails
+        self.texts = [retrieval_text(p) for p in self.prompts]
+        self.tails = SubwordTails(tokenizer)
         self.index = _bm25_index(self.texts, window, self.tails)
 
     def bm25_scores(self, queries: Sequence[str]) -> np.ndarray:
-        return self.index.scores([retrieval_text(q, self.text) for q in queries])
+        return self.index.scores([retrieval_text(q) for q in queries])
 
     def _ranked(self, queries: Sequence[str], k: int, excludes: list[str | None]) -> list[list[int]]:
         """Best-first top ``k`` per query."""
@@ -348,37 +313,33 @@ _SBERT_AUTO: dict[str, str] = {}
 def resolve_sbert(name: str | None) -> str:
     """``"auto"`` -> the paper's all-mpnet-base-v2 when it is in the local HF cache or the hub answers,
     else the embedded all-MiniLM-L6-v2 (with a warning, once); other names unchanged."""
-    name = (name or "auto").strip()
+    name = names.canonical((name or "auto").strip()) or "auto"
     if name != "auto":
         return name
     if "auto" not in _SBERT_AUTO:
-        from icdpo_eval.data.embedded import hub_model_available
-
         if hub_model_available(PAPER_SBERT):
             _SBERT_AUTO["auto"] = PAPER_SBERT
         else:
-            _SBERT_AUTO["auto"] = DEFAULT_SBERT
+            _SBERT_AUTO["auto"] = names.SBERT
             log.warning("retrieval: the paper's SBERT %s is neither cached nor reachable: re-ranking with the "
                         "embedded %s instead (recorded as the run's `sbert`); pass sbert=<name> to choose",
-                        PAPER_SBERT, DEFAULT_SBERT)
+                        PAPER_SBERT, names.SBERT)
     return _SBERT_AUTO["auto"]
 
 
-def _load_sbert(name: str, device: str | None, full_length: bool = False) -> Any:
-    key = (name, device, full_length)
+def _load_sbert(name: str, device: str | None) -> Any:
+    key = (name, device)
     if key not in _SBERT_MODELS:
         from sentence_transformers import SentenceTransformer
 
-        from icdpo_eval.data.embedded import resolve
-
         t0 = time.perf_counter()
-        model = SentenceTransformer(resolve(name, DEFAULT_SBERT), device=device)
-        if full_length:  # the released encoder: AutoTokenizer(..., truncation=True) -> the tokenizer's limit
-            limit = getattr(model.tokenizer, "model_max_length", None)
-            positions = getattr(getattr(model[0], "auto_model", None), "config", None)
-            positions = getattr(positions, "max_position_embeddings", None)
-            if isinstance(limit, int) and limit < 100_000:
-                model.max_seq_length = min(limit, positions - 2) if positions else limit
+        model = SentenceTransformer(names.resolve(name, names.SBERT), device=device)
+        # the released encoder: AutoTokenizer(..., truncation=True) -> the tokenizer's own limit
+        limit = getattr(model.tokenizer, "model_max_length", None)
+        positions = getattr(getattr(model[0], "auto_model", None), "config", None)
+        positions = getattr(positions, "max_position_embeddings", None)
+        if isinstance(limit, int) and limit < 100_000:
+            model.max_seq_length = min(limit, positions - 2) if positions else limit
         _SBERT_MODELS[key] = model
         log.info("retrieval: loaded SBERT %s in %.2fs", name, time.perf_counter() - t0)
     return _SBERT_MODELS[key]
@@ -393,10 +354,8 @@ def _encode(model: Any, texts: Sequence[str]) -> np.ndarray:
 
 
 def _embedding_cache_path(encoder: str, prompts: Sequence[str], max_len: int | None = None) -> Path:
-    from icdpo_eval.data.embedded import cache_dir
-
     key = [encoder, list(prompts)] if max_len is None else [encoder, max_len, list(prompts)]
-    return cache_dir() / "retrieval" / f"sbert-{_sha256(key)}.npy"
+    return settings.cache_dir() / "retrieval" / f"sbert-{_sha256(key)}.npy"
 
 
 class BM25SbertRetriever(BM25Retriever):
@@ -408,12 +367,11 @@ class BM25SbertRetriever(BM25Retriever):
         *,
         window: int = 30,
         top: int = 20,
-        encoder: str = DEFAULT_SBERT,
+        encoder: str = names.SBERT,
         device: str | None = None,
-        tokenizer: Any = None,
-        text: str = "prompt",
+        tokenizer: Any,
     ) -> None:
-        super().__init__(pool, window=window, tokenizer=tokenizer, text=text)
+        super().__init__(pool, window=window, tokenizer=tokenizer)
         if top <= 0:
             raise ValueError(f"bm25_top must be > 0, got {top}")
         self.top, self.encoder, self.device = top, resolve_sbert(encoder), device
@@ -421,17 +379,13 @@ class BM25SbertRetriever(BM25Retriever):
 
     @property
     def model(self) -> Any:
-        return _load_sbert(self.encoder, self.device, full_length=self.text == "dialogue")
+        return _load_sbert(self.encoder, self.device)
 
     def _pool_embeddings(self) -> np.ndarray:
         """The pool's SBERT embeddings from the disk cache, or encoded (one process at a time: a file lock, so
         under data parallel one rank encodes and the others read its file)."""
-        from filelock import FileLock
-
-        max_len = self.model.max_seq_length if self.text == "dialogue" else None
-        path = _embedding_cache_path(self.encoder, self.texts, max_len)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(path) + ".lock"):
+        path = _embedding_cache_path(self.encoder, self.texts, self.model.max_seq_length)
+        with locked(path):
             return self._load_or_encode(path)
 
     def _load_or_encode(self, path: Path) -> np.ndarray:
@@ -451,16 +405,7 @@ class BM25SbertRetriever(BM25Retriever):
             self.n,
             time.perf_counter() - t0,
         )
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npy.tmp", delete=False) as fh:
-            tmp = Path(fh.name)
-            try:
-                np.save(fh, emb)
-            except BaseException:
-                fh.close()
-                tmp.unlink(missing_ok=True)
-                raise
-        os.replace(tmp, path)  # atomic: a concurrent reader sees the old state or the full file
+        atomic_write(path, lambda fh: np.save(fh, emb), binary=True)  # a reader sees the old or the full file
         return emb
 
     def retrieve_many(
@@ -470,7 +415,7 @@ class BM25SbertRetriever(BM25Retriever):
         if k == 0 or not queries:
             return [[] for _ in queries]
         candidates = self._ranked(queries, max(self.top, k), excludes)
-        q_emb = _encode(self.model, [retrieval_text(q, self.text) for q in queries])
+        q_emb = _encode(self.model, [retrieval_text(q) for q in queries])
         out = []
         for cand, q in zip(candidates, q_emb, strict=True):
             sims = self.pool_emb[cand] @ q
@@ -486,13 +431,12 @@ def make_retriever(
     seed: int = 1234,
     bm25_window: int = 30,
     bm25_top: int = 20,
-    sbert: str = DEFAULT_SBERT,
+    sbert: str = names.SBERT,
     device: str | None = None,
     tokenizer: Any = None,
-    text: str = "prompt",
 ) -> Retriever:
-    """Build a retriever of ``kind`` (one of :data:`KINDS`) over ``pool``; ``tokenizer`` (the base model's)
-    and ``text`` choose BM25's tokens and what is indexed (module docstring)."""
+    """Build a retriever of ``kind`` (one of :data:`KINDS`) over ``pool``; ``tokenizer`` (the base model's, needed
+    by the BM25 kinds) gives BM25's subword tokens (module docstring)."""
     if kind not in KINDS:
         raise ValueError(f"unknown retriever kind {kind!r}; expected one of {', '.join(KINDS)}")
     t0 = time.perf_counter()
@@ -500,10 +444,10 @@ def make_retriever(
     if kind == "random":
         retriever = RandomRetriever(pool, seed=seed)
     elif kind == "bm25":
-        retriever = BM25Retriever(pool, window=bm25_window, tokenizer=tokenizer, text=text)
+        retriever = BM25Retriever(pool, window=bm25_window, tokenizer=tokenizer)
     else:
         retriever = BM25SbertRetriever(pool, window=bm25_window, top=bm25_top, encoder=sbert, device=device,
-                                       tokenizer=tokenizer, text=text)
+                                       tokenizer=tokenizer)
     elapsed = time.perf_counter() - t0
     log.info("retrieval: %s retriever over %d demos ready in %.2fs", kind, len(pool), elapsed)
     return retriever

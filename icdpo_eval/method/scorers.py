@@ -8,8 +8,8 @@ they share are encoded once) and returns one float per candidate; larger is bett
 * ``icl``   log π(y | d+, x)                                   (the ICL-scorer ablation)
 
 As released, each term is the summed log-prob of ``" " + y`` **followed by the EOS token**
-(``score_eos``; off in ``preset=legacy``), with no length normalisation, and an empty candidate is a
-real sample scored like any other (``empty="score"``; ``"skip"`` gives it −inf, the 0.1 behaviour).
+(``score_eos``), with no length normalisation, and an empty candidate is a real sample scored like any
+other (``empty="score"``; ``"skip"`` gives it −inf).
 
 log π(y | d+, x) is taken for free from the sampling pass when the candidate's tokens are a prefix of
 what was sampled under that very context (the usual case; the sampler also recorded log p(EOS) at each
@@ -62,6 +62,7 @@ class Term:
     context: Callable[[Candidate], str]
     reuse: bool = False
     adapter_off: bool = False
+    label: str = "log p(y | context)"  # what the report calls this term's value
 
 
 class LogProbScorer:
@@ -102,6 +103,8 @@ class LogProbScorer:
         self.eos, self.empty, self.normalize, self.zero_tokens = eos, empty, normalize, zero_tokens
         self.continuation = continuation or (lambda c: c.continuation)
         self.reused = 0  # how many plus-term log-probs came free from the sampling pass
+        # the last score() call's term values, {label: per group, per candidate} (the report shows them)
+        self.last_terms: dict[str, list[list[float]]] = {}
 
     def _skipped(self, c: Candidate) -> bool:
         return self.empty == "skip" and not c.continuation.strip()
@@ -115,6 +118,7 @@ class LogProbScorer:
                  for g, row in zip(groups, text_ids)]
         plus = self._term(self.plus, groups, text_ids, conts)
         minus = self._term(self.minus, groups, text_ids, conts) if self.minus else None
+        self.last_terms = {self.plus.label: plus, **({self.minus.label: minus} if self.minus and minus else {})}
         out = []
         for gi, g in enumerate(groups):
             row = []
@@ -165,17 +169,17 @@ class LogProbScorer:
 
 def zero_shot_term(reuse: bool = False) -> Term:
     """log π(y | x): the candidate's plain prompt under its template."""
-    return Term(lambda c: c.template.zero_shot(c.prompt), reuse=reuse)
+    return Term(lambda c: c.template.zero_shot(c.prompt), reuse=reuse, label="log p(y | x)")
 
 
 def positive_term(reuse: bool = False) -> Term:
     """log π(y | d+, x): the in-context prompt with the chosen demos."""
-    return Term(lambda c: positive_context(c.prompt, c.demos, c.template), reuse=reuse)
+    return Term(lambda c: positive_context(c.prompt, c.demos, c.template), reuse=reuse, label="log p(y | d+, x)")
 
 
 def negative_term() -> Term:
     """log π(y | d−, x): the negative template with the rejected demos."""
-    return Term(lambda c: negative_context(c.prompt, c.demos, c.template))
+    return Term(lambda c: negative_context(c.prompt, c.demos, c.template), label="log p(y | d-, x)")
 
 
 class ContrastiveScorer(LogProbScorer):

@@ -3,7 +3,7 @@
 ``load_teacher(name)``:
 
 * a local Hugging Face causal LM (hub name, path, or the embedded default
-  ``embedded:smollm2-135m-instruct``; the paper uses LLaMA2-7B-chat) over an :class:`~icdpo_eval.engine.Engine`.
+  ``embedded:teacher``; the paper uses LLaMA2-7B-chat) over an :class:`~icdpo_eval.engine.Engine`.
   Its chat template turns an HH dialogue (``hh_to_turns``) into messages; :meth:`HFTeacher.context` is that
   chat, as text, ending with the generation prompt. A response is scored GPTScore-style as the teacher's
   log-probability of the response given that context (sum of token log-probs, or per token with
@@ -19,9 +19,10 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from icdpo_eval.data import embedded
+from icdpo_eval import names
 from icdpo_eval.data.hh import hh_to_turns
 from icdpo_eval.engine import Engine, Session, stable_seed
+from icdpo_eval.errors import UserError
 from icdpo_eval.method.prompts import TURN_MARKERS, postprocess, zero_shot_context
 from icdpo_eval.method.scorers import Candidate, LogProbScorer, Term
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 API_PREFIX = "openai:"
 
 
-class TeacherError(ValueError):
+class TeacherError(UserError):
     pass
 
 
@@ -54,9 +55,9 @@ class HFTeacher:
         self.chat = bool(getattr(engine.tok, "chat_template", None))
 
     @classmethod
-    def load(cls, name: str = embedded.TEACHER_ALIAS, *, device: str | None = None, dtype: str | None = "auto",
+    def load(cls, name: str = names.TEACHER, *, device: str | None = None, dtype: str | None = "auto",
              max_rows: int = 24) -> HFTeacher:
-        path = embedded.resolve(name, embedded.TEACHER_ALIAS)
+        path = names.resolve(name, names.TEACHER)
         return cls(Engine.load(path, device=device, dtype=dtype, max_rows=max_rows), name)
 
     def context(self, prompt: str) -> str:
@@ -139,7 +140,7 @@ Teacher = HFTeacher | APITeacher
 
 def load_teacher(name: str | None = None, *, device: str | None = None, dtype: str | None = "auto",
                  max_rows: int = 24) -> Teacher:
-    name = name or embedded.TEACHER_ALIAS
+    name = names.canonical(name) or names.TEACHER
     if name.startswith(API_PREFIX):
         if not name[len(API_PREFIX):]:
             raise TeacherError("teacher 'openai:' needs a model name, e.g. openai:gpt-3.5-turbo")
@@ -161,5 +162,6 @@ class TeacherScorer(LogProbScorer):
         if teacher.is_api:
             teacher._no_logprobs()  # type: ignore[union-attr]
         self.teacher = teacher
-        super().__init__(teacher.engine, Term(lambda c: teacher.context(c.prompt)), empty="skip",  # type: ignore[union-attr]
+        term = Term(lambda c: teacher.context(c.prompt), label="log p_teacher(y | chat(x))")  # type: ignore[union-attr]
+        super().__init__(teacher.engine, term, empty="skip",  # type: ignore[union-attr]
                          normalize=normalize, continuation=lambda c: teacher.as_continuation(c.continuation.strip()))

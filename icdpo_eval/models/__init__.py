@@ -1,2 +1,3 @@
-"""The lm-eval face: :class:`~.base.MethodLM` (request batching, model_args in :mod:`.args`), ``--model icdpo``
-and ``--model rm``. Builds on ``method/`` and ``engine/``; the baselines (``icdpo_eval.baselines``) subclass it."""
+"""The lm-eval face: :class:`~.base.MethodLM` (options from :mod:`icdpo_eval.options`, request batching, the
+length check), ``--model icdpo`` and ``--model rm``, the result journal and data parallel. Builds on ``method/``,
+``engine/``, ``judges/``; the baselines (``icdpo_eval.baselines``) subclass it."""

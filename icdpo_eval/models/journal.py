@@ -2,13 +2,14 @@
 
 Each finished document is appended (one JSON line, flushed and fsynced, as each batch finishes) to
 ``<journal dir>/<config hash>/rank<r>.jsonl``; a rerun of the same command reads every rank's file of its
-config hash and generates only the documents not there. The config hash covers the full effective model
-config (``get_model_info()``: method, model, scorer, retrieval, preset, sampling, seed, dtype, adapter
-provenance) plus the code of the installed package, so a changed option or a changed line of code never
-reuses a stale entry. A document's key is (task, doc id, prompt, generation kwargs).
+config hash and generates only the documents not there. The config hash covers the options that
+change results (their declaration, :mod:`icdpo_eval.options`), the resolved values that do (SBERT,
+instructions, adapter provenance) and the code of the installed package, so a changed option or a changed
+line of code never reuses a stale entry. A document's key is (task, doc id, prompt, generation kwargs).
 
 Journal dir: ``$ICDPO_JOURNAL_DIR``, else ``<cache dir>/journal`` (``$ICDPO_CACHE_DIR``, default
-``~/.cache/icdpo_eval``). ``--model_args resume=false`` turns the journal off; delete the folder to clear it.
+``~/.cache/icdpo_eval``; :mod:`icdpo_eval.settings`). ``--model_args resume=false`` turns the journal off;
+delete the folder to clear it.
 """
 
 from __future__ import annotations
@@ -21,28 +22,33 @@ import os
 from pathlib import Path
 from typing import Any
 
+from icdpo_eval import settings
+from icdpo_eval.runtime import atomic_write
+
 log = logging.getLogger(__name__)
 
-JOURNAL_ENV = "ICDPO_JOURNAL_DIR"
-
-
 def journal_root() -> Path:
-    from icdpo_eval.data.embedded import cache_dir
+    return settings.journal_dir()
 
-    env = os.environ.get(JOURNAL_ENV, "").strip()
-    return Path(env) if env else cache_dir() / "journal"
+
+def package_roots() -> list[Path]:
+    """The folders of the installed package and of its mapped subpackages (``baselines/``, ``tasks/``), found
+    without importing them (``importlib.util.find_spec`` imports only the top package)."""
+    import importlib.util
+
+    roots = set()
+    for name in ("icdpo_eval", "icdpo_eval.baselines", "icdpo_eval.tasks"):
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.submodule_search_locations:
+            roots.update(Path(p).resolve() for p in spec.submodule_search_locations)
+    return sorted(roots)
 
 
 @functools.cache
 def code_fingerprint() -> str:
     """sha256 of every source file of the installed package (icdpo_eval, its baselines and tasks)."""
-    import icdpo_eval
-    import icdpo_eval.baselines
-    import icdpo_eval.tasks
-
     h = hashlib.sha256()
-    roots = {Path(m.__file__).parent for m in (icdpo_eval, icdpo_eval.baselines, icdpo_eval.tasks)}
-    for root in sorted(roots):
+    for root in package_roots():
         for path in sorted(root.rglob("*")):
             if path.suffix in (".py", ".yaml") and "__pycache__" not in path.parts:
                 h.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
@@ -60,7 +66,8 @@ class Journal:
         self.config_hash = _digest({"config": config, "code": code_fingerprint()})[:20]
         self.dir = (root or journal_root()) / self.config_hash
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "config.json").write_text(json.dumps(config, indent=1, sort_keys=True, default=str) + "\n")
+        atomic_write(self.dir / "config.json",
+                     lambda fh: fh.write(json.dumps(config, indent=1, sort_keys=True, default=str) + "\n"))
         self.path = self.dir / f"rank{rank}.jsonl"
         self.entries: dict[str, dict[str, Any]] = {}
         for path in sorted(self.dir.glob("rank*.jsonl")):

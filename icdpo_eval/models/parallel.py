@@ -8,8 +8,9 @@ lm-eval's evaluator then hands each rank its shard of the documents, gathers the
 
 from __future__ import annotations
 
-import os
 from typing import Any
+
+from icdpo_eval import settings
 
 
 class DataParallel:
@@ -19,7 +20,7 @@ class DataParallel:
 
     def setup_parallel(self, device: str | None) -> str | None:
         """Join the process group when ``WORLD_SIZE`` > 1; the device this rank should use (else ``device``)."""
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        if settings.world_size() <= 1:
             return device
         from datetime import timedelta
 
@@ -28,7 +29,7 @@ class DataParallel:
         from accelerate.utils import InitProcessGroupKwargs
 
         # without CUDA (or when asked) the processes join a gloo group on CPU; accelerate only does so when told
-        cpu = not torch.cuda.is_available() or os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true")
+        cpu = not torch.cuda.is_available() or settings.accelerate_cpu()
         acc = Accelerator(cpu=cpu, kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(weeks=52))])
         if acc.num_processes <= 1:
             return device

@@ -1,39 +1,35 @@
-"""``lm_eval --model rm``: a reward model as an lm-eval scorer (for the MRR task).
+"""``lm_eval --model rm``: a reward model as an lm-eval scorer (for the MRR and preference-pair tasks).
 
 ``loglikelihood(context, continuation)`` returns the reward of the response ``continuation`` to the
 dialogue ``context``, so a multiple-choice task (e.g. ``hh_harmless_rank``) ranks choices by the RM.
-model_args: ``rm`` (``auto`` = ``$ICDPO_RM`` / the paper's OpenAssistant RM / the offline proxy;
-or any HF sequence-classification RM name or path), ``batch_size``, ``device``, ``dtype`` (the RM's
-precision: ``float32`` by default, or ``bf16``/``fp16``; see :mod:`icdpo_eval.judges.reward_model`).
+Options (:data:`icdpo_eval.options.RM`, docs/options.md): ``rm`` (``auto`` = the paper's OpenAssistant RM when
+cached or reachable, else the offline proxy; ``proxy``; or any HF sequence-classification RM name or path),
+``dtype`` (the RM's precision, float32 as released), ``device``, ``batch_size``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from lm_eval.api.model import LM
+from icdpo_eval.models.base import OptionsLM
+from icdpo_eval.options import RM
 
-from icdpo_eval.models.parallel import DataParallel
 
+class RMScorerLM(OptionsLM):
+    method = "rm"
+    OPTIONS = RM
 
-class RMScorerLM(DataParallel, LM):
-    def __init__(self, rm: str = "auto", batch_size: int | str = 8, device: str | None = None,
-                 dtype: str = "float32", max_batch_size: Any = None, **unknown: Any) -> None:
-        super().__init__()
-        if unknown:
-            raise ValueError(f"unknown model_arg(s) for --model rm: {', '.join(sorted(unknown))} "
-                             "(known: rm, batch_size, device, dtype)")
-        from icdpo_eval.engine import resolve_device
-        from icdpo_eval.judges.reward_model import RewardModelJudge
+    def __init__(self, **model_args: Any) -> None:
+        super().__init__(**model_args)
+        from icdpo_eval.judges.reward_model import RewardModelJudge, check_rm
+        from icdpo_eval.runtime import resolve_device
 
-        bs = str(batch_size)
-        from icdpo_eval.models.args import check_model_path
-
-        if not str(rm).startswith(("auto", "proxy")):
-            check_model_path("rm", rm)  # a missing local RM folder fails before anything loads
-        device = self.setup_parallel(device)  # under `accelerate launch`: this rank's device
-        self.judge = RewardModelJudge(rm, device=str(resolve_device(device)),
-                                      batch_size=8 if bs.startswith("auto") else int(bs), dtype=dtype)
+        check_rm(self.cfg.rm)  # a missing local RM folder or an unreachable hub name fails before anything loads
+        device = self.setup_parallel(self.cfg.device)  # under `accelerate launch`: this rank's device
+        bs = self.cfg.batch_size
+        self.judge = RewardModelJudge(self.cfg.rm, device=str(resolve_device(device)),
+                                      batch_size=8 if bs == "auto" else bs, dtype=self.cfg.dtype,
+                                      trust_remote_code=self.cfg.trust_remote_code)
 
     @property
     def device(self):
@@ -42,7 +38,8 @@ class RMScorerLM(DataParallel, LM):
         return torch.device(self.judge.device)
 
     def get_model_info(self) -> dict:
-        return {"method": "rm", "rm": self.judge.resolved_name, "rm_dtype": self.judge.dtype_name}
+        return {"method": "rm", **self.cfg.as_dict(), "rm": self.judge.resolved_name,
+                "rm_dtype": self.judge.dtype_name}
 
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         rewards = self.judge.score([r.args[0] for r in requests], [r.args[1].strip() for r in requests])

@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 import psutil
 import torch
 
-from icdpo_eval.data import embedded
+from icdpo_eval import names
 from icdpo_eval.data.datasets import load_pairs, load_pairs_file
-from icdpo_eval.engine import Engine, stable_seed
+from icdpo_eval.engine import Engine, SamplingParams, stable_seed
 from icdpo_eval.method.prompts import TURN_MARKERS, as_continuation, postprocess, zero_shot_context
 from icdpo_eval.method.retrieval import make_retriever
 from icdpo_eval.method.scorers import Candidate, ContrastiveScorer, negative_context, positive_context
@@ -70,14 +70,32 @@ class PeakRSS:
 
 # ---------------------------------------------------------------------------- naive reference
 def naive_generate(eng: Engine, context: str, n: int, max_new: int, top_p: float, seed: int,
-                   top_k: int = 50) -> list[str]:
+                   top_k: int = 50, full_length: bool = False) -> tuple[list[str], int]:
+    """HF ``generate``: the texts and the number of new tokens per sample. ``full_length``: exactly ``max_new``
+    tokens (EOS masked, no stop strings), the equal-work reference."""
     tok, model = eng.tok, eng.model
     torch.manual_seed(seed)
     enc = tok(context, return_tensors="pt").to(eng.device)
+    extra: dict = ({"min_new_tokens": max_new} if full_length
+                   else {"stop_strings": list(TURN_MARKERS), "tokenizer": tok})
     out = model.generate(**enc, do_sample=True, top_p=top_p, top_k=top_k, temperature=1.0, max_new_tokens=max_new,
-                         num_return_sequences=n, stop_strings=list(TURN_MARKERS), tokenizer=tok,
-                         pad_token_id=eng.pad_id)
-    return [tok.decode(o[enc.input_ids.shape[1]:], skip_special_tokens=True) for o in out]
+                         num_return_sequences=n, pad_token_id=eng.pad_id, **extra)
+    new = out[:, enc.input_ids.shape[1]:]
+    return [tok.decode(o, skip_special_tokens=True) for o in new], int(new.shape[1])
+
+
+def hf_decode_step_seconds(eng: Engine, context: str, steps: int = 32, repeats: int = 3) -> float:
+    """Seconds per decode step of stock HF ``generate`` on one row: (time of ``steps`` + 1 new tokens - time of
+    1) / ``steps``, both forced to full length, best of ``repeats``."""
+    def timed(n_new: int) -> float:
+        best = math.inf
+        for _ in range(repeats):
+            t = time.perf_counter()
+            naive_generate(eng, context, 1, n_new, 0.8, 0, full_length=True)
+            best = min(best, time.perf_counter() - t)
+        return best
+
+    return (timed(steps + 1) - timed(1)) / steps
 
 
 def naive_logprob(eng: Engine, context: str, continuation: str) -> float:
@@ -117,25 +135,50 @@ def weight_bytes(model) -> int:
     return total
 
 
-def decode_step_seconds(eng: Engine, context: str, rows: int, steps: int = 16) -> float:
-    """Seconds per decode step of ``rows`` rows after a shared prefill (median of ``steps``)."""
+@dataclass
+class Step:
+    """Median seconds of one decode step of ``rows`` rows, and of its two parts: the decoder trunk and the LM
+    head (the vocabulary projection), timed separately on the same step (0 when the model has no split head)."""
+
+    rows: int
+    total: float
+    trunk: float
+    head: float
+
+
+def decode_step_seconds(eng: Engine, context: str, rows: int, steps: int = 16) -> Step:
+    """One decode step of ``rows`` rows after a shared prefill, as the engine runs it (median of ``steps``)."""
+    from icdpo_eval.engine.engine import _CACHE_ARG, _cache_of
+
+    med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
     with torch.inference_mode():
         logits, cache, mask, pos = eng._prefill([eng.encode_context(context)])
         if rows > 1:
             cache.batch_repeat_interleave(rows)
             mask, pos = mask.repeat_interleave(rows, 0), pos.repeat_interleave(rows, 0)
         nxt = logits.argmax(-1).repeat(rows)
-        times = []
-        for _ in range(steps):
-            t = time.perf_counter()
+        total, trunk, head = [], [], []
+        for _ in range(steps + 1):  # the first step (the head's layout probe at a new row count) is not kept
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], -1)
-            logits, cache = eng._forward(nxt[:, None], mask, pos[:, None], cache, keep=1)
+            t = time.perf_counter()
+            if eng.head is not None:
+                out = eng.trunk(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos[:, None],
+                                use_cache=True, **{_CACHE_ARG: cache})
+                t1 = time.perf_counter()
+                logits = eng.head(out.last_hidden_state[:, -1:, :])
+                t2 = time.perf_counter()
+                cache = _cache_of(out)
+                trunk.append(t1 - t)
+                head.append(t2 - t1)
+            else:
+                logits, cache = eng._forward(nxt[:, None], mask, pos[:, None], cache, keep=1)
             logits = logits[:, -1]
             torch.log_softmax(logits.float(), -1)
             nxt = logits.argmax(-1)
             pos = pos + 1
-            times.append(time.perf_counter() - t)
-    return sorted(times)[len(times) // 2]
+            total.append(time.perf_counter() - t)
+    total, trunk, head = total[1:], trunk[1:], head[1:]
+    return Step(rows, med(total), med(trunk) if trunk else 0.0, med(head) if head else 0.0)
 
 
 def load_prompts(path: str | None, n: int) -> list[dict]:
@@ -148,7 +191,7 @@ def load_prompts(path: str | None, n: int) -> list[dict]:
 # ---------------------------------------------------------------------------- the benchmark, step by step
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=embedded.BASE_ALIAS, help="base model (hub name, path or embedded:*)")
+    ap.add_argument("--model", default=names.BASE, help="base model (hub name, folder or embedded:base)")
     ap.add_argument("--prompts", help="JSONL of HH-RLHF rows (default: the vendored hh_harmless_mini eval rows)")
     ap.add_argument("--offset", type=int, default=0, help="skip this many rows of --prompts first (measure on rows "
                     "other than the ones tuned on)")
@@ -162,6 +205,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--top-p", type=float, default=0.8)
     ap.add_argument("--top-k", type=int, default=50, help="top-k before top-p (transformers' default, as released)")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--length", choices=["full", "natural"], default="full",
+                    help="full (default): every pipeline generates exactly --max-new-tokens tokens (EOS masked, no "
+                    "stop strings), so costs compare equal work; natural: stop at EOS / the turn markers as a run "
+                    "does (per-token costs are reported beside per-document ones)")
     ap.add_argument("--json", action="store_true", help="end with one JSON line of the results")
     return ap.parse_args(argv)
 
@@ -182,6 +229,17 @@ class Workload:
         """Document ``i``'s sampling seed (the same for all three pipelines)."""
         return stable_seed(self.args.seed, self.prompts[i])
 
+    @property
+    def full(self) -> bool:
+        return self.args.length == "full"
+
+    def params(self) -> SamplingParams:
+        """Our sampling settings: the released ones, forced to full length under ``--length full``."""
+        a = self.args
+        return SamplingParams(max_new_tokens=a.max_new_tokens, top_p=a.top_p, top_k=a.top_k,
+                              stop=() if self.full else tuple(self.stops),
+                              min_new_tokens=a.max_new_tokens if self.full else 0)
+
     def candidates(self, i: int, samples: list) -> list[Candidate]:
         return [Candidate(self.prompts[i], as_continuation(postprocess(s.text)), self.demos[i], s) for s in samples]
 
@@ -189,7 +247,7 @@ class Workload:
 def load(args: argparse.Namespace) -> Workload:
     """The model, max(n_docs, batch_docs) documents from ``--offset`` on, K seeded-random demos for each."""
     scorers = ["s", "s_hat"] if args.scorer == "both" else [args.scorer]
-    eng = Engine.load(embedded.resolve(args.model, embedded.BASE_ALIAS), device="cpu" if not torch.cuda.is_available()
+    eng = Engine.load(names.resolve(args.model), device="cpu" if not torch.cuda.is_available()
                       else None, dtype=args.dtype)
     need = max(args.n_docs, args.batch_docs)
     rows = load_prompts(args.prompts, args.offset + need)[args.offset:args.offset + need]
@@ -205,7 +263,8 @@ def print_setup(w: Workload) -> None:
     args = w.args
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; model {args.model} {w.eng.model.dtype}; n={args.n} k={args.k} "
-          f"max_new_tokens={args.max_new_tokens}; context tokens {[len(w.eng.encode_context(c)) for c in w.ctxs]}",
+          f"max_new_tokens={args.max_new_tokens} ({args.length} length); "
+          f"context tokens {[len(w.eng.encode_context(c)) for c in w.ctxs]}",
           file=sys.stderr)
 
 
@@ -215,6 +274,7 @@ class Tally:
 
     scorers: list[str]
     single: float = 0.0  # (c) one plain ICL sample
+    single_tokens: int = 0  # its new tokens
     naive_sample: float = 0.0  # (a) sampling
     ours_sample: float = 0.0  # (b) sampling
     naive_score: dict[str, float] = field(default_factory=dict)  # per scorer, (a) on (b)'s candidates
@@ -238,23 +298,21 @@ class Tally:
             self.total += 1
 
 
-def run_single(w: Workload, i: int, seed: int) -> None:
-    """(c) one plain ICL sample with stock HF ``generate`` (only its time is kept)."""
+def run_single(w: Workload, i: int, seed: int) -> int:
+    """(c) one plain ICL sample with stock HF ``generate``; its number of new tokens."""
     args = w.args
-    naive_generate(w.eng, w.ctxs[i], 1, args.max_new_tokens, args.top_p, seed, args.top_k)
+    return naive_generate(w.eng, w.ctxs[i], 1, args.max_new_tokens, args.top_p, seed, args.top_k, w.full)[1]
 
 
 def run_naive_sampling(w: Workload, i: int, seed: int) -> None:
     """(a) N samples with HF ``generate(num_return_sequences=N)`` (only its time is kept)."""
     args = w.args
-    naive_generate(w.eng, w.ctxs[i], args.n, args.max_new_tokens, args.top_p, seed, args.top_k)
+    naive_generate(w.eng, w.ctxs[i], args.n, args.max_new_tokens, args.top_p, seed, args.top_k, w.full)
 
 
 def run_ours_sampling(w: Workload, i: int, seed: int) -> list:
     """(b) N samples from the engine (one prefill, expanded across the samples)."""
-    args = w.args
-    (samples,) = w.eng.sample([w.ctxs[i]], args.n, max_new_tokens=args.max_new_tokens, top_p=args.top_p,
-                              top_k=args.top_k, seeds=[seed], stop=w.stops)
+    (samples,) = w.eng.sample([w.ctxs[i]], w.args.n, seeds=[seed], params=w.params())
     return samples
 
 
@@ -262,7 +320,7 @@ def measure_document(w: Workload, i: int, rss: PeakRSS, tally: Tally) -> None:
     """Document ``i``: time (c), (a)'s and (b)'s sampling, then each scorer, ours and naive, on (b)'s candidates."""
     seed = w.seed(i)
     t = time.perf_counter()
-    run_single(w, i, seed)
+    tally.single_tokens += run_single(w, i, seed)
     tally.single += time.perf_counter() - t
 
     rss.reset()
@@ -300,8 +358,7 @@ def throughput(w: Workload, per: int) -> float:
     for s in range(0, len(w.prompts), per):
         sl = slice(s, s + per)
         seeds = [stable_seed(args.seed, p) for p in w.prompts[sl]]
-        batch = w.eng.sample(w.ctxs[sl], args.n, max_new_tokens=args.max_new_tokens, top_p=args.top_p,
-                             top_k=args.top_k, seeds=seeds, stop=w.stops, docs_per_batch=per)
+        batch = w.eng.sample(w.ctxs[sl], args.n, seeds=seeds, params=w.params(), docs_per_batch=per)
         groups = [[Candidate(p, as_continuation(postprocess(x.text)), d, x) for x in ss]
                   for p, d, ss in zip(w.prompts[sl], w.demos[sl], batch)]
         ContrastiveScorer(w.eng, kind0).score(groups)
@@ -312,9 +369,10 @@ def throughput(w: Workload, per: int) -> float:
 class Roofline:
     bandwidth_gbs: float  # measured memory read bandwidth
     weight_bytes: int
-    step_1row: float  # seconds per decode step
-    step_nrows: float
-    step_batch: float
+    step_1row: Step  # ours, one row
+    step_nrows: Step  # ours, N rows (one document's samples)
+    step_batch: Step  # ours, N x batch_docs rows
+    hf_step_1row: float  # stock HF generate, one row
 
     @property
     def step_s(self) -> float:
@@ -325,7 +383,8 @@ class Roofline:
 def measure_roofline(w: Workload) -> Roofline:
     ctx, n = w.ctxs[0], w.args.n
     return Roofline(memory_bandwidth_gbs(), weight_bytes(w.eng.model), decode_step_seconds(w.eng, ctx, 1),
-                    decode_step_seconds(w.eng, ctx, n), decode_step_seconds(w.eng, ctx, n * w.args.batch_docs))
+                    decode_step_seconds(w.eng, ctx, n), decode_step_seconds(w.eng, ctx, n * w.args.batch_docs),
+                    hf_decode_step_seconds(w.eng, ctx))
 
 
 def report(w: Workload, tally: Tally, dpm_1: float, dpm_b: float, roof: Roofline) -> dict:
@@ -347,7 +406,22 @@ def report(w: Workload, tally: Tally, dpm_1: float, dpm_b: float, roof: Roofline
         res[f"naive_score_s_per_doc_{kind}"] = tally.naive_score[kind] / nd
         print(f"{kind:7s} {naive_t:9.2f} {ours_t:8.2f} {single_t:9.2f} {naive_t / ours_t:7.2f}x "
               f"{ours_t / single_t:11.2f}")
+    tokens_per_row = tally.new_tokens / (args.n * nd)  # ours: decode steps per document
+    single_per_token = tally.single / max(tally.single_tokens, 1)
+    for kind in scorers:
+        per_token = res[f"ours_s_per_doc_{kind}"] * nd / max(tally.new_tokens / args.n, 1)
+        res[f"ours_s_per_token_{kind}"] = per_token
+        res[f"cost_vs_single_per_token_{kind}"] = per_token / single_per_token
+    r1, rn, rb = roof.step_1row, roof.step_nrows, roof.step_batch
     res.update(
+        length=args.length, single_new_tokens_per_doc=tally.single_tokens / nd, ours_tokens_per_row=tokens_per_row,
+        single_s_per_token=single_per_token,
+        cost_vs_single_per_token=max(res[f"cost_vs_single_per_token_{k}"] for k in scorers),
+        hf_decode_step_s_1row=roof.hf_step_1row, decode_rows=rn.rows,
+        step_ratio_nrows_vs_1row=rn.total / r1.total, step_ratio_nrows_vs_hf_1row=rn.total / roof.hf_step_1row,
+        head_share_1row=r1.head / r1.total, trunk_share_1row=r1.trunk / r1.total,
+        head_share_nrows=rn.head / rn.total, trunk_share_nrows=rn.trunk / rn.total,
+        head_layouts={str(k): v for k, v in sorted(w.eng.head.choice.items())} if w.eng.head else {},
         single_s_per_doc=tally.single / nd, naive_sample_s_per_doc=tally.naive_sample / nd,
         ours_sample_s_per_doc=tally.ours_sample / nd, ours_new_tokens_per_doc=tally.new_tokens / nd,
         speedup_vs_naive=min(speedups), cost_vs_single=max(costs),
@@ -357,16 +431,26 @@ def report(w: Workload, tally: Tally, dpm_1: float, dpm_b: float, roof: Roofline
         throughput_docs=len(w.prompts),
         docs_per_min_naive=60.0 * nd / (tally.naive_sample + tally.naive_score[scorers[0]]),
         memory_bandwidth_gbs=roof.bandwidth_gbs, weight_bytes=roof.weight_bytes, roofline_step_s=roof.step_s,
-        decode_step_s_1row=roof.step_1row, decode_step_s_nrows=roof.step_nrows, decode_step_s_batch=roof.step_batch,
+        decode_step_s_1row=r1.total, decode_step_s_nrows=rn.total, decode_step_s_batch=rb.total,
     )
     print(f"\nsame_choice {res['same_choice']:.3f}  max_score_diff {tally.max_diff:.2e}  "
           f"peak_rss_ratio {res['peak_rss_ratio']:.2f}")
     print(f"docs/min over the same {len(w.prompts)} docs: ours batch-docs {bd}: {dpm_b:.2f}, ours batch 1: "
           f"{dpm_1:.2f} ({dpm_b / dpm_1:.2f}x); naive (first {nd} docs): {res['docs_per_min_naive']:.2f}")
     print(f"roofline: weights {roof.weight_bytes / 1e9:.2f} GB at {roof.bandwidth_gbs:.1f} GB/s = "
-          f"{roof.step_s * 1e3:.0f} ms per step; measured decode step {roof.step_1row * 1e3:.0f} ms (1 row), "
-          f"{roof.step_nrows * 1e3:.0f} ms ({args.n} rows), {roof.step_batch * 1e3:.0f} ms ({args.n * bd} rows) = "
-          f"{roof.step_1row / roof.step_s:.2f}x the roofline (1 row)")
+          f"{roof.step_s * 1e3:.0f} ms per step; measured decode step {r1.total * 1e3:.0f} ms (1 row), "
+          f"{rn.total * 1e3:.0f} ms ({rn.rows} rows), {rb.total * 1e3:.0f} ms ({rb.rows} rows) = "
+          f"{r1.total / roof.step_s:.2f}x the roofline (1 row); stock HF generate {roof.hf_step_1row * 1e3:.0f} ms "
+          f"(1 row)")
+    print(f"decode step {rn.rows} rows / 1 row: {res['step_ratio_nrows_vs_1row']:.2f}x ours, "
+          f"{res['step_ratio_nrows_vs_hf_1row']:.2f}x HF's 1-row step; LM head share {res['head_share_1row']:.0%} "
+          f"(1 row) / {res['head_share_nrows']:.0%} ({rn.rows} rows), trunk {res['trunk_share_1row']:.0%} / "
+          f"{res['trunk_share_nrows']:.0%}; head layouts {res['head_layouts']}")
+    print(f"per token: one ICL sample {single_per_token * 1e3:.0f} ms, ours "
+          + ", ".join(f"{k} {res[f'ours_s_per_token_{k}'] * 1e3:.0f} ms ({res[f'cost_vs_single_per_token_{k}']:.2f}x)"
+                      for k in scorers)
+          + f" (one ICL sample generated {res['single_new_tokens_per_doc']:.0f} tokens per document, ours "
+          f"{tokens_per_row:.0f} per candidate)")
     return res
 
 

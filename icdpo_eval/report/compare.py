@@ -37,13 +37,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from icdpo_eval.errors import UserError
+
 LOWER_IS_BETTER = {"perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "nll", "loss",
                    "ter", "wer"}
 CSV_CONFIG = ["model", "model_args", "limit", "seed", "gen_kwargs", "rm"]
 Key = tuple[str, str, str]  # (model, task, metric)
 
 
-class CompareError(Exception):
+class CompareError(UserError):
     """Bad input: exit code 2."""
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from icdpo_eval.data.hh import DataError
+
 
 def load_source(source: str, pool: list[dict]) -> list[tuple[str, str]]:
     if source == "raw":
@@ -25,7 +27,7 @@ def load_source(source: str, pool: list[dict]) -> list[tuple[str, str]]:
 
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"--sources: {source!r} is neither 'raw' nor an existing JSONL file")
+        raise DataError(f"--sources: {source!r} is neither 'raw' nor an existing JSONL file")
     import json
 
     out = []
@@ -35,7 +37,7 @@ def load_source(source: str, pool: list[dict]) -> list[tuple[str, str]]:
         row = json.loads(line)
         if "prompt" in row and "chosen" in row:
             if not str(row["chosen"]).strip():
-                raise ValueError(f"{path}:{n}: empty 'chosen' response")
+                raise DataError(f"{path}:{n}: empty 'chosen' response")
             out.append((row["prompt"], row["chosen"]))
         else:  # raw HH transcripts
             out += [(r["prompt"], r["chosen"]) for r in load_pairs_file(str(path))]
@@ -57,7 +59,8 @@ def demo_nll(engine, pairs: list[tuple[str, str]], batch: int = 8) -> list[float
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo-nll", help="base-model NLL of demos per source (paper Appendix E), with a histogram")
-    p.add_argument("--base", default=None, help="base model (default: the embedded Gemma-3-270M)")
+    p.add_argument("--base", default="embedded:base", help="base model: hub name, folder or embedded:base "
+                   "(default, Gemma-3-270M)")
     p.add_argument("--sources", default="raw", help="comma-separated: raw and/or borrowed-demo JSONL files")
     p.add_argument("--task", default="hh_harmless_mini", help="whose default demo pool 'raw' means")
     p.add_argument("--demo-pool", default=None, help="demo pool spec or JSONL instead of the task's")
@@ -71,14 +74,15 @@ def main(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from icdpo_eval.data import embedded
+    from icdpo_eval import names
     from icdpo_eval.engine import Engine
     from icdpo_eval.method.demos import DemoStore
 
+    names.check_model_name("--base", args.base)
     pool = DemoStore(args.demo_pool).pool(args.task)
     sources = [s.strip() for s in args.sources.split(",") if s.strip()]
     data = {s: load_source(s, pool)[: args.limit] for s in sources}
-    engine = Engine.load(embedded.resolve(args.base, embedded.BASE_ALIAS))
+    engine = Engine.load(names.resolve(args.base))
     nll = {s: demo_nll(engine, pairs) for s, pairs in data.items() if pairs}
     print(f"{'source':40s} {'n':>5s} {'mean':>7s} {'median':>7s} {'std':>6s}")
     for s, v in nll.items():

@@ -23,12 +23,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from icdpo_eval.errors import UserError
+
 DOCUMENTS = "documents.jsonl"
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
 DocKey = tuple[str, str, str]  # (row, task, doc_id)
 
 
-class GateError(ValueError):
+class GateError(UserError):
     """Unreadable gate input (exit 2)."""
 
 

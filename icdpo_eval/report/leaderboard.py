@@ -23,7 +23,6 @@ import csv
 import hashlib
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -32,18 +31,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from icdpo_eval import settings
+from icdpo_eval.errors import UserError
+from icdpo_eval.runtime import atomic_write
+
 LABELS = {"hh_harmless": "Harmless", "hh_helpful": "Helpful", "synthetic_gpt": "SyntheticGPT",
           "hh_harmless_mini": "Harmless (mini)"}
 TOTAL_TASK = "hh_harmless+hh_helpful"  # the paper's "Total": mean over both tasks' documents pooled
 CSV_FIELDS = ["row", "column", "task", "metric", "value", "ci_low", "ci_high", "n", "p_value", "reference",
               "higher_is_better", "rm", "model", "model_args", "limit", "seed", "gen_kwargs",
               "length", "lc_value", "lc_low", "lc_high"]
-# models that do not understand our `embedded:*` aliases get a local path instead
-EXTERNAL_MODELS = {"hf", "hf-auto", "huggingface", "vllm"}
-EMBEDDED_NAMES = {"base": "BASE", "teacher": "TEACHER", "sbert": "SBERT"}
 
 
-class SpecError(ValueError):
+class SpecError(UserError):
     """A malformed leaderboard spec."""
 
 
@@ -63,7 +63,7 @@ class Spec:
     limit: int | float | None = None
     seed: int = 1234
     gen_kwargs: dict[str, Any] = field(default_factory=dict)
-    env: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)  # task settings (rm, judge_model, ...), as --metadata
     batch_size: int = 1
     device: str = "auto"
     metric: str = "rm_reward"
@@ -81,7 +81,7 @@ class Cell:
     limit: int | float | None
     seed: int
     gen_kwargs: dict[str, Any]
-    env: dict[str, str]
+    metadata: dict[str, Any]
     batch_size: int
     metric: str
     device: str = "auto"
@@ -90,7 +90,7 @@ class Cell:
         from icdpo_eval import __version__
 
         return {"model": self.model, "model_args": self.model_args, "task": self.task, "limit": self.limit,
-                "seed": self.seed, "gen_kwargs": self.gen_kwargs, "env": self.env,
+                "seed": self.seed, "gen_kwargs": self.gen_kwargs, "metadata": self.metadata,
                 "batch_size": self.batch_size, "device": self.device, "metric": self.metric,
                 "icdpo_eval": __version__}
 
@@ -100,19 +100,17 @@ class Cell:
 
 
 def parse_kv(text: str | dict[str, Any] | None) -> dict[str, Any]:
-    """``"a=1,b=x"`` or a mapping -> dict (values of a string stay strings)."""
+    """``"a=1,b=x"`` (lm-eval's own ``simple_parse_args_string``) or a mapping -> dict."""
     if not text:
         return {}
     if isinstance(text, dict):
         return dict(text)
-    out: dict[str, Any] = {}
-    for part in str(text).split(","):
-        if part.strip():
-            k, sep, v = part.partition("=")
-            if not sep:
-                raise SpecError(f"expected key=value, got {part!r}")
-            out[k.strip()] = v.strip()
-    return out
+    from lm_eval.utils import simple_parse_args_string
+
+    try:
+        return simple_parse_args_string(str(text))
+    except ValueError:
+        raise SpecError(f"expected key=value,... got {text!r}") from None
 
 
 def kv_string(args: dict[str, Any]) -> str:
@@ -179,6 +177,9 @@ def _limit(value: Any) -> int | float:
 def load_spec(path: str | Path, overrides: dict[str, str] | None = None) -> Spec:
     """Parse and check a spec file (shape and types; :func:`validate_spec` checks names against lm-eval)."""
     raw = _read_yaml(path)
+    if "env" in raw:
+        raise SpecError(f"{path}: `env:` is no longer read (environment variables are for secrets and paths only); "
+                        "put task settings such as the reward model under `metadata:` (e.g. metadata: {rm: proxy})")
     variables = {str(k): str(v) for k, v in _typed(path, raw, "vars", _mapping, "a mapping", {}).items()}
     variables.update(overrides or {})
     raw = _substitute({k: v for k, v in raw.items() if k != "vars"}, variables)
@@ -211,7 +212,7 @@ def load_spec(path: str | Path, overrides: dict[str, str] | None = None) -> Spec
                 limit=_typed(path, raw, "limit", _limit, "a positive number of documents (or a fraction < 1)"),
                 seed=_typed(path, raw, "seed", int, "an integer", 1234),
                 gen_kwargs=_typed(path, raw, "gen_kwargs", parse_kv, "a mapping or key=value,... string", {}),
-                env={k: str(v) for k, v in _typed(path, raw, "env", _mapping, "a mapping", {}).items()},
+                metadata=_typed(path, raw, "metadata", _mapping, "a mapping of task settings (docs/options.md)", {}),
                 batch_size=_typed(path, raw, "batch_size", int, "an integer", 1),
                 device=str(raw.get("device", "auto")), metric=str(raw.get("metric", "rm_reward")),
                 reference=None if raw.get("reference") is None else str(raw["reference"]),
@@ -222,50 +223,54 @@ def load_spec(path: str | Path, overrides: dict[str, str] | None = None) -> Spec
     return spec
 
 
-def accepted_model_args(cls: type) -> set[str] | None:
-    """The model_args one of OUR lm-eval models accepts (named parameters of the ``__init__``s along its MRO,
-    its ``EXTRA_ARGS`` and the common ones); None for other models (lm-eval's own check them)."""
-    import inspect
-
-    if not cls.__module__.startswith("icdpo_eval"):
-        return None
-    from icdpo_eval.models.args import IGNORED_ARGS
-
-    names: set[str] = {"resume", *IGNORED_ARGS, *getattr(cls, "EXTRA_ARGS", ())}
-    for klass in cls.__mro__:
-        init = klass.__dict__.get("__init__")
-        if init is None or not klass.__module__.startswith("icdpo_eval"):
-            continue
-        for p in list(inspect.signature(init).parameters.values())[1:]:
-            if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
-                names.add(p.name)
-    return names
-
-
 def validate_spec(spec: Spec, path: str | Path = "spec") -> None:
-    """Check every row's model name and model_args keys and every task against lm-eval before any cell runs."""
+    """Check every row and task against lm-eval and every cell the way a run checks itself, before any cell runs:
+    model names, model_args (their declarations, :mod:`icdpo_eval.options`), tasks, task settings and what
+    aggregation will use (:func:`icdpo_eval.preflight.check_run`)."""
     from icdpo_eval._lm_eval_hook import install
 
     install()
     from lm_eval.api.registry import get_model
     from lm_eval.tasks import TaskManager
 
+    from icdpo_eval import options, preflight
+
     for row in spec.rows:
         try:
-            cls = get_model(row.model)
+            get_model(row.model)
         except (ValueError, KeyError):
-            raise SpecError(f"{path}: row {row.name!r}: unknown model {row.model!r}; use a name of "
-                            "`lm_eval --model` (icdpo, rm_bon, rm_aug, sft_lora, dpo, rm, hf, ...)") from None
-        allowed = accepted_model_args(cls)
-        bad = sorted(set(row.model_args) - allowed) if allowed is not None else []
-        if bad:
-            raise SpecError(f"{path}: row {row.name!r}: unknown model_arg(s) for --model {row.model}: "
-                            f"{', '.join(bad)}; allowed: {', '.join(sorted(allowed or ()))}")
+            raise SpecError(f"{path}: row {row.name!r}: unknown model {row.model!r}; use a name of `lm_eval --model`: "
+                            f"{', '.join(model_names())}") from None
+        decl = options.MODELS.get(row.model)
+        if decl is not None:
+            args = {k: v for k, v in row.model_args.items() if not str(v).startswith(TRAINED_PREFIX)}
+            try:
+                decl.parse(args)
+            except UserError as e:
+                raise SpecError(f"{path}: row {row.name!r}: {e}") from None
     known = set(TaskManager().all_tasks)
     unknown = [t for t in spec.tasks if t not in known]
     if unknown:
-        raise SpecError(f"{path}: unknown task(s) {', '.join(unknown)}; `lm_eval ls tasks` lists them "
-                        "(ours: hh_harmless, hh_helpful, synthetic_gpt, hh_harmless_mini, *_winrate, hh_harmless_rank)")
+        raise SpecError(f"{path}: unknown task(s) {', '.join(unknown)}; `lm_eval ls tasks` lists them (ours: "
+                        f"{', '.join(sorted(preflight.our_tasks()))})")
+    try:
+        options.TASK_SETTINGS.parse(spec.metadata, where="metadata")
+    except UserError as e:
+        raise SpecError(f"{path}: {e}") from None
+    for row in spec.rows:
+        if any(str(v).startswith(TRAINED_PREFIX) for v in row.model_args.values()):
+            continue  # its adapter is trained before the row runs; the row checks itself then
+        try:
+            preflight.check_run(row.model, row.model_args, spec.tasks, spec.metadata, spec.gen_kwargs, spec.limit)
+        except UserError as e:
+            raise SpecError(f"{path}: row {row.name!r}: {e}") from None
+
+
+def model_names() -> list[str]:
+    """Every model name lm-eval's registry knows (ours included), from the registry itself."""
+    from lm_eval.api.registry import model_registry
+
+    return sorted(dict(model_registry.items()))
 
 
 TRAINED_PREFIX = "trained:"  # a model_arg value "trained:NAME" = the adapter NAME of the spec's `adapters:`
@@ -310,7 +315,8 @@ def adapter_dir(name: str, opts: dict[str, Any]) -> Path:
 
 
 def prepare_adapters(spec: Spec) -> dict[str, Path]:
-    """Train (once; cached, see :func:`adapter_dir`) every adapter the spec's rows use."""
+    """Train (once; cached, see :func:`adapter_dir`) every adapter the spec's rows use. Under ``accelerate launch``
+    rank 0 trains each in a process of its own (the trainer must not join the leaderboard's process group)."""
     import shutil
 
     from icdpo_eval.baselines.train import PROVENANCE, TrainArgs, train
@@ -325,9 +331,23 @@ def prepare_adapters(spec: Spec) -> dict[str, Path]:
             if path.exists():
                 shutil.rmtree(path)  # an unfinished earlier attempt
             print(f"leaderboard: training adapter {name!r} ({opts}) -> {path}", file=sys.stderr)
-            train(TrainArgs(out=str(path), **opts))
+            if settings.world_size() > 1:
+                _train_apart(opts, path)
+            else:
+                train(TrainArgs(out=str(path), **opts))
         paths[name] = path
     return paths
+
+
+def _train_apart(opts: dict[str, Any], path: Path) -> None:
+    """``icdpo-eval train`` in a child process with no launcher variables (a single-process trainer)."""
+    import subprocess
+
+    argv = [sys.executable, "-m", "icdpo_eval.cli", "train", str(opts["method"]), "--out", str(path)]
+    for k, v in opts.items():
+        if k != "method":
+            argv += [f"--{k.replace('_', '-')}", str(v)]
+    subprocess.run(argv, env=settings.single_process_env(), check=True)
 
 
 def with_adapters(spec: Spec, paths: dict[str, Path]) -> Spec:
@@ -341,56 +361,16 @@ def with_adapters(spec: Spec, paths: dict[str, Path]) -> Spec:
 
 
 def cells_of(spec: Spec) -> list[Cell]:
-    return [Cell(r.name, r.model, r.model_args, t, spec.limit, spec.seed, spec.gen_kwargs, spec.env,
+    return [Cell(r.name, r.model, r.model_args, t, spec.limit, spec.seed, spec.gen_kwargs, spec.metadata,
                  spec.batch_size, spec.metric, spec.device) for r in spec.rows for t in spec.tasks]
 
 
 # ------------------------------------------------------------------------------------ running
-def resolve_model_args(model: str, args: dict[str, Any]) -> dict[str, Any]:
-    """``embedded:base|teacher|sbert`` -> a local path for external models (``hf``), else our alias."""
-    from icdpo_eval.data import embedded
-
-    out = dict(args)
-    for k, v in args.items():
-        m = re.fullmatch(r"embedded:(base|teacher|sbert)", str(v))
-        if m:
-            which = m.group(1)
-            if model in EXTERNAL_MODELS:
-                getter = {"base": embedded.base_model_path, "teacher": embedded.teacher_model_path,
-                          "sbert": embedded.sbert_path}[which]
-                out[k] = str(getter())
-            else:
-                out[k] = getattr(embedded, f"{EMBEDDED_NAMES[which]}_ALIAS")
-    return out
-
-
 def run_cell(cell: Cell) -> dict[str, Any]:
-    """Run one cell through lm-eval in this process; returns lm-eval's results dict with samples."""
-    import icdpo_eval
+    """Run one cell through lm-eval in this process (:func:`icdpo_eval.report.cells.run_cell`)."""
+    from icdpo_eval.report.cells import run_cell as run
 
-    device = cell.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    saved = {k: os.environ.get(k) for k in cell.env}
-    os.environ.update(cell.env)
-    try:
-        seed = cell.seed
-        return icdpo_eval.evaluate(
-            cell.model, [cell.task], kv_string(resolve_model_args(cell.model, cell.model_args)),
-            limit=cell.limit, log_samples=True, gen_kwargs=kv_string(cell.gen_kwargs) or None,
-            batch_size=cell.batch_size, device=device, random_seed=seed, numpy_random_seed=seed,
-            torch_random_seed=seed, fewshot_random_seed=seed, bootstrap_iters=0)
-    finally:
-        import gc
-
-        gc.collect()  # free the cell's model before the next one loads
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    return run(cell)
 
 
 def _jsonable(o: Any) -> Any:
@@ -422,14 +402,20 @@ class CellResult:
     higher_is_better: bool
     reused: bool = False
     lengths: dict[str, float] = field(default_factory=dict)  # doc id -> response length (tokens)
+    candidates: dict[str, int] = field(default_factory=dict)  # documents whose candidates were reused / sampled
+
+
+def cell_done(cell: Cell, out: Path) -> bool:
+    return (out / "cells" / cell.key() / "cell.json").exists()
 
 
 def ensure_cell(cell: Cell, out: Path, runner: Callable[[Cell], dict[str, Any]] | None = None,
-                rerun: bool = False) -> CellResult:
-    """Reuse ``out/cells/<key>/cell.json`` when present (and not ``rerun``), else run and store."""
+                rerun: bool = False, run: bool | None = None) -> CellResult | None:
+    """Reuse ``out/cells/<key>/cell.json`` when present (and not ``rerun``), else run and store (``run`` forces
+    either; on a rank other than 0 the run's results are None and nothing is stored)."""
     cdir = out / "cells" / cell.key()
     marker = cdir / "cell.json"
-    if marker.exists() and not rerun:
+    if run is False or (run is None and marker.exists() and not rerun):
         d = json.loads(marker.read_text())
         lengths = d.get("lengths")
         if lengths is None:  # a cell stored before lengths were recorded: read them off its samples
@@ -439,6 +425,8 @@ def ensure_cell(cell: Cell, out: Path, runner: Callable[[Cell], dict[str, Any]] 
                           lengths=lengths)
     t0 = time.time()
     res = (runner or run_cell)(cell)
+    if res is None:  # a rank > 0 of a data-parallel run: rank 0 has the results
+        return None
     task_res = res["results"][cell.task]
     value = float(task_res[f"{cell.metric},none"])
     rm = str(task_res.get("rm,none", ""))
@@ -452,12 +440,12 @@ def ensure_cell(cell: Cell, out: Path, runner: Callable[[Cell], dict[str, Any]] 
     with open(cdir / f"samples_{cell.task}.jsonl", "w") as fh:
         for s in samples:
             fh.write(json.dumps(s, default=_jsonable) + "\n")
+    candidates = dict((res.get("config") or {}).get("candidates") or {})
     record = {"row": cell.row, "config": cell.config(), "value": value, "rm": rm, "higher_is_better": hib,
-              "scores": scores, "lengths": lengths, "seconds": round(time.time() - t0, 1)}
-    tmp = marker.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=_jsonable))
-    tmp.replace(marker)  # written last: a cell without it is unfinished and reruns
-    return CellResult(cell, value, scores, rm, hib, lengths=lengths)
+              "scores": scores, "lengths": lengths, "candidates": candidates, "seconds": round(time.time() - t0, 1)}
+    # written last: a cell without it is unfinished and reruns
+    atomic_write(marker, lambda fh: fh.write(json.dumps(record, indent=2, default=_jsonable)))
+    return CellResult(cell, value, scores, rm, hib, lengths=lengths, candidates=candidates)
 
 
 def doc_lengths(samples: list[dict[str, Any]]) -> dict[str, float]:
@@ -686,7 +674,8 @@ def write_csv(spec: Spec, entries: list[Entry], path: Path) -> None:
                            for k, v in (("lc_value", e.lc), ("lc_low", e.lc_low), ("lc_high", e.lc_high))}})
 
 
-def write_png(spec: Spec, entries: list[Entry], path: Path) -> None:
+def write_png(spec: Spec, entries: list[Entry], path: Any, fmt: str = "png") -> None:
+    """The chart (a file path, or a binary file object with ``fmt``: the report inlines it as ``svg``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -722,25 +711,37 @@ def write_png(spec: Spec, entries: list[Entry], path: Path) -> None:
     ax_len.set_ylabel(ylabel)
     ax_len.set_title(f"{spec.metric} vs length (one point per row and column)")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format=fmt)
     plt.close(fig)
 
 
 def run_leaderboard(spec: Spec, out: Path, runner: Callable[[Cell], dict[str, Any]] | None = None,
-                    rerun: bool = False) -> list[Entry]:
-    from tqdm import tqdm
+                    rerun: bool = False, isolate: bool = False) -> list[Entry]:
+    """Every cell (:mod:`icdpo_eval.report.cells`: grouped by the models they share, each loaded once, on one
+    process or many), then the tables (rank 0). ``runner`` replaces lm-eval (tests)."""
+    from icdpo_eval.report.cells import CellRunner, Processes, write_log
 
+    procs = Processes()
+    user_runner = runner
     out.mkdir(parents=True, exist_ok=True)
     # cells run with the adapters' folders; the tables keep the spec's own model_args ("trained:NAME")
-    bar = tqdm(cells_of(with_adapters(spec, prepare_adapters(spec))), desc=f"leaderboard {spec.name}", unit="cell",
-               file=sys.stderr)
-    results: dict[tuple[str, str], CellResult] = {}
-    for cell in bar:
-        bar.set_postfix_str(f"{cell.row} / {cell.task}")
-        results[(cell.row, cell.task)] = ensure_cell(cell, out, runner, rerun)
+    paths = prepare_adapters(spec) if procs.main else None
+    procs.barrier()
+    cells = cells_of(with_adapters(spec, procs.agree(paths)))
+
+    def ensure(cell: Cell, run: bool, runner: Callable | None = None) -> CellResult | None:
+        return ensure_cell(cell, out, user_runner or runner, rerun, run=run)
+
+    t0 = time.time()
+    engine = CellRunner(cells, ensure, isolate=isolate, procs=procs)
+    got = engine.run(lambda c: cell_done(c, out) and not rerun)
+    if not procs.main:
+        return []
+    results = {(c.row, c.task): got[(c.row, c.task)] for c in cells}  # the spec's order
     reused = sum(r.reused for r in results.values())
-    print(f"cells: {len(results)} ({reused} reused, {len(results) - reused} run) in {out / 'cells'}",
-          file=sys.stderr)
+    print(f"cells: {len(results)} ({reused} reused, {len(results) - reused} run) in {out / 'cells'}; "
+          f"{time.time() - t0:.1f} s", file=sys.stderr)
+    write_log(engine.logs, out / "run.json")
     entries = build_entries(spec, results)
     write_documents(results, out)
     write_md(spec, entries, out / "leaderboard.md")
@@ -762,6 +763,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="VAR=VALUE",
                    help="set a spec variable used as ${VAR} (e.g. --set base=mistralai/Mistral-7B-v0.1)")
     p.add_argument("--rerun", action="store_true", help="rerun finished cells instead of reusing them")
+    p.add_argument("--isolate", action="store_true", help="every cell loads its models afresh and samples every "
+                   "candidate itself (the plain path; the tables are the same)")
     p.set_defaults(func=main)
     return p
 
@@ -785,7 +788,9 @@ def main(args: argparse.Namespace) -> int:
         spec.reference = None
     validate_spec(spec, args.spec)  # every row and task, before the first cell runs
     out = Path(args.out or f"leaderboard-{spec.name}")
-    run_leaderboard(spec, out, rerun=args.rerun)
+    run_leaderboard(spec, out, rerun=args.rerun, isolate=args.isolate)
+    if settings.world_size() > 1 and not (out / "leaderboard.md").exists():
+        return 0  # a rank > 0: rank 0 writes and prints the tables
     print((out / "leaderboard.md").read_text())
     print(f"wrote {out / 'leaderboard.md'}, {out / 'leaderboard.csv'}, {out / 'leaderboard.png'}, "
           f"{out / 'documents.jsonl'}")

@@ -1,0 +1,226 @@
+"""Running a leaderboard's cells: each through lm-eval in this process, nothing loaded or sampled twice, on one
+process or many.
+
+* **Nothing sampled twice.** Cells of our models draw their candidates through the candidate store
+  (:mod:`icdpo_eval.method.candidates`): rows whose sampling is the same (ICDPO with S / Ŝ / the ICL scorer on
+  one retriever; RM-BoN and the length-only rows) sample once and the others only score.
+* **Nothing loaded twice.** The plan (:func:`weight_keys`) says which weights each cell loads, from its options
+  alone; cells run grouped by the weights they share (the tables keep the spec's order), each model is loaded once
+  (:data:`icdpo_eval.engine.WEIGHTS`, the ``hf`` rows included: they get an lm-eval ``HFLM`` over the shared
+  weights) and freed as soon as no remaining cell needs it, as is the reward model after the last cell that
+  scores with it; the peak is the largest set of models one cell needs at once.
+* **Many processes.** Under ``accelerate launch --num_processes K -m icdpo_eval.cli leaderboard SPEC`` every
+  process runs every cell, lm-eval shards each cell's documents across the processes and gathers them on rank 0,
+  which alone writes the cells' files and the tables; whether a cell is already done is rank 0's answer,
+  broadcast, and adapters are trained once, by rank 0, before the cells run.
+
+``isolate=True`` is the plain path the benchmark compares with: every cell loads its models afresh and samples
+every candidate itself.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from icdpo_eval import names, settings
+
+
+# ------------------------------------------------------------------------------------------ processes
+class Processes:
+    """This process's rank among the ``accelerate launch`` processes (one process: rank 0 of 1)."""
+
+    def __init__(self) -> None:
+        self.world = settings.world_size()
+        self.rank = 0
+        if self.world > 1:
+            import torch
+            from accelerate import PartialState
+
+            state = PartialState(cpu=not torch.cuda.is_available() or settings.accelerate_cpu())
+            self.rank, self.world = state.process_index, state.num_processes
+            self._state = state
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            self._state.wait_for_everyone()
+
+    def agree(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank."""
+        if self.world <= 1:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+# ------------------------------------------------------------------------------------------ the plan
+def _dtype_given(args: dict[str, Any]) -> str | None:
+    d = args.get("dtype")
+    return None if d in (None, "", "auto") else str(d)
+
+
+def weight_keys(cell: Any, device: str | None) -> list[tuple]:
+    """The weights ``cell`` loads, without loading anything: our models say it from their options; an ``hf`` row
+    with an explicit ``dtype`` shares our base model's weights (any other model: nothing planned)."""
+    from icdpo_eval.options import TARGETS, model_class
+
+    args = {k: v for k, v in cell.model_args.items()}
+    if cell.model in TARGETS:
+        if cell.model == "rm":
+            return []
+        return model_class(cell.model).weight_keys(args, device)
+    if cell.model in ("hf", "hf-auto", "huggingface") and args.get("pretrained") and _dtype_given(args):
+        from icdpo_eval.engine import weights_key
+
+        return [weights_key(names.resolve(str(args["pretrained"])), device=device, dtype=_dtype_given(args),
+                            revision=args.get("revision"))]
+    return []
+
+
+def uses_reward_model(cell: Any) -> bool:
+    from icdpo_eval.preflight import our_tasks
+
+    cfg = our_tasks().get(cell.task, {})
+    return any(isinstance(m, dict) and m.get("metric") == "rm_reward" for m in cfg.get("metric_list", []))
+
+
+@dataclass
+class CellLog:
+    """What one cell did: seconds, the weights it loaded, the documents whose candidates were reused / drawn."""
+
+    seconds: float = 0.0
+    loaded: list[str] = field(default_factory=list)
+    candidates: dict[str, int] = field(default_factory=dict)
+
+    def line(self, cell: Any) -> str:
+        loaded = ", ".join(self.loaded) or "nothing (shared)"
+        cand = (f"; candidates of {self.candidates.get('reused', 0)} documents reused, "
+                f"{self.candidates.get('sampled', 0)} sampled") if self.candidates else ""
+        return f"cell {cell.row} / {cell.task}: {self.seconds:.1f} s, loaded {loaded}{cand}"
+
+
+def _short(key: tuple) -> str:
+    name = Path(str(key[0])).name or str(key[0])
+    return name + (f"+{Path(str(key[5])).name}" if key[5] else "")
+
+
+def hf_lm(cell: Any, key: tuple) -> Any:
+    """An lm-eval ``HFLM`` over the shared weights of ``key`` (the ``hf`` "Base" row)."""
+    from lm_eval.models.huggingface import HFLM
+
+    from icdpo_eval.engine import WEIGHTS
+    from icdpo_eval.engine.engine import _load_weights
+    from icdpo_eval.runtime import resolve_device, resolve_dtype
+
+    dev = resolve_device(key[2])
+    model, tok = WEIGHTS.get(key, lambda: _load_weights(key[0], resolve_dtype(_dtype_given(cell.model_args), dev),
+                                                        dev, key[3], False, None, False))
+    return HFLM(pretrained=model, tokenizer=tok, batch_size=cell.batch_size)
+
+
+def run_cell(cell: Any, *, isolate: bool = False, shared_hf: bool = True) -> dict[str, Any] | None:
+    """Run one cell through lm-eval in this process: lm-eval's results dict with samples (None on ranks > 0)."""
+    import icdpo_eval
+    from icdpo_eval.options import MODELS
+
+    device = cell.device
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    args: Any = dict(cell.model_args)
+    model: Any = cell.model
+    if isolate and cell.model in MODELS:  # sample everything afresh: no stored candidates, no journal
+        for opt in ("reuse_candidates", "resume"):
+            if opt in MODELS[cell.model]:
+                args[opt] = False
+    if shared_hf and not isolate and settings.world_size() <= 1:
+        keys = weight_keys(cell, device)
+        if cell.model in ("hf", "hf-auto", "huggingface") and keys:
+            model, args = hf_lm(cell, keys[0]), ""
+    seed = cell.seed
+    return icdpo_eval.evaluate(
+        model, [cell.task], args, limit=cell.limit, log_samples=True,
+        gen_kwargs=",".join(f"{k}={v}" for k, v in sorted(cell.gen_kwargs.items())) or None,
+        metadata=dict(cell.metadata) or None, batch_size=cell.batch_size, device=device, random_seed=seed,
+        numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed, bootstrap_iters=0)
+
+
+def execution_order(cells: list[Any], device: str | None) -> list[Any]:
+    """The cells grouped by the weights they share (stable: spec order within a group and between groups by
+    first appearance), so that each model's cells run together and it can be freed after them."""
+    first: dict[tuple, int] = {}
+    groups = []
+    for i, c in enumerate(cells):
+        keys = weight_keys(c, device)
+        g = first.setdefault(tuple(keys[:1]) if keys else ("cell", i), len(first))
+        second = first.setdefault(("second", *keys[1:2]), len(first)) if len(keys) > 1 else -1
+        groups.append((g, second, i))
+    return [cells[i] for _, _, i in sorted(groups)]
+
+
+class CellRunner:
+    """Runs a leaderboard's cells with the plan of the module docstring; ``ensure`` is the per-cell store/reuse."""
+
+    def __init__(self, cells: list[Any], ensure: Callable[..., Any], *, isolate: bool = False,
+                 procs: Processes | None = None) -> None:
+        self.cells = cells
+        self.ensure = ensure
+        self.isolate = isolate
+        self.procs = procs or Processes()
+        import torch
+
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.logs: dict[tuple[str, str], CellLog] = {}
+
+    def run(self, done: Callable[[Any], bool]) -> dict[tuple[str, str], Any]:
+        from icdpo_eval.engine import WEIGHTS
+        from icdpo_eval.judges.reward_model import JUDGE_LOADS, release_judges
+
+        order = self.cells if self.isolate else execution_order(self.cells, self.device)
+        keys = [set(weight_keys(c, self.device)) for c in order]
+        results: dict[tuple[str, str], Any] = {}
+        for i, cell in enumerate(order):
+            finished = self.procs.agree(done(cell))
+            if finished:
+                if self.procs.main:
+                    results[(cell.row, cell.task)] = self.ensure(cell, run=False)
+                continue
+            if self.isolate:
+                WEIGHTS.retain(set())
+                release_judges()
+            else:  # free every model no remaining cell needs
+                WEIGHTS.retain(set().union(*keys[i:]))
+            before, judges_before = len(WEIGHTS.loads), len(JUDGE_LOADS)
+            t0 = time.time()
+            res = self.ensure(cell, run=True, runner=lambda c: run_cell(c, isolate=self.isolate))
+            log = CellLog(round(time.time() - t0, 1), [_short(k) for k in WEIGHTS.loads[before:]]
+                          + [f"RM {Path(n).name or n}" for n in JUDGE_LOADS[judges_before:]])
+            if res is not None:
+                log.candidates = dict(getattr(res, "candidates", {}) or {})
+                results[(cell.row, cell.task)] = res
+            self.logs[(cell.row, cell.task)] = log
+            if self.procs.main:
+                print(log.line(cell), file=sys.stderr)
+            if not any(uses_reward_model(c) for c in order[i + 1:]):
+                release_judges()
+        WEIGHTS.retain(set())
+        return results
+
+
+def write_log(logs: dict[tuple[str, str], CellLog], path: Path) -> None:
+    """``run.json`` beside the tables: per cell, seconds, what it loaded, candidates reused / sampled."""
+    path.write_text(json.dumps([{"row": r, "task": t, "seconds": log.seconds, "loaded": log.loaded,
+                                 "candidates": log.candidates} for (r, t), log in logs.items()], indent=1))

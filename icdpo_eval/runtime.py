@@ -1,0 +1,154 @@
+"""Mechanisms every layer shares, each written once: device and dtype resolution, the hub-availability probe,
+and atomic writes under a file lock (every on-disk cache of the package uses :func:`locked` +
+:func:`atomic_write`).
+
+Imports only :mod:`icdpo_eval.settings`; torch, filelock and huggingface_hub are imported where used.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from icdpo_eval import settings
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": "float32", "fp32": "float32", "bfloat16": "bfloat16", "bf16": "bfloat16",
+          "float16": "float16", "fp16": "float16"}
+
+
+def resolve_device(device: str | None) -> Any:
+    """``None`` / "" / "auto" -> CUDA when present, else CPU; a CUDA request falls back to CPU when there is no
+    CUDA (lm-eval's CLI passes ``cuda:0`` by default even on CPU-only machines). Returns a ``torch.device``."""
+    import torch
+
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        log.info("CUDA requested (%s) but not available: using CPU", device)
+        return torch.device("cpu")
+    return dev
+
+
+def canonical_dtype(dtype: str | None, *, auto: str | None = None) -> str:
+    """``"float32"`` / ``"bfloat16"`` / ``"float16"`` for any accepted spelling; ``auto`` (or None) gives
+    ``auto`` when that is set, else float32."""
+    key = (dtype or "auto").strip().lower().removeprefix("torch.")
+    if key == "auto":
+        return auto or "float32"
+    if key not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} is not one of: auto, {', '.join(DTYPES)}")
+    return DTYPES[key]
+
+
+def resolve_dtype(dtype: Any, device: Any) -> Any:
+    """A ``torch.dtype``: ``auto`` = bf16 on CUDA, fp32 on CPU (measured faster there for scoring passes)."""
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    auto = "bfloat16" if getattr(device, "type", str(device)).startswith("cuda") else "float32"
+    return getattr(torch, canonical_dtype(dtype, auto=auto))
+
+
+_HUB_AVAILABLE: dict[str, bool] = {}
+
+
+def hub_model_available(repo: str, timeout: float = 5.0) -> bool:
+    """Whether hub model ``repo`` can be loaded: in the local HF cache, or (unless offline) the hub answers for
+    it. Memoised per process (one network probe at most per name)."""
+    if repo in _HUB_AVAILABLE:
+        return _HUB_AVAILABLE[repo]
+    ok = False
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        ok = any(isinstance(try_to_load_from_cache(repo, f), str) for f in ("config.json", "modules.json"))
+    except Exception:  # noqa: BLE001 - any cache problem means "not cached"
+        ok = False
+    if not ok and not settings.hub_offline():
+        try:
+            from huggingface_hub import HfApi
+
+            HfApi().model_info(repo, timeout=timeout)
+            ok = True
+        except Exception:  # noqa: BLE001 - unreachable hub, auth, DNS, ...
+            ok = False
+    _HUB_AVAILABLE[repo] = ok
+    return ok
+
+
+def cache_path(*parts: str) -> Path:
+    """A path under the cache dir (``$ICDPO_CACHE_DIR``), its folder created."""
+    p = settings.cache_dir().joinpath(*parts)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+@contextmanager
+def locked(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold the inter-process lock ``<path>.lock`` (``filelock``) while building what lives at ``path``."""
+    from filelock import FileLock
+
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(p) + ".lock"):
+        yield
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], None], *, binary: bool = False) -> None:
+    """Write ``path`` through ``write(fh)`` into a temporary file beside it, then rename it into place: a reader
+    sees the old file or the whole new one, never a part (a failed write leaves no temporary file)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    mode = "wb" if binary else "w"
+    kwargs = {} if binary else {"encoding": "utf-8"}
+    fh = tempfile.NamedTemporaryFile(mode, dir=p.parent, prefix=p.name + ".", suffix=".tmp", delete=False, **kwargs)
+    try:
+        with fh:
+            write(fh)
+        os.replace(fh.name, p)
+    except BaseException:
+        Path(fh.name).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_dir(path: str | os.PathLike[str], build: Callable[[Path], None]) -> None:
+    """Build a folder in ``<path>.tmp`` through ``build(tmp)``, then rename it to ``path`` (a half-built folder is
+    never seen under ``path``)."""
+    import shutil
+
+    p = Path(path)
+    tmp = p.with_name(p.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    build(tmp)
+    shutil.rmtree(p, ignore_errors=True)
+    tmp.rename(p)
+
+
+# the current lm-eval run's explicit --gen_kwargs (set by the registration hook's wrapper of simple_evaluate), so
+# that a model tells the user's settings from the task's defaults: an explicit setting always wins
+_RUN_GEN_KWARGS: dict[str, Any] = {}
+
+
+def explicit_gen_kwargs() -> dict[str, Any]:
+    return dict(_RUN_GEN_KWARGS)
+
+
+@contextmanager
+def run_gen_kwargs(gen_kwargs: dict[str, Any] | None) -> Iterator[None]:
+    saved = dict(_RUN_GEN_KWARGS)
+    _RUN_GEN_KWARGS.clear()
+    _RUN_GEN_KWARGS.update(gen_kwargs or {})
+    try:
+        yield
+    finally:
+        _RUN_GEN_KWARGS.clear()
+        _RUN_GEN_KWARGS.update(saved)

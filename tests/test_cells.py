@@ -1,0 +1,126 @@
+"""The leaderboard's cells: nothing sampled twice (the candidate store), nothing loaded twice (the plan, shared
+weights, freed when no remaining cell needs them), the same tables on one process or two."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from icdpo_eval.engine import Sample, SamplingParams
+from icdpo_eval.method.candidates import CandidateStore
+from icdpo_eval.report import cells as C
+from icdpo_eval.report import leaderboard as lb
+
+BIN = Path(sys.executable).parent
+
+
+def _cell(row: str, model: str, **args) -> lb.Cell:
+    return lb.Cell(row, model, args, "hh_harmless_mini", 2, 1234, {"max_gen_toks": 4}, {"rm": "proxy"}, 1,
+                   "rm_reward", "cpu")
+
+
+def test_the_plan_groups_cells_by_shared_weights():
+    cells = [_cell("Base", "hf", pretrained="embedded:base", dtype="float32"), _cell("SFT", "rm", rm="proxy"),
+             _cell("S", "icdpo", scorer="s"), _cell("BoN", "rm_bon"), _cell("Long", "length_bon"),
+             _cell("S32", "icdpo", dtype="bfloat16")]
+    keys = {c.row: C.weight_keys(c, "cpu") for c in cells}
+    assert keys["Base"] == keys["S"] == keys["Long"] == keys["BoN"][:1]  # the hf row shares our base model's weights
+    assert len(keys["BoN"]) == 2 and "smollm2" in keys["BoN"][1][0]  # + the teacher
+    assert keys["SFT"] == [] and keys["S32"] != keys["S"]
+    order = [c.row for c in C.execution_order(cells, "cpu")]
+    assert order == ["Base", "S", "Long", "BoN", "SFT", "S32"]  # the base model's cells together, teacher last
+
+
+def _sample(i: int) -> Sample:
+    return Sample([i, i + 1], [-0.5, -0.25], f"text {i}", "eos", [-3.0, -2.0, -1.0])
+
+
+class FakeEngine:
+    weights_key = ("fake", "torch.float32", "cpu")
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def sample(self, contexts, n, *, params, seeds, docs_per_batch=None, names=None):
+        self.calls.append(list(contexts))
+        return [[_sample(10 * seed + j) for j in range(n)] for seed in seeds]
+
+
+def test_candidates_are_drawn_once_and_keyed_by_what_determines_them(tmp_path):
+    store, eng = CandidateStore(tmp_path / "c.sqlite"), FakeEngine()
+    p = SamplingParams(max_new_tokens=8, top_p=0.8, top_k=50)
+    stats: dict[str, int] = {}
+    first = store.sample(eng, ["a", "b"], 3, params=p, seeds=[1, 2], stats=stats)
+    again = store.sample(eng, ["b", "a", "c"], 3, params=p, seeds=[2, 1, 3], stats=stats)
+    assert eng.calls == [["a", "b"], ["c"]]  # only the new context is drawn
+    assert again[1] == first[0] and again[0] == first[1]  # the same samples, log-probs included
+    assert stats == {"candidates_reused": 2, "candidates_sampled": 3}
+    # anything that determines the draw is part of the key: N, the seed, a sampling setting, the model
+    for kwargs in ({"n": 2}, {"seeds": [9]}, {"params": SamplingParams(max_new_tokens=8, top_p=0.9, top_k=50)}):
+        store.sample(eng, ["a"], kwargs.get("n", 3), params=kwargs.get("params", p), seeds=kwargs.get("seeds", [1]))
+        assert eng.calls[-1] == ["a"]
+    eng.weights_key = ("another model",)
+    store.sample(eng, ["a"], 3, params=p, seeds=[1])
+    assert eng.calls[-1] == ["a"] and len(eng.calls) == 6
+    # a second process (another connection) sees the stored candidates
+    assert CandidateStore(tmp_path / "c.sqlite").get(store.key(FakeEngine.weights_key, "a", 3, 1, p)) == first[0]
+
+
+def _spec(tmp_path: Path, rows: str, head: str = "") -> Path:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: t\ntasks: [hh_harmless_mini]\nlimit: 2\nseed: 1234\ngen_kwargs: {max_gen_toks: 6}\n"
+                    "metadata: {rm: proxy}\n" + head + "rows:\n" + rows)
+    return spec
+
+
+ROWS = ("  - {name: Base, model: hf, model_args: {pretrained: \"embedded:base\", dtype: float32}}\n"
+        "  - {name: S, model: icdpo, model_args: {scorer: s}}\n"
+        "  - {name: S-hat, model: icdpo, model_args: {scorer: s_hat}}\n"
+        "  - {name: Longest, model: length_bon, model_args: {pick: longest}}\n"
+        "  - {name: Shortest, model: length_bon, model_args: {pick: shortest}}\n")
+
+
+@pytest.mark.slow
+def test_a_leaderboard_loads_and_samples_nothing_twice(tmp_path, monkeypatch):
+    from icdpo_eval.method import candidates
+
+    fresh = CandidateStore(tmp_path / "candidates.sqlite")  # no candidate of an earlier test or run
+    monkeypatch.setattr(candidates, "default_store", lambda: fresh)
+    spec = lb.load_spec(_spec(tmp_path, ROWS))
+    lb.run_leaderboard(spec, tmp_path / "new")
+    log = {r["row"]: r for r in json.loads((tmp_path / "new" / "run.json").read_text())}
+    assert log["Base"]["loaded"] == ["gemma-3-270m", "RM proxy"]  # each loaded once, by the first cell
+    assert all(log[r]["loaded"] == [] for r in ("S", "S-hat", "Longest", "Shortest"))  # then shared
+    assert log["S"]["candidates"] == {"reused": 0, "sampled": 2}
+    assert log["S-hat"]["candidates"] == {"reused": 2, "sampled": 0}  # the same candidates: only scored
+    assert log["Longest"]["candidates"] == {"reused": 0, "sampled": 2}
+    assert log["Shortest"]["candidates"] == {"reused": 2, "sampled": 0}
+    # the plain path (every cell loads and samples itself, no journal) gives the same documents
+    lb.run_leaderboard(spec, tmp_path / "old", isolate=True)
+    old = {r["row"]: r for r in json.loads((tmp_path / "old" / "run.json").read_text())}
+    assert all(old[r]["loaded"] for r in old) and old["S-hat"]["candidates"] == {"reused": 0, "sampled": 2}
+    assert (tmp_path / "old" / "documents.jsonl").read_text() == (tmp_path / "new" / "documents.jsonl").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("accelerate") is None and not (BIN / "accelerate").exists(), reason="accelerate CLI")
+def test_a_leaderboard_on_two_processes_equals_one(tmp_path):
+    # both runs sample for themselves (no candidate store, no journal): the shards are really drawn apart
+    spec = _spec(tmp_path, ROWS.split("\n  - {name: S-hat")[0] + "\n",
+                 "model_defaults: {icdpo: {reuse_candidates: false, resume: false}}\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    one = subprocess.run([str(BIN / "icdpo-eval"), "leaderboard", str(spec), "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "-m",
+                          "icdpo_eval.cli", "leaderboard", str(spec), "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert two.returncode == 0, two.stderr[-3000:]
+    for name in ("documents.jsonl", "leaderboard.csv", "leaderboard.md"):
+        assert (tmp_path / "two" / name).read_text() == (tmp_path / "one" / name).read_text(), name
