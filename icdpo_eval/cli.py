@@ -34,6 +34,7 @@ SUBCOMMANDS = {
     "build-rank-set": "icdpo_eval.report.ranking",
     "demo-nll": "icdpo_eval.report.demo_nll",
     "show-prompt": "icdpo_eval.report.show_prompt",
+    "report": "icdpo_eval.report.pages",
 }
 
 

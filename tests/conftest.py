@@ -11,6 +11,13 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 SHARED_HH_TEST = SHARED_DATA / "hh-rlhf" / "harmless-base" / "test.jsonl.gz"
 
 
+def pytest_addoption(parser):
+    parser.addoption("--report-page", default=None, metavar="DIR",
+                     help="tests/test_report.py: open DIR/index.html (a finished leaderboard) instead of running one")
+    parser.addoption("--screenshots", default=None, metavar="DIR",
+                     help="tests/test_report.py: save a screenshot of each view of the page under DIR")
+
+
 @pytest.fixture(autouse=True)
 def _own_journal(tmp_path_factory, monkeypatch):
     """Every test gets its own result journal (models/journal.py): no test resumes another's documents, and

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
+import io
 import json
 import math
 import re
@@ -747,6 +748,14 @@ def run_leaderboard(spec: Spec, out: Path, runner: Callable[[Cell], dict[str, An
     write_md(spec, entries, out / "leaderboard.md")
     write_csv(spec, entries, out / "leaderboard.csv")
     write_png(spec, entries, out / "leaderboard.png")
+    from icdpo_eval.report import html
+
+    chart = io.BytesIO()
+    write_png(spec, entries, chart, fmt="svg")
+    runs = [r for r in html.runs_of_leaderboard(out)[0] if r.row in {x.name for x in spec.rows}
+            and r.task in spec.tasks]
+    html.write_page(runs, entries, [c for c, _ in columns_of(spec)], chart.getvalue().decode("utf-8"),
+                    out / "index.html", f"Leaderboard: {spec.name}")
     return entries
 
 
@@ -793,5 +802,5 @@ def main(args: argparse.Namespace) -> int:
         return 0  # a rank > 0: rank 0 writes and prints the tables
     print((out / "leaderboard.md").read_text())
     print(f"wrote {out / 'leaderboard.md'}, {out / 'leaderboard.csv'}, {out / 'leaderboard.png'}, "
-          f"{out / 'documents.jsonl'}")
+          f"{out / 'documents.jsonl'}, {out / 'index.html'} (the report: open it in a browser)")
     return 0
