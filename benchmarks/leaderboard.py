@@ -88,11 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         lb = [str(BIN / "icdpo-eval"), "leaderboard", a.spec, *extra]
         plain = run([*lb, "--out", str(tmp / "plain"), "--isolate"], env)
         shared = run([*lb, "--out", str(tmp / "shared")], env)
+        new = json.loads((tmp / "shared" / "run.json").read_text())  # before the rerun rewrites it
         rerun = run([*lb, "--out", str(tmp / "shared")], env)
         same = {f: (tmp / "plain" / f).read_bytes() == (tmp / "shared" / f).read_bytes()
                 for f in ("leaderboard.md", "leaderboard.csv", "documents.jsonl")}
         old = json.loads((tmp / "plain" / "run.json").read_text())
-        new = json.loads((tmp / "shared" / "run.json").read_text())
 
     def loads(cells: list[dict]) -> int:
         return sum(len(c["loaded"]) for c in cells)
