@@ -36,6 +36,10 @@ def cases(tmp: Path) -> list[tuple[str, list[str], dict[str, str]]]:
     (tmp / "task.yaml").write_text("tasks: [hh_nope]\nrows:\n  - {name: A, model: icdpo}\n")
     lm = [str(BIN / "lm_eval"), "--tasks", "hh_harmless_mini", "--limit", "1", "--model"]
     ie = [str(BIN / "icdpo-eval")]
+    no_samples = tmp / "out" / "icdpo"
+    no_samples.mkdir(parents=True)
+    (no_samples / "results_2026-12-01T00-00-00.0.json").write_text(
+        '{"results": {"hh_harmless_mini": {"rm_reward,none": 1.0}}, "config": {"model": "icdpo"}}')
     return [
         ("unknown scorer", [*lm, "icdpo", "--model_args", "scorer=nope"], {}),
         ("option out of range", [*lm, "icdpo", "--model_args", "k=-1"], {}),
@@ -66,6 +70,8 @@ def cases(tmp: Path) -> list[tuple[str, list[str], dict[str, str]]]:
         ("compare missing file", [*ie, "compare", "/no/a.csv", "/no/b.csv"], {}),
         ("train unknown task", [*ie, "train", "sft", "--task", "nope", "--out", str(tmp / "t")], {}),
         ("show-prompt doc out of range", [*ie, "show-prompt", "--task", "hh_harmless_mini", "--doc", "100000"], {}),
+        ("report of a folder with no results", [*ie, "report", str(tmp / "data")], {}),
+        ("report without --log_samples", [*ie, "report", str(no_samples)], {}),
     ]
 
 
