@@ -87,6 +87,13 @@ def test_several_folders_make_one_page(tmp_path):
     assert data["results"]["icdpo (scorer=s) #2"]["hh_harmless_mini"]["0"]["response"] == "y"
 
 
+def test_a_sample_without_a_prompt_field_shows_its_request_context():
+    smp = {"doc_id": 0, "doc": {"question": "q"}, "arguments": {"gen_args_0": {"arg_0": "the context", "arg_1": {}}}}
+    assert html._doc_view(smp)["prompt"] == "the context"
+    assert html._doc_view({"doc_id": 0, "arguments": [["ctx", " y"]]})["prompt"] == "ctx"
+    assert html._doc_view({"doc_id": 0})["prompt"] == ""
+
+
 def test_report_errors_name_what_is_missing(tmp_path):
     with pytest.raises(html.ReportError, match="no lm-eval results .looked for results_"):
         pages.report([tmp_path], tmp_path / "x.html")

@@ -17,6 +17,7 @@ script are inline (the Jinja2 template ``templates/report.html.j2``).
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import math
 import re
@@ -168,10 +169,21 @@ def _judge(smp: dict[str, Any]) -> dict[str, Any] | None:
     return {k: item.get(k) for k in ("outcome", "score", "verdicts", "judge", "error") if item.get(k) is not None}
 
 
+def _context(arguments: Any) -> str:
+    """The request's context from a sample's ``arguments``: lm-eval 0.4 logs ``{"gen_args_0": {"arg_0": context,
+    ...}}``, older versions a list of argument tuples; anything else shows as no text."""
+    first = next(iter(arguments.values()), None) if isinstance(arguments, dict) and arguments else \
+        arguments[0] if isinstance(arguments, list) and arguments else None
+    if isinstance(first, dict):
+        first = first.get("arg_0")
+    elif isinstance(first, (list, tuple)) and first:
+        first = first[0]
+    return first if isinstance(first, str) else ""
+
+
 def _doc_view(smp: dict[str, Any]) -> dict[str, Any]:
     doc = smp.get("doc") or {}
-    out = {"prompt": doc.get("prompt") if isinstance(doc.get("prompt"), str) else
-           (smp.get("arguments") or [[""]])[0][0] if smp.get("arguments") else ""}
+    out = {"prompt": doc["prompt"] if isinstance(doc.get("prompt"), str) else _context(smp.get("arguments"))}
     for k in ("chosen", "rejected", "id"):
         if isinstance(doc.get(k), str):
             out[k] = doc[k]
@@ -235,8 +247,6 @@ def page_data(runs: list[Run], table: list[dict[str, Any]], columns: list[str], 
                 for d in det.get("demos") or []:
                     key = str(d.get("id") or "")
                     if not key:
-                        import hashlib
-
                         key = "h" + hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
                     demos.setdefault(key, d)
                     ids.append(key)

@@ -716,6 +716,16 @@ def write_png(spec: Spec, entries: list[Entry], path: Any, fmt: str = "png") -> 
     plt.close(fig)
 
 
+def write_page(spec: Spec, entries: list[Entry], runs: list[Any], path: Path, title: str) -> Path:
+    """The HTML report of these entries and runs (:mod:`icdpo_eval.report.html`), with this chart inlined as SVG."""
+    from icdpo_eval.report import html
+
+    chart = io.BytesIO()
+    write_png(spec, entries, chart, fmt="svg")
+    return html.write_page(runs, entries, [c for c, _ in columns_of(spec)], chart.getvalue().decode("utf-8"),
+                           path, title)
+
+
 def run_leaderboard(spec: Spec, out: Path, runner: Callable[[Cell], dict[str, Any]] | None = None,
                     rerun: bool = False, isolate: bool = False) -> list[Entry]:
     """Every cell (:mod:`icdpo_eval.report.cells`: grouped by the models they share, each loaded once, on one
@@ -750,12 +760,9 @@ def run_leaderboard(spec: Spec, out: Path, runner: Callable[[Cell], dict[str, An
     write_png(spec, entries, out / "leaderboard.png")
     from icdpo_eval.report import html
 
-    chart = io.BytesIO()
-    write_png(spec, entries, chart, fmt="svg")
-    runs = [r for r in html.runs_of_leaderboard(out)[0] if r.row in {x.name for x in spec.rows}
-            and r.task in spec.tasks]
-    html.write_page(runs, entries, [c for c, _ in columns_of(spec)], chart.getvalue().decode("utf-8"),
-                    out / "index.html", f"Leaderboard: {spec.name}")
+    names = {r.name for r in spec.rows}
+    write_page(spec, entries, [r for r in html.runs_of_leaderboard(out)[0] if r.row in names and r.task in spec.tasks],
+               out / "index.html", f"Leaderboard: {spec.name}")
     return entries
 
 

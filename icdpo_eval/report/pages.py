@@ -5,20 +5,12 @@ chart; ``icdpo-eval leaderboard`` writes the same page as ``index.html`` beside 
 from __future__ import annotations
 
 import argparse
-import io
 import math
 from pathlib import Path
 from typing import Any
 
 from icdpo_eval.report import html
 from icdpo_eval.report import leaderboard as lb
-
-
-def chart_svg(spec: lb.Spec, entries: list[lb.Entry]) -> str:
-    """The leaderboard's matplotlib chart as SVG text (to inline)."""
-    buf = io.BytesIO()
-    lb.write_png(spec, entries, buf, fmt="svg")
-    return buf.getvalue().decode("utf-8")
 
 
 def report(paths: list[Path], out: Path) -> Path:
@@ -42,7 +34,7 @@ def report(paths: list[Path], out: Path) -> Path:
         spec.tasks = [t for t in tasks if all((row, t) in results for row in rows)] or tasks[:1]
         spec.rows = [row for row in spec.rows if all((row.name, t) in results for t in spec.tasks)]
     entries = lb.build_entries(spec, results)
-    return html.write_page(runs, entries, [c for c, _ in lb.columns_of(spec)], chart_svg(spec, entries), out, title)
+    return lb.write_page(spec, entries, runs, out, title)
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
