@@ -133,6 +133,38 @@ def test_paired_drop_inside_the_ci_fails_only_with_the_paired_test():
     assert C.paired_drop_p(better, base_scores, False)[0] == pytest.approx(1 / 2 ** 12)
 
 
+def test_paired_gate_ties_float_noise_but_fails_a_real_drop(tmp_path):
+    """CI's failure on a green exactness gate: ten rewards each 2e-7 (raw) lower, identical answers. The
+    paired test saw ten one-sided differences (p=0.001) and failed; within --atol they are ties."""
+    docs = {("RM-Aug", "t", str(i)): {"row": "RM-Aug", "task": "t", "doc_id": str(i), "response": f"r{i}",
+                                      "reward": 0.05 + 0.01 * i} for i in range(10)}
+    noisy = {k: {**v, "reward": v["reward"] - 2e-7} for k, v in docs.items()}
+    base_cells = {("RM-Aug", "t", "rm_reward"): C.Cell(9.5, True, 2.0, 17.0)}
+    new_cells = {("RM-Aug", "t", "rm_reward"): C.Cell(9.5 - 2e-5, True, 2.0, 17.0)}
+    p_base, p_noisy = C.paired_docs(docs), C.paired_docs(noisy)
+    paired = ({("RM-Aug", "t"): p_noisy[("RM-Aug", "t")]}, {("RM-Aug", "t"): p_base[("RM-Aug", "t")]})
+    assert C.compare(new_cells, base_cells, use_ci=True, paired=paired)[0] == 1  # no tie tolerance: red
+    assert C.compare(new_cells, base_cells, use_ci=True, paired=paired, tie=1e-6 * C.PAIRED_SCALE)[0] == 0
+    assert C.paired_drop_p(paired[0][("RM-Aug", "t")], paired[1][("RM-Aug", "t")], True, 1e-4) == (1.0, 10)
+    # a real drop (0.01 raw on every document) still fails with the tie tolerance
+    dropped = {k: {**v, "reward": v["reward"] - 0.01} for k, v in docs.items()}
+    p_drop = C.paired_docs(dropped)[("RM-Aug", "t")]
+    code, report = C.compare({("RM-Aug", "t", "rm_reward"): C.Cell(8.5, True, 1.0, 16.0)}, base_cells, use_ci=True,
+                             paired=({("RM-Aug", "t"): p_drop}, paired[1]), tie=1e-4)
+    assert code == 1 and "paired Wilcoxon p=0.000977 over 10" in report
+    # through the CLI (its --atol is the tie), with the noisy documents as NEW's documents.jsonl
+    lb = tmp_path / "lb"
+    lb.mkdir()
+    _write(lb / "documents.jsonl", noisy)
+    _write(tmp_path / "base.jsonl", docs)
+    for path, rows in ((lb / "leaderboard.csv", noisy), (tmp_path / "base.csv", docs)):
+        path.write_text("row,task,metric,value,ci_low,ci_high,higher_is_better\n"
+                        f"RM-Aug,t,rm_reward,{100 * sum(v['reward'] for v in rows.values()) / 10},2.0,17.0,True\n")
+    args = (str(lb), str(tmp_path / "base.csv"), "--ci", "--paired", str(tmp_path / "base.jsonl"))
+    assert _cli(*args) == 0
+    assert _cli(*args, "--atol", "0") == 1
+
+
 def test_identical_documents_give_p_one():
     s = {"0": 1.0, "1": 2.0}
     assert C.paired_drop_p(s, dict(s), True) == (1.0, 2)

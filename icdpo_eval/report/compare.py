@@ -16,10 +16,12 @@ seed, gen_kwargs, reward model, model/model_args of a CSV row): the keys that di
 ``--paired BASE_DOCS`` (with ``--ci``; NEW a leaderboard folder): also a one-sided paired Wilcoxon
 signed-rank test per cell over the documents both runs scored (NEW's ``documents.jsonl`` vs
 BASE_DOCS); a cell fails when its drop is significant (p < ``--alpha``, default 0.05) and larger than
-the tolerance, even inside the CI. Every report lists each cell's *minimum detectable drop* (MDD):
-the drop a two-sided test at α=0.05 detects with 80% power given the baseline's standard error
-(``(1.96 + 0.84) x SE``, SE from the 95% CI: ``(ci_high - ci_low) / (2 x 1.96)``). A drop smaller
-than the MDD usually passes: a table whose MDD is tens of points cannot gate small regressions.
+the tolerance, even inside the CI. Per-document differences within ``--atol`` (the exactness gate's
+reward tolerance, default 1e-6 raw) are float noise: ties, never a drop. Every report lists each
+cell's *minimum detectable drop* (MDD): the drop a two-sided test at α=0.05 detects with 80% power
+given the baseline's standard error (``(1.96 + 0.84) x SE``, SE from the 95% CI:
+``(ci_high - ci_low) / (2 x 1.96)``). A drop smaller than the MDD usually passes: a table whose MDD
+is tens of points cannot gate small regressions.
 
 ``--exact`` (NEW a leaderboard folder, BASELINE a ``documents.jsonl``): the exactness gate of
 :mod:`icdpo_eval.report.exact_gate` instead (responses byte for byte, rewards to ``--atol``). Which gate when:
@@ -204,7 +206,10 @@ def minimum_detectable_drop(cell: Cell) -> float | None:
 PairedDocs = dict[tuple[str, str], dict[str, float]]  # (row, task) -> doc id -> value on the table's scale
 
 
-def paired_docs(docs: dict[tuple[str, str, str], dict[str, Any]], scale: float = 100.0) -> PairedDocs:
+PAIRED_SCALE = 100.0  # the tables report reward x 100
+
+
+def paired_docs(docs: dict[tuple[str, str, str], dict[str, Any]], scale: float = PAIRED_SCALE) -> PairedDocs:
     """Per-document rewards of a ``documents.jsonl`` (x ``scale``: the tables report reward x 100)."""
     out: PairedDocs = {}
     for (row, task, doc), d in docs.items():
@@ -213,12 +218,15 @@ def paired_docs(docs: dict[tuple[str, str, str], dict[str, Any]], scale: float =
     return out
 
 
-def paired_drop_p(new: dict[str, float], base: dict[str, float], higher_is_better: bool) -> tuple[float, int]:
+def paired_drop_p(new: dict[str, float], base: dict[str, float], higher_is_better: bool,
+                  tie: float = 0.0) -> tuple[float, int]:
     """One-sided paired Wilcoxon signed-rank p-value that NEW is worse than BASE over their common
-    documents (zero differences dropped; 1.0 when none differ) and the number of documents paired."""
+    documents and the number of documents paired. A difference within ``tie`` (float noise: the
+    exactness gate's tolerance on the same scale) is a tie and dropped; 1.0 when none differ more."""
     common = sorted(set(new) & set(base))
     diffs = [(new[d] - base[d]) * (1 if higher_is_better else -1) for d in common]
-    if not any(abs(x) > 1e-12 for x in diffs):
+    diffs = [0.0 if abs(x) <= max(tie, 1e-12) else x for x in diffs]
+    if not any(diffs):
         return 1.0, len(common)
     from scipy.stats import wilcoxon
 
@@ -227,9 +235,10 @@ def paired_drop_p(new: dict[str, float], base: dict[str, float], higher_is_bette
 
 def compare(new: dict[Key, Cell], base: dict[Key, Cell], tolerance: float = 0.0,
             use_ci: bool = False, paired: tuple[PairedDocs, PairedDocs] | None = None,
-            alpha: float = 0.05) -> tuple[int, str]:
+            alpha: float = 0.05, tie: float = 0.0) -> tuple[int, str]:
     """-> (exit code 0/1, markdown report). Raises CompareError on mismatched configs. ``paired`` =
-    (NEW's, BASELINE's) per-document values: adds the paired test of the module docstring."""
+    (NEW's, BASELINE's) per-document values: adds the paired test of the module docstring, where
+    per-document differences within ``tie`` count as ties and a mean drop within it never fails."""
     bad = config_mismatches(new, base)
     if bad:
         raise CompareError("the same cells were run under different configs; not comparable:\n  "
@@ -266,8 +275,8 @@ def compare(new: dict[Key, Cell], base: dict[Key, Cell], tolerance: float = 0.0,
         p_value, n_paired = math.nan, 0
         if paired is not None and (model, task) in paired[1]:
             p_value, n_paired = paired_drop_p(paired[0].get((model, task), {}), paired[1][(model, task)],
-                                              b.higher_is_better)
-            if p_value < alpha and -sign * delta > tolerance:
+                                              b.higher_is_better, tie)
+            if p_value < alpha and -sign * delta > max(tolerance, tie):
                 ok = False
                 allowed += f"; paired p ≥ {alpha:g}"
         status = "ok" if ok and abs(delta) <= eps else ("better" if ok and sign * delta > 0 else
@@ -307,7 +316,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--exact", action="store_true",
                    help="exactness gate: NEW's documents.jsonl vs BASELINE (a documents.jsonl), responses byte "
                    "for byte and rewards to --atol")
-    p.add_argument("--atol", type=float, default=1e-6, help="reward tolerance of --exact (default 1e-6)")
+    p.add_argument("--atol", type=float, default=1e-6,
+                   help="reward tolerance (raw reward units, default 1e-6): of --exact per document; of --paired, "
+                   "the per-document difference below which two rewards tie (float noise, not a drop)")
     p.set_defaults(func=main)
     return p
 
@@ -328,7 +339,8 @@ def main(args: argparse.Namespace) -> int:
         if args.paired:
             if not args.ci:
                 raise CompareError("--paired needs --ci")
-            paired = (paired_docs(load_documents(args.new)), paired_docs(load_documents(args.paired)))
+            paired = (paired_docs(load_documents(args.new), PAIRED_SCALE),
+                      paired_docs(load_documents(args.paired), PAIRED_SCALE))
         fmt_new, new = load(args.new)
         fmt_base, base = load(args.baseline)
         if fmt_new != fmt_base:
@@ -337,7 +349,7 @@ def main(args: argparse.Namespace) -> int:
                                "; compare like with like")
         if not base:
             raise CompareError(f"{args.baseline}: no numeric metrics found")
-        code, report = compare(new, base, args.tolerance, args.ci, paired, args.alpha)
+        code, report = compare(new, base, args.tolerance, args.ci, paired, args.alpha, args.atol * PAIRED_SCALE)
     except (CompareError, GateError) as e:
         print(f"icdpo-eval compare: error: {e}", file=sys.stderr)
         return 2
