@@ -23,8 +23,10 @@ score them" over this one class. What it guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
+import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -138,13 +140,140 @@ def _cache_of(out: Any) -> Any:
     return cache if cache is not None else getattr(out, "past_key_values", None)
 
 
+def _onednn_usable(weight: torch.Tensor) -> bool:
+    """oneDNN's linear kernel applies: fp32 weights on the CPU and a torch built with it."""
+    return (weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available()
+            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
+
+def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)`` computed by oneDNN (the kernel torch's compiler uses on the CPU)."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+def _choices_path(kind: str, ident: str) -> Any:
+    """Where the layout choices measured on this machine (CPU model, cores, threads, torch) are saved."""
+    import hashlib
+    import os
+    import platform
+
+    from icdpo_eval import runtime
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    key = f"{cpu}|{os.cpu_count()}|{torch.get_num_threads()}|{torch.__version__}|{ident}"
+    return runtime.cache_path(kind, hashlib.sha256(key.encode()).hexdigest()[:16] + ".json")
+
+
+def _load_choices(kind: str, ident: str) -> dict[int, str]:
+    import json
+
+    try:
+        return {int(k): str(v) for k, v in json.loads(_choices_path(kind, ident).read_text()).items()}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def _save_choices(kind: str, ident: str, choice: dict[int, str]) -> None:
+    import json
+
+    from icdpo_eval import runtime
+
+    path = _choices_path(kind, ident)
+    with runtime.locked(path):
+        merged = {**_load_choices(kind, ident), **choice}
+        runtime.atomic_write(path, lambda fh: json.dump({str(k): v for k, v in sorted(merged.items())}, fh))
+
+
+_DECODE_KERNEL: Any = None  # the linear kernel of the trunk's layers inside an engine's decode step; None: F.linear
+
+
+def _dispatch_linear(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """``forward`` of a trunk linear layer (bound to it by :class:`TrunkLinears`)."""
+    kernel = _DECODE_KERNEL
+    if kernel is None:
+        return torch.nn.functional.linear(x, self.weight, self.bias)
+    return kernel(x, self.weight, self.bias)
+
+
+class TrunkLinears:
+    """The trunk's linear layers (attention and MLP projections) on a decode step, in the faster exact kernel for
+    that many rows: BLAS's ``F.linear`` (what transformers calls) or oneDNN's linear on the same weights. Both are
+    timed on this machine the first time a row count is seen (on inputs of the layers' shapes, best of 3) and the
+    choice is saved beside :class:`LMHead`'s. Only the engine's decode steps switch kernel: prefill, scoring,
+    training and HF ``generate`` on the same weights run ``F.linear`` as before. Nothing is copied (the layers'
+    ``forward`` is rebound; a deep copy of the model rebinds to the copy's layers)."""
+
+    KINDS = {"linear": torch.nn.functional.linear, "onednn": _onednn_linear}
+
+    def __init__(self, modules: list[torch.nn.Linear]) -> None:
+        self.modules = modules
+        self.ident = "|".join(f"{tuple(m.weight.shape)}" for m in modules) + f"|{','.join(self.KINDS)}"
+        self.choice: dict[int, str] = _load_choices("trunk_linears", self.ident)
+        self.timings: dict[int, dict[str, float]] = {}
+        for m in modules:
+            m.forward = types.MethodType(_dispatch_linear, m)
+
+    @classmethod
+    def attach(cls, trunk: Any, device: torch.device) -> TrunkLinears | None:
+        """The trunk's :class:`TrunkLinears` (one per model, shared by the engines over it), or None where
+        there is no choice to make (not the CPU, not fp32, no oneDNN, no plain linear layer)."""
+        if device.type != "cpu" or trunk is None:
+            return None
+        if getattr(trunk, "_icdpo_trunk_linears", None) is None:
+            mods = [m for m in trunk.modules() if type(m) is torch.nn.Linear]
+            if not mods or not all(_onednn_usable(m.weight) for m in mods):
+                return None
+            trunk._icdpo_trunk_linears = cls(mods)
+        return trunk._icdpo_trunk_linears
+
+    def _time(self, kernel: Any, xs: dict[int, torch.Tensor]) -> float:
+        import time
+
+        t0 = time.perf_counter()
+        for m in self.modules:
+            kernel(xs[m.in_features], m.weight, m.bias)
+        return time.perf_counter() - t0
+
+    def _choose(self, rows: int) -> str:
+        xs = {m.in_features: torch.randn(rows, 1, m.in_features) for m in self.modules}
+        times: dict[str, float] = {k: float("inf") for k in self.KINDS}
+        for kernel in self.KINDS.values():
+            self._time(kernel, xs)  # warm-up
+        for _ in range(3):
+            for name, kernel in self.KINDS.items():
+                times[name] = min(times[name], self._time(kernel, xs))
+        self.timings[rows] = {k: v * 1000 for k, v in times.items()}
+        return min(times, key=times.__getitem__)
+
+    @contextlib.contextmanager
+    def decode(self, rows: int) -> Any:
+        """Within: the trunk's linear layers run the kernel chosen for ``rows`` rows."""
+        global _DECODE_KERNEL
+        if rows not in self.choice:
+            with torch.inference_mode():
+                self.choice[rows] = self._choose(rows)
+            _save_choices("trunk_linears", self.ident, {rows: self.choice[rows]})
+        prev, _DECODE_KERNEL = _DECODE_KERNEL, self.KINDS[self.choice[rows]]
+        try:
+            yield
+        finally:
+            _DECODE_KERNEL = prev
+
+
 class LMHead:
     """The vocabulary projection of a decode step (``rows`` hidden states -> ``rows`` x V logits), computed in the
     fastest exact layout for the row count at hand, chosen by measurement on this machine.
 
-    The layouts are the same products in another memory order, no approximation: ``linear`` (``F.linear(h, W)``,
-    what transformers does), ``wh`` (``W @ h.T``: the head streamed once as the left operand, which BLAS handles
-    well for few rows), and both over blocks of 8192 vocabulary rows (views of W, written into one output). None
+    The layouts are the same products in another memory order or kernel, no approximation: ``linear``
+    (``F.linear(h, W)``, what transformers does), ``wh`` (``W @ h.T``: the head streamed once as the left operand,
+    which BLAS handles well for few rows), both over blocks of 8192 vocabulary rows (views of W, written into one
+    output), and ``onednn`` (oneDNN's linear kernel on the same fp32 weights, where torch has it: on some CPUs,
+    e.g. AMD EPYC, BLAS's few-row product runs far below the memory bandwidth and oneDNN's does not). None
     copies the weights (extra memory: the logits only). The first time a row count is seen, each layout is timed
     on the real hidden states (after a warm-up) and the fastest kept; the choice is saved under the cache dir
     for this machine (CPU, threads, torch, head shape), so later runs compute the same logits without probing again
@@ -159,6 +288,8 @@ class LMHead:
         self.probe = probe
         self.layouts = {"linear": self._linear, "wh": self._wh, "linear_blocks": self._linear_blocks,
                         "wh_blocks": self._wh_blocks}
+        if _onednn_usable(weight):
+            self.layouts["onednn"] = self._onednn
         self.choice: dict[int, str] = self._saved() if probe else {}
         self.timings: dict[int, dict[str, float]] = {}
 
@@ -193,6 +324,9 @@ class LMHead:
             torch.mm(h, w[j:j + self.BLOCK].t(), out=out[:, j:j + self.BLOCK])
         return out
 
+    def _onednn(self, h: torch.Tensor) -> torch.Tensor:
+        return _onednn_linear(h, self.weight)
+
     def _wh_blocks(self, h: torch.Tensor) -> torch.Tensor:
         w = self.weight
         out = torch.empty((w.shape[0], h.shape[0]), dtype=h.dtype, device=h.device)
@@ -202,41 +336,14 @@ class LMHead:
         return out.t()
 
     # the choice --------------------------------------------------------------------------------------------
-    def _saved_path(self) -> Any:
-        import hashlib
-        import os
-        import platform
-
-        from icdpo_eval import runtime
-
-        cpu = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as fh:
-                cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
-        except OSError:
-            pass
-        ident = f"{cpu}|{os.cpu_count()}|{torch.get_num_threads()}|{torch.__version__}|{tuple(self.weight.shape)}|" \
-                f"{self.weight.dtype}"
-        return runtime.cache_path("lm_head", hashlib.sha256(ident.encode()).hexdigest()[:16] + ".json")
+    def _ident(self) -> str:
+        return f"{tuple(self.weight.shape)}|{self.weight.dtype}|{','.join(self.layouts)}"
 
     def _saved(self) -> dict[int, str]:
-        import json
-
-        try:
-            data = json.loads(self._saved_path().read_text())
-            return {int(k): v for k, v in data.items() if v in self.layouts}
-        except (OSError, ValueError, AttributeError):
-            return {}
+        return {k: v for k, v in _load_choices("lm_head", self._ident()).items() if v in self.layouts}
 
     def _save(self) -> None:
-        import json
-
-        from icdpo_eval import runtime
-
-        path = self._saved_path()
-        with runtime.locked(path):
-            merged = {**self._saved(), **self.choice}
-            runtime.atomic_write(path, lambda fh: json.dump({str(k): v for k, v in sorted(merged.items())}, fh))
+        _save_choices("lm_head", self._ident(), self.choice)
 
     def _choose(self, h: torch.Tensor) -> str:
         import time
@@ -413,6 +520,7 @@ class Engine:
         self.model = model.eval()
         self.device = device
         self.trunk, self.head = LMHead.split(model, device)
+        self.linears = TrunkLinears.attach(self.trunk, device) if self.head is not None else None
         # what determines the weights (name, dtype, device, revision, adapter): names stored candidates
         self.weights_key = weights_key or (str(getattr(model.config, "_name_or_path", "")), str(model.dtype),
                                            str(device))
@@ -435,7 +543,7 @@ class Engine:
         config = AutoConfig.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
         self = cls.__new__(cls)
         self.model, self.device, self.max_rows, self.weights_key = None, torch.device("cpu"), 0, (pretrained,)
-        self.trunk = self.head = None
+        self.trunk = self.head = self.linears = None
         self._init_tokens(tok, max_length or getattr(config, "max_position_embeddings", None)
                           or getattr(getattr(config, "text_config", None), "max_position_embeddings", None))
         self.eos_ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
@@ -493,14 +601,22 @@ class Engine:
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache, keep: int):
         """Logits at the last ``keep`` positions (all with 0) and the updated cache. With a split model (trunk +
         plain linear head, :class:`LMHead`) the vocabulary projection of a decode step (one position per row)
-        runs in the layout the head measured fastest for that many rows; anything else is the model's forward."""
+        runs in the layout the head measured fastest for that many rows, the trunk's linear layers in the kernel
+        measured fastest (:class:`TrunkLinears`); anything else is the model's forward."""
         if self.head is not None and keep == 1:
-            out = self.trunk(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                             **{_CACHE_ARG: cache})
+            out = self.trunk_step(ids, mask, pos, cache)
             return self.head(out.last_hidden_state[:, -1:, :]), _cache_of(out)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=keep,
                          **{_CACHE_ARG: cache})
         return out.logits, _cache_of(out)
+
+    def trunk_step(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> Any:
+        """The trunk (no head) on one decode step, its linear layers in the kernel measured fastest for the row
+        count (:class:`TrunkLinears`)."""
+        ctx = self.linears.decode(ids.shape[0]) if self.linears is not None else contextlib.nullcontext()
+        with ctx:
+            return self.trunk(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                              **{_CACHE_ARG: cache})
 
     def _prefill(self, contexts: list[list[int]]) -> Rows:
         """Prefill of several contexts as one left-padded batch (:class:`Rows`). Contexts of different lengths

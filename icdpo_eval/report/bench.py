@@ -148,7 +148,7 @@ class Step:
 
 def decode_step_seconds(eng: Engine, context: str, rows: int, steps: int = 16) -> Step:
     """One decode step of ``rows`` rows after a shared prefill, as the engine runs it (median of ``steps``)."""
-    from icdpo_eval.engine.engine import _CACHE_ARG, _cache_of
+    from icdpo_eval.engine.engine import _cache_of
 
     med = lambda xs: sorted(xs)[len(xs) // 2]  # noqa: E731
     with torch.inference_mode():
@@ -162,8 +162,7 @@ def decode_step_seconds(eng: Engine, context: str, rows: int, steps: int = 16) -
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], -1)
             t = time.perf_counter()
             if eng.head is not None:
-                out = eng.trunk(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos[:, None],
-                                use_cache=True, **{_CACHE_ARG: cache})
+                out = eng.trunk_step(nxt[:, None], mask, pos[:, None], cache)
                 t1 = time.perf_counter()
                 logits = eng.head(out.last_hidden_state[:, -1:, :])
                 t2 = time.perf_counter()
