@@ -520,7 +520,7 @@ class Engine:
         self.model = model.eval()
         self.device = device
         self.trunk, self.head = LMHead.split(model, device)
-        self.linears = TrunkLinears.attach(self.trunk, device) if self.head is not None else None
+        self.linears = TrunkLinears.attach(self.trunk, device)  # None without a split trunk (trunk None)
         # what determines the weights (name, dtype, device, revision, adapter): names stored candidates
         self.weights_key = weights_key or (str(getattr(model.config, "_name_or_path", "")), str(model.dtype),
                                            str(device))
