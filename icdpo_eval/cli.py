@@ -3,6 +3,7 @@
     icdpo-eval run --model icdpo --tasks hh_harmless_mini --limit 2   # = lm_eval run ..., hook ensured
     icdpo-eval bench --json                                          # engine benchmark (benchmarks/engine.py)
     icdpo-eval models [path base|teacher|sbert]                      # embedded default models (embedded:base, ...)
+    icdpo-eval models twins DIR                                      # their tiny random twins (ICDPO_EMBEDDED_DIR=DIR)
     icdpo-eval leaderboard SPEC.yaml --out DIR                       # many models x tasks -> md/CSV/PNG
     icdpo-eval compare NEW BASELINE [--tolerance X] [--ci]           # regression gate (exit 1 on a drop)
     icdpo-eval borrow --teacher X --task hh_harmless --out demos.jsonl
@@ -52,6 +53,15 @@ def _run(argv: list[str]) -> int:
 def _models(args: argparse.Namespace) -> int:
     from icdpo_eval import names, settings
 
+    if args.action == "twins":
+        from pathlib import Path
+
+        from icdpo_eval.data import twins
+
+        root = twins.build_all(Path(args.which))
+        print(f"tiny twins of {', '.join(twins.KINDS)} in {root}; `export ICDPO_EMBEDDED_DIR={root}` makes "
+              "embedded:base / teacher / sbert resolve to them (random weights: for tests and plumbing, not results)")
+        return 0
     if args.action == "path":
         name = names.canonical(f"embedded:{args.which}")
         if name not in names.WHAT:
@@ -59,6 +69,8 @@ def _models(args: argparse.Namespace) -> int:
         print(names.resolve(name))
         return 0
     print(f"cache dir: {settings.cache_dir()}  (set ICDPO_CACHE_DIR to move it)")
+    if settings.embedded_dir() is not None:
+        print(f"ICDPO_EMBEDDED_DIR={settings.embedded_dir()}: the names below resolve to its base/, teacher/, sbert/")
     for name, what in names.WHAT.items():
         synonyms = ", ".join(k for k, v in names.SYNONYMS.items() if v == name and k != name)
         print(f"  {name:18s} {what}  (synonym {synonyms})")
@@ -100,9 +112,10 @@ def _main(argv: list[str]) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run lm-eval (same flags as `lm_eval run`) with icdpo-eval registered")
     sub.add_parser("bench", help="engine benchmark: naive pipeline vs ours vs one ICL sample (see bench --help)")
-    m = sub.add_parser("models", help="list the embedded default models, or print one's local path")
-    m.add_argument("action", nargs="?", choices=["list", "path"], default="list")
-    m.add_argument("which", nargs="?", default="base", help="base | teacher | sbert")
+    m = sub.add_parser("models", help="list the embedded default models, print one's local path, or build their tiny "
+                       "twins")
+    m.add_argument("action", nargs="?", choices=["list", "path", "twins"], default="list")
+    m.add_argument("which", nargs="?", default="base", help="path: base | teacher | sbert; twins: the folder to write")
     wanted = argv[0] if argv and argv[0] in SUBCOMMANDS else None
     modules = {}
     for name, mod in SUBCOMMANDS.items():

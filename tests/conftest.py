@@ -18,6 +18,31 @@ def pytest_addoption(parser):
                      help="tests/test_report.py: save a screenshot of each view of the page under DIR")
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "real: runs on the REAL embedded models (trained weights are the point; its module docstring says "
+                   "why); every other test runs on their tiny random twins")
+
+
+@pytest.fixture(scope="session")
+def twins_dir(tmp_path_factory) -> Path:
+    """Tiny random twins of the embedded models (real configs, tokenizers and chat template; 2 layers, hidden 64),
+    built once per session (:mod:`icdpo_eval.data.twins`, a few seconds)."""
+    from icdpo_eval.data import twins
+
+    return twins.build_all(tmp_path_factory.mktemp("twins"))
+
+
+@pytest.fixture(autouse=True)
+def _embedded_models(request, twins_dir, monkeypatch):
+    """``embedded:base`` / ``teacher`` / ``sbert`` resolve to the tiny twins (the declared setting
+    ``ICDPO_EMBEDDED_DIR``), except in tests marked ``real``, which get the real models."""
+    if request.node.get_closest_marker("real"):
+        monkeypatch.delenv("ICDPO_EMBEDDED_DIR", raising=False)
+    else:
+        monkeypatch.setenv("ICDPO_EMBEDDED_DIR", str(twins_dir))
+
+
 @pytest.fixture(autouse=True)
 def _own_journal(tmp_path_factory, monkeypatch):
     """Every test gets its own result journal (models/journal.py): no test resumes another's documents, and
@@ -52,12 +77,21 @@ def shared_hh_test() -> Path:
 
 
 @pytest.fixture(scope="session")
-def base_engine():
-    """The embedded Gemma-3-270M base model in fp32 on CPU (converted once, cached)."""
+def base_engine(twins_dir):
+    """The tiny twin of the embedded Gemma-3-270M base model (fp32, CPU): one sliding-window layer with a 16-token
+    window and one full-attention layer, the real tokenizer."""
+    from icdpo_eval.engine import Engine
+
+    return Engine.load(str(twins_dir / "base"), device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def real_base_engine():
+    """The REAL embedded Gemma-3-270M base model in fp32 on CPU (converted once, cached): for tests marked ``real``."""
     from icdpo_eval.data.embedded import base_model_path
     from icdpo_eval.engine import Engine
 
-    return Engine.load(str(base_model_path()), device="cpu", dtype="float32")
+    return Engine.load(str(base_model_path(real=True)), device="cpu", dtype="float32")
 
 
 @pytest.fixture
@@ -75,3 +109,13 @@ def serve():
     yield start
     for s in servers:
         s.stop()
+
+
+@pytest.fixture(scope="session")
+def pipeline(tmp_path_factory, twins_dir):
+    """``pipeline(name)``: the one in-process run of a named lm_eval pipeline on the tiny twins
+    (``tests/_inproc.py::PIPELINES``), shared by every test that asks for it (:class:`_inproc.Run`)."""
+    from _inproc import pipeline as run
+
+    root = tmp_path_factory.mktemp("pipelines")
+    return lambda name: run(name, root, twins_dir)

@@ -60,7 +60,44 @@ def _convert_gguf(gguf_dir: Path, gguf_name: str, out: Path) -> None:
     atomic_write_dir(out, build)
 
 
-def base_model_path() -> Path:
+def _override(kind: str) -> Path | None:
+    """``$ICDPO_EMBEDDED_DIR/<kind>`` when the setting is given (the tiny twins, :mod:`icdpo_eval.data.twins`)."""
+    root = settings.embedded_dir()
+    if root is None:
+        return None
+    folder = root / kind
+    if not any((folder / f).is_file() for f in ("config.json", "modules.json")):
+        raise UserError(f"ICDPO_EMBEDDED_DIR={root}: {folder} holds no model (no config.json); build the tiny twins "
+                        f"with `icdpo-eval models twins {root}` or unset ICDPO_EMBEDDED_DIR")
+    return folder
+
+
+def identity(kind: str) -> str | None:
+    """None for the real embedded model ``kind`` (base | teacher | sbert); with ``$ICDPO_EMBEDDED_DIR`` set, the
+    folder it resolves to and a hash of its weights, so that caches of what the model computed (the proxy RM's
+    fit, retrieval embeddings) never mix a twin's numbers with the real model's."""
+    folder = _override(kind)
+    if folder is None:
+        return None
+    import hashlib
+
+    weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+    stamp = (str(folder), tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in weights))
+    if stamp not in _IDENTITY:
+        h = hashlib.sha256()
+        for f in weights:
+            h.update(f.name.encode() + b"\0" + f.read_bytes())
+        _IDENTITY[stamp] = f"{folder}@{h.hexdigest()[:12]}"
+    return _IDENTITY[stamp]
+
+
+_IDENTITY: dict[tuple, str] = {}
+
+
+def base_model_path(real: bool = False) -> Path:
+    """The embedded base model's folder (``$ICDPO_EMBEDDED_DIR/base`` when set, unless ``real``)."""
+    if not real and (twin := _override("base")) is not None:
+        return twin
     out = cache_dir() / "gemma-3-270m"
     if (out / "config.json").exists():
         return out
@@ -73,7 +110,10 @@ def base_model_path() -> Path:
     return out
 
 
-def teacher_model_path() -> Path:
+def teacher_model_path(real: bool = False) -> Path:
+    """The embedded teacher's folder (``$ICDPO_EMBEDDED_DIR/teacher`` when set, unless ``real``)."""
+    if not real and (twin := _override("teacher")) is not None:
+        return twin
     out = cache_dir() / "smollm2-135m-instruct"
     if (out / "config.json").exists():
         return out
@@ -104,7 +144,10 @@ def teacher_model_path() -> Path:
     return out
 
 
-def sbert_path() -> Path:
+def sbert_path(real: bool = False) -> Path:
+    """The embedded SBERT's folder (``$ICDPO_EMBEDDED_DIR/sbert`` when set, unless ``real``)."""
+    if not real and (twin := _override("sbert")) is not None:
+        return twin
     out = cache_dir() / "all-MiniLM-L6-v2"
     if (out / "config.json").exists() or (out / "modules.json").exists():
         return out

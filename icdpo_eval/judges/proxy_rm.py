@@ -164,17 +164,28 @@ def features(enc: Encoder, prompts: Sequence[str], responses: Sequence[str],
     return np.hstack([e_y, e_h * e_y])
 
 
+def encoder_identity() -> str | None:
+    """None for the real all-MiniLM-L6-v2; the twin's folder and weights hash under ``$ICDPO_EMBEDDED_DIR``."""
+    from icdpo_eval.data.embedded import identity
+
+    return identity("sbert")
+
+
 def _training_hash(rows: Sequence[dict[str, Any]]) -> str:
     h = hashlib.sha256()
+    encoder = encoder_identity()
     h.update(json.dumps({"features": FEATURES_VERSION, "l2_grid": L2_GRID, "folds": N_FOLDS,
                          "seed": SEED, "encoder": "all-MiniLM-L6-v2"}, sort_keys=True).encode())
+    if encoder is not None:  # a twin (or the user's own model) under ICDPO_EMBEDDED_DIR: its own fit
+        h.update(b"encoder\0" + encoder.encode())
     for r in rows:
         h.update(json.dumps([r["prompt"], r["chosen"], r["rejected"]]).encode())
     return h.hexdigest()
 
 
 class ProxyRewardModel:
-    """``score(prompts, responses)`` -> BT logits; ``name`` = ``proxy:bt-minilm@<hash8>``."""
+    """``score(prompts, responses)`` -> BT logits; ``name`` = ``proxy:bt-minilm@<hash8>`` (``proxy:bt-embedded-dir@``
+    when the encoder is ``$ICDPO_EMBEDDED_DIR``'s, e.g. the tests' tiny twin)."""
 
     def __init__(self, rows: Sequence[dict[str, Any]] | None = None, device: str | None = None,
                  cache: bool = True) -> None:
@@ -183,7 +194,8 @@ class ProxyRewardModel:
 
             rows = load_pairs("hh-rlhf-mini", None, "pool")
         self.digest = _training_hash(rows)
-        self.name = f"proxy:bt-minilm@{self.digest[:8]}"
+        label = "minilm" if encoder_identity() is None else "embedded-dir"
+        self.name = f"proxy:bt-{label}@{self.digest[:8]}"
         self.encoder = Encoder(device)
         self.info: dict[str, Any] = {}
         if not cache:

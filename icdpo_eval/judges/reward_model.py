@@ -218,13 +218,16 @@ class RewardModelJudge:
         return out
 
 
-_JUDGES: dict[tuple[str, str, int], RewardModelJudge] = {}
+_JUDGES: dict[tuple[str, str, int, str | None], RewardModelJudge] = {}
 JUDGE_LOADS: list[str] = []  # every real load of a reward model, by name (the leaderboard's run log)
 
 
 def get_judge(name: str = "auto", dtype: str | None = "float32", batch_size: int = 8) -> RewardModelJudge:
     """A process-wide cached judge per (name, dtype, batch size): a reward model loads once per run."""
-    key = (name, canonical_dtype(dtype), int(batch_size))
+    from icdpo_eval.data.embedded import identity
+
+    # the proxy fits on the embedded SBERT: a twin's (ICDPO_EMBEDDED_DIR) is another judge
+    key = (name, canonical_dtype(dtype), int(batch_size), identity("sbert") if name == "proxy" else None)
     if key not in _JUDGES:
         _JUDGES[key] = RewardModelJudge(name, dtype=key[1], batch_size=key[2])
         JUDGE_LOADS.append(name)

@@ -241,7 +241,7 @@ def _pool_tails(prompts: Sequence[str], window: int, tails: Any) -> list[list[st
 
 
 _BM25_MEMO: dict[tuple[str, int, str], _Bm25Index] = {}
-_SBERT_MODELS: dict[tuple[str, str | None], Any] = {}
+_SBERT_MODELS: dict[tuple[str, str | None], Any] = {}  # (resolved folder or hub name, device)
 
 
 def _bm25_index(prompts: Sequence[str], window: int, tails: SubwordTails) -> _Bm25Index:
@@ -328,7 +328,7 @@ def resolve_sbert(name: str | None) -> str:
 
 
 def _load_sbert(name: str, device: str | None) -> Any:
-    key = (name, device)
+    key = (names.resolve(name, names.SBERT), device)  # the folder: ICDPO_EMBEDDED_DIR's twin is another model
     if key not in _SBERT_MODELS:
         from sentence_transformers import SentenceTransformer
 
@@ -354,6 +354,11 @@ def _encode(model: Any, texts: Sequence[str]) -> np.ndarray:
 
 
 def _embedding_cache_path(encoder: str, prompts: Sequence[str], max_len: int | None = None) -> Path:
+    if names.is_embedded(encoder):  # a twin under ICDPO_EMBEDDED_DIR embeds differently from the real model
+        from icdpo_eval.data.embedded import identity
+
+        twin = identity("sbert")
+        encoder = encoder if twin is None else f"{encoder}|{twin}"
     key = [encoder, list(prompts)] if max_len is None else [encoder, max_len, list(prompts)]
     return settings.cache_dir() / "retrieval" / f"sbert-{_sha256(key)}.npy"
 
