@@ -18,12 +18,6 @@ def pytest_addoption(parser):
                      help="tests/test_report.py: save a screenshot of each view of the page under DIR")
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "real: runs on the REAL embedded models (trained weights are the point; its module docstring says "
-                   "why); every other test runs on their tiny random twins")
-
-
 @pytest.fixture(scope="session")
 def twins_dir(tmp_path_factory) -> Path:
     """Tiny random twins of the embedded models (real configs, tokenizers and chat template; 2 layers, hidden 64),

@@ -1,17 +1,20 @@
 """Every documented command runs: the command lines of README.md's and docs/*.md's ```bash blocks are collected
 and run as a new user would type them, shrunk to a tiny size (``--limit 1``, 4 new tokens, 1 training step, ...),
-offline, with a local fake judge standing in for an OpenAI-compatible API.
+offline, on the tiny twins of the embedded models (the point of these commands is that they run, not their
+numbers), with a local fake judge standing in for an OpenAI-compatible API.
 
 A command that cannot run here carries a visible tag in its doc, as a trailing comment:
 
 * ``# needs: hub`` / ``# needs: GPU`` / ``# needs: API key`` (the last ones do run here, against the fake judge);
 * ``# fails: ...`` : the command demonstrates an error; it must fail with one ``lm_eval: error:`` line;
 * ``# run by .ci/run`` : CI runs it as written (this test checks that .ci/run holds the line);
+* ``# run by tests/FILE.py`` : that test runs the line itself (an ``accelerate launch``, which must start
+  processes); this test checks that the file reads the line from its doc;
 * ``# runs the tests`` : the command is the test suite itself.
 
 The commands of each doc run in order, in one temporary folder (a later command may use an earlier one's
-output), in this process (lm_eval and icdpo-eval through their entry functions, so models load once); the ones
-that train adapters, launch processes or run benchmarks are ``docs_heavy`` (``pytest -m docs_heavy``).
+output), in this process: lm_eval and icdpo-eval through their entry functions and ``python benchmarks/...``
+through ``runpy``, so models load once per session. Training, benchmarks and leaderboards included.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ import contextlib
 import io
 import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -28,9 +30,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-TAGS = ("needs:", "fails:", "run by .ci/run", "runs the tests")
+TAGS = ("needs:", "fails:", "run by .ci/run", "run by tests/", "runs the tests")
 REPO_DIRS = ("leaderboards/", "benchmarks/", "scripts/", "tests/")
-HEAVY = ("train", "leaderboard", "bench")  # icdpo-eval subcommands that are docs_heavy
 
 
 def commands(path: Path) -> list[tuple[str, str]]:
@@ -71,6 +72,13 @@ def test_collects_the_documented_commands():
     for p, c, t in cmds:
         if t.startswith("run by .ci/run"):
             assert c.split("#")[0].strip() in ci, f"{p.name}: {c!r} is tagged but .ci/run does not run it"
+        if t.startswith("run by tests/"):
+            test_file = ROOT / t.removeprefix("run by ").split()[0]
+            start = " ".join(shlex.split(c, comments=True)[:5])
+            assert test_file.is_file() and f'_documented("{p.relative_to(ROOT)}", "{start}")' in \
+                test_file.read_text(), f"{p.name}: {c!r} is tagged but {test_file.name} does not run it"
+    # nothing is tagged for a marker that no run selects
+    assert not any("docs_heavy" in c for _, c, _ in cmds)
 
 
 # -------------------------------------------------------------------------------------------- running them
@@ -113,13 +121,6 @@ def shrink(argv: list[str]) -> list[str]:
     return out
 
 
-def heavy(argv: list[str]) -> bool:
-    """Commands that train, launch processes or benchmark, and those that evaluate a trained adapter."""
-    if argv[0] in ("accelerate", "python") or (argv[0] == "icdpo-eval" and argv[1] in HEAVY):
-        return True
-    return "--model" in argv and argv[argv.index("--model") + 1] in ("dpo", "sft_lora")
-
-
 def prepared(cmd: str) -> tuple[dict[str, str], list[str]]:
     """The command's environment assignments and its argv (embedded paths substituted, repo paths absolute)."""
     from icdpo_eval import names
@@ -138,8 +139,22 @@ def prepared(cmd: str) -> tuple[dict[str, str], list[str]]:
 
 
 def run(argv: list[str]) -> tuple[int, str]:
-    """Run one command in this process (lm_eval, icdpo-eval) or as a subprocess; (exit status, output)."""
+    """Run one command in this process (lm_eval, icdpo-eval, python SCRIPT); (exit status, output)."""
     buf = io.StringIO()
+    if argv[0] == "python" and len(argv) > 1 and argv[1].endswith(".py"):
+        import runpy
+
+        saved = sys.argv
+        try:
+            with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(buf):
+                sys.argv = argv[1:]
+                runpy.run_path(argv[1], run_name="__main__")
+                rc = 0
+        except SystemExit as e:
+            rc = int(e.code or 0) if not isinstance(e.code, str) else 1
+        finally:
+            sys.argv = saved
+        return rc, buf.getvalue()
     if argv[0] in ("lm_eval", "icdpo-eval"):
         saved = sys.argv
         try:
@@ -160,13 +175,11 @@ def run(argv: list[str]) -> tuple[int, str]:
         finally:
             sys.argv = saved
         return rc, buf.getvalue()
-    exe = str(Path(sys.executable).with_name(argv[0])) if argv[0] in ("accelerate",) else argv[0]
-    argv = [sys.executable if a == "python" else a for a in [exe, *argv[1:]]]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=900)
-    return proc.returncode, proc.stdout + proc.stderr
+    raise AssertionError(f"{shlex.join(argv)}: only lm_eval, icdpo-eval and `python SCRIPT.py` run in this process; "
+                         "tag the line `# run by tests/FILE.py` (a test that starts processes) or `# needs: ...`")
 
 
-def run_doc(doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serve, want_heavy: bool) -> list[str]:
+def run_doc(doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serve) -> list[str]:
     """Run the doc's runnable commands in order; returns what ran."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -177,7 +190,7 @@ def run_doc(doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serve, w
     if doc.name == "README.md":
         cmds = cmds[2:]  # the two set-up commands: .ci/run executes them, verbatim
     for cmd, tag in cmds:
-        if tag.startswith(("run by .ci/run", "runs the tests")):
+        if tag.startswith(("run by .ci/run", "run by tests/", "runs the tests")):
             continue
         needs = tag.removeprefix("needs:").replace(" ", "").lower().split(",") if tag.startswith("needs:") else []
         if set(needs) - {"apikey"}:
@@ -185,8 +198,6 @@ def run_doc(doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serve, w
         env, argv = prepared(cmd)
         if not argv:
             continue  # an `export`: the fake judge's values are used instead
-        if heavy(argv) != want_heavy:
-            continue
         argv = shrink(argv)
         if judge is None:
             judge = serve(lambda body, n: __import__("fake_openai_server").Reply("A"))
@@ -202,17 +213,9 @@ def run_doc(doc: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serve, w
     return ran
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("doc", DOCS, ids=[p.name for p in DOCS])
 def test_documented_commands_run(doc, tmp_path, monkeypatch, serve):
-    run_doc(doc, tmp_path, monkeypatch, serve, want_heavy=False)
-
-
-@pytest.mark.slow
-@pytest.mark.docs_heavy
-@pytest.mark.parametrize("doc", DOCS, ids=[p.name for p in DOCS])
-def test_heavy_documented_commands_run(doc, tmp_path, monkeypatch, serve):
-    run_doc(doc, tmp_path, monkeypatch, serve, want_heavy=True)
+    run_doc(doc, tmp_path, monkeypatch, serve)
 
 
 def test_a_broken_documented_command_is_caught(tmp_path, monkeypatch, serve):
@@ -221,5 +224,5 @@ def test_a_broken_documented_command_is_caught(tmp_path, monkeypatch, serve):
     doc.write_text("```bash\nlm_eval --model rm_bon --model_args teacher=embedded:nosuch,normalize=true "
                    "--tasks hh_harmless_mini_pairs --limit 20\n```\n")
     with pytest.raises(AssertionError, match="exited 2"):
-        run_doc(doc, tmp_path, monkeypatch, serve, want_heavy=False)
+        run_doc(doc, tmp_path, monkeypatch, serve)
 

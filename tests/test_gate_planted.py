@@ -1,10 +1,11 @@
-"""The exactness gate against the committed mini baseline: it reproduces it, and it catches a planted
-regression (the contrastive scorer's sign flipped), naming the row.
+"""The exactness gate against the committed mini baseline: it reproduces it, and it catches planted regressions,
+naming the row: the contrastive scorer's sign flipped (the chosen responses change), and 1e-3 added to every Ŝ
+(no choice flips: only the recorded candidate scores show it).
 
-Runs the ICDPO row of ``leaderboards/mini.yaml`` on its first documents in-process (the spec's
-seed, generation length and reward model; a document's output depends only on the seed and the
-document, not on how many documents run) and compares with the same documents of
-``leaderboards/baseline_mini_docs.jsonl``.
+Runs the ICDPO+Ŝ row of ``leaderboards/mini.yaml`` on its first documents in-process (the spec's seed, generation
+length and reward model; a document's output depends only on the seed and the document, not on how many documents
+run) and compares with the same documents of ``leaderboards/baseline_mini_docs.jsonl``. Real weights: the
+committed baseline is the real embedded Gemma-3-270M's output (``scripts/regenerate_baselines.sh``).
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from icdpo_eval.method.scorers import ContrastiveScorer
 from icdpo_eval.report.exact_gate import compare_documents, load_documents
 from icdpo_eval.report.leaderboard import load_spec, run_leaderboard
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.real
 
 ROOT = Path(__file__).resolve().parents[1]
-ROW = "ICDPO"
-DOCS = 3
+ROW = "ICDPO+Ŝ"
+DOCS = 2
 
 
 def _run(out: Path, monkeypatch) -> dict:
@@ -34,16 +35,26 @@ def _run(out: Path, monkeypatch) -> dict:
     return load_documents(out)
 
 
-def test_exactness_gate_reproduces_the_baseline_then_catches_a_sign_flip(tmp_path, monkeypatch):
+def test_exactness_gate_reproduces_the_baseline_then_catches_planted_changes(tmp_path, monkeypatch):
     base = {k: v for k, v in load_documents(ROOT / "leaderboards" / "baseline_mini_docs.jsonl").items()
             if k[0] == ROW and int(k[2]) < DOCS}
-    assert len(base) == DOCS
-    code, report = compare_documents(_run(tmp_path / "clean", monkeypatch), base)
+    assert len(base) == DOCS and all("scores" in d and "terms" in d for d in base.values())
+    clean = _run(tmp_path / "clean", monkeypatch)
+    code, report = compare_documents(clean, base)
     assert code == 0, report  # the committed baseline is reproduced exactly
 
     score = ContrastiveScorer.score
     monkeypatch.setattr(ContrastiveScorer, "score",
                         lambda self, groups: [[-x for x in row] for row in score(self, groups)])
-    code, report = compare_documents(_run(tmp_path / "planted", monkeypatch), base)
+    code, report = compare_documents(_run(tmp_path / "flipped", monkeypatch), base)
     assert code == 1, report
     assert f"in row(s) {ROW}:" in report and "response differs" in report
+
+    # a shift of every Ŝ by 1e-3 flips no choice: same responses and rewards, only the recorded scores move
+    monkeypatch.setattr(ContrastiveScorer, "score",
+                        lambda self, groups: [[x + 1e-3 for x in row] for row in score(self, groups)])
+    shifted = _run(tmp_path / "shifted", monkeypatch)
+    assert all(shifted[k]["response"] == clean[k]["response"] and shifted[k]["index"] == clean[k]["index"]
+               for k in base)
+    code, report = compare_documents(shifted, base)
+    assert code == 1 and "candidate scores differ" in report and "response differs" not in report, report

@@ -1,5 +1,7 @@
 """Parity with the released ICDPO code's own outputs (github F2-Song/ICDPO@22f9ee2, run as published on documents
-70-72 of hh_harmless_mini: ../shared/fidelity/released_reference.json, not a re-implementation of ours).
+70-72 of hh_harmless_mini; the scores are of the REAL embedded Gemma-3-270M, so that test is marked ``real``; the
+contexts need only the tokenizer, which the tiny twin shares: ../shared/fidelity/released_reference.json, not a
+re-implementation of ours).
 
 With ``instructions=`` a file holding the released instruction lines (read from the reference at test time: the
 package ships no copy) and the default ``dialogue=pro``, ``--model icdpo`` must build the released contexts byte for
@@ -102,7 +104,7 @@ def _generate_with(lm, doc: int, row: dict, candidates: list[str]) -> dict:
     return record
 
 
-@pytest.mark.slow
+@pytest.mark.real  # the released code's scores are of the real Gemma-3-270M weights
 @pytest.mark.parametrize("scorer,key", [("s", "S"), ("s_hat", "Sh")])
 def test_scores_equal_the_released_code_s(ref, released_lines, scorer, key):
     from icdpo_eval.models.icdpo import ICDPOLM
@@ -110,6 +112,8 @@ def test_scores_equal_the_released_code_s(ref, released_lines, scorer, key):
     lm = ICDPOLM(scorer=scorer, instructions=released_lines, dtype="float32", device="cpu")
     verbatim = ICDPOLM(scorer=scorer, instructions=released_lines, dialogue="verbatim", dtype="float32",
                        device="cpu")
+    same_contexts = _contexts(instructions=released_lines, dialogue="verbatim")
+    pro_contexts = _contexts(instructions=released_lines)
     for doc in ref["documents"]:
         d, cands = doc["hh_harmless_mini_doc"], doc["candidates"]
         row = load_doc(TASK, d)
@@ -122,7 +126,12 @@ def test_scores_equal_the_released_code_s(ref, released_lines, scorer, key):
         assert rec["candidates"] == cands
         assert max(abs(a - b) for a, b in zip(rec["scores"], want["score"], strict=True)) < TOL, (d, rec)
         assert rec["index"] == want["argmax"]
-        # dialogue=verbatim reproduces the released code run on verbatim turns, and differs on document 72
+        # dialogue=verbatim reproduces the released code run on verbatim turns, and differs on document 72; where
+        # both readings build the same contexts (documents 70, 71) the released verbatim scores equal its pro ones
+        if same_contexts[d]["contexts"] == pro_contexts[d]["contexts"]:
+            plain = doc["released_verbatim_turns"][key]["score"]
+            assert max(abs(a - b) for a, b in zip(plain, want["score"])) < TOL
+            continue
         plain = [v for v, _ in verbatim.loglikelihood(_requests(d, row, cands), disable_tqdm=True)]
         assert max(abs(a - b) for a, b in zip(plain, doc["released_verbatim_turns"][key]["score"])) < TOL
         if key == "Sh" and d == 72:

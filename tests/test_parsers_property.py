@@ -450,3 +450,88 @@ def test_leaderboard_spec(tmp, data):
     assert isinstance(spec, lb.Spec) and spec.rows and spec.tasks
     assert all(isinstance(r, lb.Row) and isinstance(r.name, str) and isinstance(r.model, str) for r in spec.rows)
     assert all(isinstance(t, str) for t in spec.tasks)
+
+
+# ------------------------------------------------------------------------------------------ valid input parses
+# The properties above accept a parser that rejects everything; these do not: well-formed input must parse, and
+# what comes out must be what went in. Plain words (letters, digits, inner spaces) so that no input is ambiguous.
+words = st.text(st.sampled_from("abcXYZ019 "), min_size=1, max_size=12).map(str.strip).filter(bool)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(words, words), min_size=1, max_size=3), words)
+def test_valid_dialogue_splits_and_reads(turns, last):
+    text = "".join(HUMAN + h + ASSISTANT + a for h, a in turns) + HUMAN + last + ASSISTANT + " " + turns[0][1]
+    prompt, response = split_dialogue(text)
+    assert prompt + " " + response == text and response == turns[0][1]
+    roles = [r for r, _ in hh_to_turns(prompt)]
+    assert roles == ["user", "assistant"] * len(turns) + ["user"]
+
+
+valid_pairs = st.lists(st.builds(lambda p, c, r: {"prompt": HUMAN + p + ASSISTANT, "chosen": c, "rejected": r},
+                                 words, words, words), min_size=1, max_size=5)
+
+
+@SETTINGS
+@given(valid_pairs, st.booleans())
+def test_valid_pair_file_parses_every_row(tmp, rows, gz):
+    data = "".join(json.dumps(r) + "\n" for r in rows).encode()
+    path = _write(tmp, "pool.jsonl.gz" if gz else "pool.jsonl", gzip.compress(data) if gz else data)
+    out = D.load_pairs_file(path)
+    assert [(r["prompt"], r["chosen"], r["rejected"]) for r in out] == \
+        [(r["prompt"], r["chosen"], r["rejected"]) for r in rows]
+    hh = [{"chosen": r["prompt"] + " " + r["chosen"], "rejected": r["prompt"] + " " + r["rejected"]} for r in rows]
+    assert [D.parse_hh_row(r) for r in hh] == [(r["prompt"], r["chosen"], r["rejected"]) for r in rows]
+
+
+@SETTINGS
+@given(st.lists(good_rank_rows(), min_size=1, max_size=4))
+def test_valid_rank_set_parses_every_row(tmp, rows):
+    rows = [{**r, "prompt": "p" + str(i)} for i, r in enumerate(rows)]  # printable, distinct prompts
+    path = _write(tmp, "rank.jsonl", "".join(json.dumps(r) + "\n" for r in rows).encode("utf-8", "surrogatepass"))
+    out = rank.load_rank_rows(path)
+    assert [r["prompt"] for r in out] == [r["prompt"] for r in rows]
+    for got, want in zip(out, rows, strict=True):
+        if want["judge_best"] is None:  # the judge failed on this row: kept, marked so
+            assert got["judge_status"] == rank.FAILED
+        else:
+            assert got["judge_best"] == want["judge_best"] and got["candidates"] == want["candidates"]
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "1"]), words), min_size=1, max_size=3, unique_by=lambda t: t[0]))
+def test_valid_borrowed_demos_replace_chosen(tmp, borrowed):
+    path = _write(tmp, "borrowed.jsonl", "".join(json.dumps({"id": i, "chosen": c}) + "\n"
+                                                 for i, c in borrowed).encode())
+    out = {r["id"]: r["chosen"] for r in apply_borrowed(POOL, str(path))}
+    assert out == dict(borrowed)
+
+
+@SETTINGS
+@given(st.dictionaries(st.sampled_from(["t1", "t2"]), st.floats(-1e6, 1e6), min_size=1))
+def test_valid_results_json_loads_every_metric(tmp, values):
+    doc = {"results": {t: {"acc,none": v} for t, v in values.items()}, "config": {"model": "m", "model_args": ""}}
+    path = _write(tmp, "results_x.json", json.dumps(doc).encode())
+    fmt, table = compare.load(str(path))
+    assert fmt == "json" and {k[1]: c.value for k, c in table.items()} == pytest.approx(values)
+
+
+@SETTINGS
+@given(st.lists(st.tuples(st.integers(0, 50), words, st.floats(-1, 1)), min_size=1, max_size=5,
+                unique_by=lambda t: t[0]))
+def test_valid_documents_load_every_line(tmp, docs):
+    lines = [{"row": "A", "task": "t", "doc_id": str(i), "response": r, "reward": w, "scores": [w, 0.5], "index": 0,
+              "terms": {"positive": [w, 1.0]}} for i, r, w in docs]
+    path = _write(tmp, "documents.jsonl", "".join(json.dumps(d) + "\n" for d in lines).encode())
+    out = exact_gate.load_documents(path)
+    assert {k[2]: (d["response"], d["reward"], d["scores"]) for k, d in out.items()} == \
+        {str(i): (r, w, [w, 0.5]) for i, r, w in docs}
+
+
+@SETTINGS
+@given(good_specs)
+def test_valid_spec_loads_every_row(tmp, raw):
+    names = [f"row {i}" for i in range(len(raw["rows"]))]  # distinct names
+    raw = {**raw, "rows": [{**r, "name": n} for r, n in zip(raw["rows"], names)]}
+    spec = lb.load_spec(_write(tmp, "spec.yaml", _yaml(raw)))
+    assert [r.name for r in spec.rows] == names and [r.model for r in spec.rows] == [r["model"] for r in raw["rows"]]

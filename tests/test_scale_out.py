@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import glob
-import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,7 +16,6 @@ from icdpo_eval.models import journal as J
 from icdpo_eval.models.base import MethodLM
 from icdpo_eval.options import BATCH_SIZE, RESUME, SEED, Option, Options
 
-LM_EVAL = str(Path(sys.executable).parent / "lm_eval")
 ACCELERATE = str(Path(sys.executable).parent / "accelerate")
 
 
@@ -95,67 +90,102 @@ def test_resume_is_a_model_arg():
         FakeLM(resum="true")
 
 
-# -- real runs on the embedded model ---------------------------------------------------------------------
+# -- the processes: a deterministic kill, then resume; data parallel under accelerate ----------------------
+# These start real processes (a kill must kill one; accelerate must launch two); everything runs on the twins.
 ARGS = ["--model", "icdpo", "--tasks", "hh_harmless_mini", "--log_samples", "--metadata", '{"rm": "proxy"}']
 
+# a run that kills itself (SIGKILL, no cleanup) right after its K-th journaled document: no timing race
+KILL_AFTER = """
+import os, signal, sys
+from icdpo_eval.models import journal
+k, add = int(sys.argv[1]), journal.Journal.add
+def add_then_die(self, records):
+    add(self, records)
+    if len(self.entries) >= k:
+        os.kill(os.getpid(), signal.SIGKILL)
+journal.Journal.add = add_then_die
+sys.argv = ["lm_eval", *sys.argv[2:]]
+from lm_eval.__main__ import cli_evaluate
+cli_evaluate()
+"""
 
-def responses(out: Path) -> tuple[dict[int, str], float]:
-    (samples,) = glob.glob(str(out / "*" / "samples_*.jsonl"))
-    (results,) = glob.glob(str(out / "*" / "results_*.json"))
-    docs = {r["doc_id"]: r["filtered_resps"][0] for r in map(json.loads, open(samples))}
-    return docs, json.load(open(results))["results"]["hh_harmless_mini"]["rm_reward,none"]
+
+def responses(run) -> dict[int, str]:
+    return {s["doc_id"]: s["filtered_resps"][0] for s in run.samples["hh_harmless_mini"]}
 
 
-def run(cmd: list[str], journal: Path, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ICDPO_JOURNAL_DIR": str(journal)}
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, **kw)
+def journaled(journal: Path) -> dict[str, int]:
+    """rank file -> journaled documents, for one config's journal (``journal/<hash>/``) or all of them."""
+    files = sorted(journal.glob("rank*.jsonl")) or sorted(journal.glob("*/rank*.jsonl"))
+    return {str(p.relative_to(journal)) if len(files) > 1 else p.name: len(p.read_text().splitlines())
+            for p in files}
 
 
-def journaled(journal: Path) -> int:
-    return sum(len(p.read_text().splitlines()) for p in journal.glob("*/rank*.jsonl"))
+def test_kill_and_resume_generates_only_the_rest(tmp_path, twins_dir):
+    from _inproc import lm_eval
 
-
-@pytest.mark.slow
-def test_kill_and_resume_generates_only_the_rest(tmp_path):
-    limit, model_args = "6", "max_new_tokens=16"
     journal = tmp_path / "journal"
-    cmd = [LM_EVAL, *ARGS, "--batch_size", "1", "--model_args", model_args, "--limit", limit]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ICDPO_JOURNAL_DIR": str(journal)}
-    proc = subprocess.Popen([*cmd, "--output_path", str(tmp_path / "killed")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 600
-    while journaled(journal) < 2 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.2)
-    assert proc.poll() is None, "the run finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    before = journaled(journal)
-    assert 2 <= before < 6
-    resumed = run([*cmd, "--output_path", str(tmp_path / "resumed")], journal)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert journaled(journal) == 6  # the rerun generated (and journaled) exactly the missing documents
-    assert f"{before} of 6 documents resumed, {6 - before} to generate" in resumed.stderr
-    fresh = run([*cmd[:-4], "--model_args", model_args + ",resume=false", "--limit", limit,
-                 "--output_path", str(tmp_path / "fresh")], tmp_path / "unused")
-    assert fresh.returncode == 0, fresh.stderr[-3000:]
+    args = [*ARGS, "--batch_size", "1", "--model_args", "max_new_tokens=6", "--limit", "4"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ICDPO_JOURNAL_DIR": str(journal),
+           "ICDPO_EMBEDDED_DIR": str(twins_dir)}
+    killed = subprocess.run([sys.executable, "-c", KILL_AFTER, "2", *args, "--output_path", str(tmp_path / "k")],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert journaled(journal) == {"rank0.jsonl": 2}  # two documents journaled before the kill, nothing after
+    resumed = lm_eval(*args, "--output_path", str(tmp_path / "resumed"), env={"ICDPO_JOURNAL_DIR": str(journal)}).ok()
+    assert "2 of 4 documents resumed, 2 to generate" in resumed.out
+    assert journaled(journal) == {"rank0.jsonl": 4}  # the rerun generated (and journaled) exactly the missing two
+    fresh = lm_eval(*args[:-4], "--model_args", "max_new_tokens=6,resume=false", "--limit", "4",
+                    "--output_path", str(tmp_path / "fresh"), env={"ICDPO_JOURNAL_DIR": str(tmp_path / "unused")}).ok()
     assert not (tmp_path / "unused").exists()  # resume=false writes no journal
-    assert responses(tmp_path / "resumed") == responses(tmp_path / "fresh")
+    assert responses(resumed) == responses(fresh) and len(responses(fresh)) == 4
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(shutil.which(ACCELERATE) is None and not Path(ACCELERATE).exists(), reason="accelerate CLI")
-def test_two_processes_equal_one(tmp_path):
-    args = [*ARGS, "--model_args", "max_new_tokens=16", "--limit", "4"]
-    one = run([LM_EVAL, *args, "--output_path", str(tmp_path / "one")], tmp_path / "j1")
-    assert one.returncode == 0, one.stderr[-3000:]
-    two = run([ACCELERATE, "launch", "--multi_gpu", "--num_processes", "2", "-m", "lm_eval", *args,
-               "--output_path", str(tmp_path / "two")], tmp_path / "j2")
+def test_journal_keyed_by_library_versions(tmp_path, monkeypatch):
+    """A dependency upgrade with an unchanged tree never resumes a stored document."""
+    a = J.Journal({"m": 1}, root=tmp_path)
+    assert set(J.library_versions()) >= {"torch", "transformers", "lm_eval"}
+    upgraded = {**J.library_versions(), "torch": "9.9"}
+    monkeypatch.setattr(J, "library_versions", lambda: upgraded)
+    assert J.Journal({"m": 1}, root=tmp_path).dir != a.dir
+
+
+def _documented(doc: str, start: str) -> list[str]:
+    """The documented command of ``doc`` that starts with ``start`` (test_doc_commands tags it as run here)."""
+    import shlex
+
+    from test_doc_commands import ROOT, commands
+
+    (cmd,) = [c for c, _ in commands(ROOT / doc) if c.startswith(start)]
+    return shlex.split(cmd, comments=True)
+
+
+@pytest.mark.skipif(not Path(ACCELERATE).exists(), reason="accelerate CLI")
+def test_a_leaderboard_on_two_processes_equals_one(tmp_path, twins_dir):
+    """docs/leaderboard.md's `accelerate launch ... leaderboard` on a tiny two-row spec: each rank generates its own
+    shard of every row (each rank's journal holds its documents), and the tables equal one process's."""
+    from _inproc import icdpo_eval
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: t\ntasks: [hh_harmless_mini]\nlimit: 4\nseed: 1234\ngen_kwargs: {max_gen_toks: 6}\n"
+                    "metadata: {rm: proxy}\nmodel_defaults: {icdpo: {reuse_candidates: false}, "
+                    "length_bon: {reuse_candidates: false}}\nrows:\n"
+                    "  - {name: S, model: icdpo, model_args: {scorer: s}}\n"
+                    "  - {name: Longest, model: length_bon, model_args: {pick: longest, n: 2}}\n")
+    argv = _documented("docs/leaderboard.md", "accelerate launch --multi_gpu --num_processes 2")
+    assert _documented("README.md", "accelerate launch --multi_gpu --num_processes 2") == argv  # the same line
+    assert argv[argv.index("leaderboard") + 1] == "leaderboards/mini.yaml"
+    argv[argv.index("leaderboard") + 1] = str(spec)
+    argv[argv.index("--out") + 1] = str(tmp_path / "two")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "ICDPO_EMBEDDED_DIR": str(twins_dir),
+           "ICDPO_JOURNAL_DIR": str(tmp_path / "j2")}
+    two = subprocess.run([ACCELERATE, *argv[1:]], capture_output=True, text=True, env=env, timeout=900)
     assert two.returncode == 0, two.stderr[-3000:]
-    # each rank generated its own shard (rank0 and rank1 journals, two documents each), one results file
-    per_rank = sorted(len(p.read_text().splitlines()) for p in (tmp_path / "j2").glob("*/rank*.jsonl"))
-    assert per_rank == [2, 2]
-    assert len(glob.glob(str(tmp_path / "two" / "*" / "results_*.json"))) == 1
-    (docs2, value2), (docs1, value1) = responses(tmp_path / "two"), responses(tmp_path / "one")
-    assert docs2 == docs1  # the same responses, document by document
-    # the same reward up to fp32 reduction order: accelerate runs each process on one thread (OMP_NUM_THREADS=1)
-    assert value2 == pytest.approx(value1, rel=1e-6)
+    # every row ran data parallel: two journals per row (one per rank), two of the four documents in each
+    per_row = [sorted(journaled(d.parent).values()) for d in (tmp_path / "j2").glob("*/config.json")]
+    assert per_row == [[2, 2], [2, 2]], per_row
+    one = icdpo_eval("leaderboard", str(spec), "--out", str(tmp_path / "one"),
+                     env={"ICDPO_JOURNAL_DIR": str(tmp_path / "j1")}).ok()
+    assert sorted(journaled(tmp_path / "j1").values()) == [4, 4], one.out[-2000:]
+    for name in ("documents.jsonl", "leaderboard.csv", "leaderboard.md"):
+        assert (tmp_path / "two" / name).read_text() == (tmp_path / "one" / name).read_text(), name

@@ -238,8 +238,17 @@ class MethodLM(OptionsLM):
         return {}
 
     def resolved(self) -> dict[str, Any]:
-        """Resolved values that change results but are not options (hashed into the journal key)."""
-        return {"instructions_sha256": self.instructions.info["instructions_sha256"]}
+        """Resolved values that change results but are not options (hashed into the journal key): the instruction
+        lines and, when ``ICDPO_EMBEDDED_DIR`` replaces the embedded models (the tests' twins), which models."""
+        out: dict[str, Any] = {"instructions_sha256": self.instructions.info["instructions_sha256"]}
+        from icdpo_eval import settings
+
+        if settings.embedded_dir() is not None:
+            from icdpo_eval.data.embedded import identity
+
+            out["embedded"] = {kind: identity(kind) for kind in ("base", "teacher", "sbert")
+                               if (settings.embedded_dir() / kind).is_dir()}
+        return out
 
     def get_model_info(self) -> dict:
         info: dict[str, Any] = {"method": self.method}

@@ -55,6 +55,20 @@ def code_fingerprint() -> str:
     return h.hexdigest()
 
 
+@functools.cache
+def library_versions() -> dict[str, str]:
+    """The versions of the libraries whose arithmetic a journaled document depends on."""
+    import importlib.metadata
+
+    out = {}
+    for dist in ("torch", "transformers", "lm_eval", "peft", "sentence-transformers"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "absent"
+    return out
+
+
 def _digest(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str, ensure_ascii=False).encode()).hexdigest()
 
@@ -63,7 +77,8 @@ class Journal:
     """The journal of one effective model config (see the module docstring)."""
 
     def __init__(self, config: dict[str, Any], *, rank: int = 0, root: Path | None = None) -> None:
-        self.config_hash = _digest({"config": config, "code": code_fingerprint()})[:20]
+        self.config_hash = _digest({"config": config, "code": code_fingerprint(),
+                                    "libraries": library_versions()})[:20]
         self.dir = (root or journal_root()) / self.config_hash
         self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write(self.dir / "config.json",

@@ -5,12 +5,16 @@ seed and the document), so a change to our code that alters *any* method's outpu
 different response or reward on some document, long before it moves a mean past a confidence
 interval. ``icdpo-eval leaderboard`` writes ``DIR/documents.jsonl``, one line per (row, task, document)::
 
-    {"row": "ICDPO", "task": "hh_harmless_mini", "doc_id": "3", "response": "...", "reward": 0.1234}
+    {"row": "ICDPO", "task": "hh_harmless_mini", "doc_id": "3", "response": "...", "reward": 0.1234,
+     "scores": [1.2, -0.4, 0.3], "index": 0, "terms": {"positive": [...], "zero_shot": [...]}}
 
-and ``icdpo-eval compare DIR BASELINE_DOCS.jsonl --exact`` compares it with the committed file:
-responses byte for byte, rewards to ``--atol`` (default 1e-6). It exits 1 naming the row, task,
-document and the first differing token (or the reward values); a baseline row or document missing from
-the new run fails too; rows only in the new run are listed as new. A deliberate change regenerates
+(``scores`` / ``index`` / ``terms``: every candidate's score, the chosen candidate and each scorer term per
+candidate, for the methods that select among candidates; absent for the others) and ``icdpo-eval compare DIR
+BASELINE_DOCS.jsonl --exact`` compares it with the committed file: responses byte for byte, rewards, candidate
+scores and scorer terms to ``--atol`` (default 1e-6), the chosen index exactly. So a change to one scorer term
+that flips no choice still fails. It exits 1 naming the row, task, document and the first differing token (or
+the values); a baseline row or document missing from the new run fails too; rows only in the new run are listed
+as new. A deliberate change regenerates
 the baseline (``docs/leaderboard.md``), and the diff of the JSONL shows the reviewer what moved.
 """
 
@@ -43,9 +47,16 @@ def document_rows(row: str, task: str, samples: Iterable[dict[str, Any]], metric
             resp = resp[0]
         v = s.get(metric)
         reward = v.get("reward") if isinstance(v, dict) else v
-        out.append({"row": row, "task": task, "doc_id": str(s["doc_id"]),
-                    "response": resp if isinstance(resp, str) else json.dumps(resp),
-                    "reward": None if reward is None else float(reward)})
+        line = {"row": row, "task": task, "doc_id": str(s["doc_id"]),
+                "response": resp if isinstance(resp, str) else json.dumps(resp),
+                "reward": None if reward is None else float(reward)}
+        rec = s.get("icdpo_eval")  # what the method computed (models/details.py): candidates, scores, terms
+        if isinstance(rec, dict) and isinstance(rec.get("scores"), list):
+            line["scores"] = [float(x) for x in rec["scores"]]
+            line["index"] = rec.get("index")
+            if isinstance(rec.get("terms"), dict):
+                line["terms"] = {str(k): [float(x) for x in v] for k, v in sorted(rec["terms"].items())}
+        out.append(line)
     return sorted(out, key=lambda d: (int(d["doc_id"]) if d["doc_id"].isdigit() else 0, d["doc_id"]))
 
 
@@ -76,6 +87,7 @@ def load_documents(path: str | Path) -> dict[DocKey, dict[str, Any]]:
             if reward is not None and (isinstance(reward, bool) or not isinstance(reward, (int, float))):
                 raise TypeError(f"'reward' must be a number or null, not {type(reward).__name__}")
             d["reward"] = None if reward is None else float(reward)
+            _check_computed(d)
         except (ValueError, KeyError, TypeError, OverflowError, RecursionError) as exc:  # ValueError: UTF-8, JSON
             raise GateError(f"{p}:{line_no}: not a documents line with row/task/doc_id/response/reward "
                             f"({exc.__class__.__name__}: {str(exc)[:200]}); lines are written by "
@@ -83,6 +95,55 @@ def load_documents(path: str | Path) -> dict[DocKey, dict[str, Any]]:
         out[key] = d
     if not out:
         raise GateError(f"{p}: no documents")
+    return out
+
+
+def _numbers(value: Any, name: str) -> list[float]:
+    if not isinstance(value, list) or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in value):
+        raise TypeError(f"{name!r} must be a list of numbers")
+    return [float(x) for x in value]
+
+
+def _check_computed(d: dict[str, Any]) -> None:
+    """The optional ``scores`` / ``index`` / ``terms`` of a documents line, type-checked in place."""
+    if "scores" in d:
+        d["scores"] = _numbers(d["scores"], "scores")
+        index = d.get("index")
+        if index is not None and (isinstance(index, bool) or not isinstance(index, int)):
+            raise TypeError("'index' must be an integer or null")
+    if "terms" in d:
+        if not isinstance(d["terms"], dict):
+            raise TypeError("'terms' must be a mapping of term name to a list of numbers")
+        d["terms"] = {str(k): _numbers(v, f"terms.{k}") for k, v in d["terms"].items()}
+
+
+def _close(a: float, b: float, atol: float) -> bool:
+    return math.isclose(a, b, rel_tol=0.0, abs_tol=atol) or (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def _computed_differences(n: dict[str, Any], b: dict[str, Any], atol: float) -> list[str]:
+    """What differs in the candidate scores, the chosen index and the scorer terms (those the baseline has)."""
+    out = []
+    if "scores" in b:
+        if "scores" not in n:
+            return ["no candidate scores in the new run (the baseline has them)"]
+        sn, sb = n["scores"], b["scores"]
+        if len(sn) != len(sb):
+            out.append(f"{len(sn)} candidate scores vs {len(sb)} in the baseline")
+        else:
+            bad = [i for i, (x, y) in enumerate(zip(sn, sb)) if not _close(x, y, atol)]
+            if bad:
+                i = bad[0]
+                out.append(f"candidate scores differ at {len(bad)} of {len(sb)} (candidate {i}: {sn[i]!r} vs "
+                           f"baseline {sb[i]!r}, |Δ| > {atol:g})")
+        if n.get("index") != b.get("index"):
+            out.append(f"chosen candidate {n.get('index')!r} vs baseline {b.get('index')!r}")
+    for term, vb in (b.get("terms") or {}).items():
+        vn = (n.get("terms") or {}).get(term)
+        if vn is None:
+            out.append(f"scorer term {term!r} missing from the new run")
+        elif len(vn) != len(vb) or any(not _close(x, y, atol) for x, y in zip(vn, vb)):
+            out.append(f"scorer term {term!r} differs ({vn!r} vs baseline {vb!r})")
     return out
 
 
@@ -120,6 +181,7 @@ def compare_documents(new: dict[DocKey, dict[str, Any]], base: dict[DocKey, dict
         if (rn is None) != (rb is None) or (rn is not None and not (
                 math.isclose(rn, rb, rel_tol=0.0, abs_tol=atol) or (math.isnan(rn) and math.isnan(rb)))):
             failures.append(f"{where}: reward {rn!r} vs baseline {rb!r} (|Δ| > {atol:g})")
+        failures += [f"{where}: {d}" for d in _computed_differences(n, b, atol)]
         if len(failures) > before:
             failed_rows.add(row)
     new_rows = sorted({k[:2] for k in new} - {k[:2] for k in base})
@@ -133,5 +195,6 @@ def compare_documents(new: dict[DocKey, dict[str, Any]], base: dict[DocKey, dict
         lines.append("If the change is deliberate, regenerate the baseline (docs/leaderboard.md, "
                      "'Regenerating the baselines') and commit the diff.")
         return 1, "\n".join(lines)
-    lines.append(f"OK: every response identical and every reward within {atol:g}.")
+    lines.append(f"OK: every response identical, every reward, candidate score and scorer term within {atol:g}, "
+                 "every chosen candidate the same.")
     return 0, "\n".join(lines)
