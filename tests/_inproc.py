@@ -127,6 +127,14 @@ PIPELINES: dict[str, list[str]] = {
                "--limit", "2"],
     "rm_aug": ["--model", "rm_aug", "--model_args", "n=2,block_size=4,max_new_tokens=8", "--tasks",
                "hh_harmless_mini", "--limit", "2"],
+    # test_pairs.py: every model kind on the preference-accuracy task (loglikelihood path)
+    "pairs_icdpo": ["--model", "icdpo", "--model_args", "scorer=s_hat", "--tasks", "hh_harmless_mini_pairs",
+                    "--limit", "2"],
+    "pairs_rm": ["--model", "rm", "--model_args", "rm=proxy", "--tasks", "hh_harmless_mini_pairs", "--limit", "2"],
+    # test_cli_e2e.py (the base row) and test_pairs.py (hf on pairs): stock hf on both tasks, one tokenizer load
+    "hf_base_pairs": ["--model", "hf", "--model_args", "pretrained=embedded:base,dtype=float32", "--device", "cpu",
+                      "--gen_kwargs", "max_gen_toks=8", "--tasks", "hh_harmless_mini,hh_harmless_mini_pairs",
+                      "--limit", "2"],
 }
 _DONE: dict[str, Run] = {}
 

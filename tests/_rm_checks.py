@@ -13,17 +13,21 @@ from typing import Any
 
 import pytest
 
-_BOUND: dict[str, tuple[str, float]] = {}
+_BOUND: dict[str | None, tuple[str, float]] = {}  # encoder identity (None: the real MiniLM) -> (name, B)
 _SEEN: dict[tuple[str, str], dict[str, float]] = {}  # (rm, prompt) -> {response: reward}, over this session
 
 
 def proxy_rm_bound() -> tuple[str, float]:
-    """(name, B) of the cached proxy RM: |r(x, y)| <= B for every prompt and response.
+    """(name, B) of the cached proxy RM of the current embedded SBERT (the real MiniLM, or the tiny twin under
+    ``ICDPO_EMBEDDED_DIR``): |r(x, y)| <= B for every prompt and response.
 
     r = w . f - b with f = [e(y), e(h) * e(y)] and e(.) unit vectors: |e(y)| = 1 and the elementwise product
     of two unit vectors has norm <= 1, so |f| <= sqrt(2) and |r| <= sqrt(2) |w| + |b|. Read from the fitted
     head in the cache (written by the run under test); the encoder is not loaded."""
-    if not _BOUND:
+    from icdpo_eval.judges.proxy_rm import encoder_identity
+
+    key = encoder_identity()
+    if key not in _BOUND:
         import numpy as np
 
         from icdpo_eval.data.datasets import load_pairs
@@ -33,8 +37,9 @@ def proxy_rm_bound() -> tuple[str, float]:
         rm.digest = _training_hash(load_pairs("hh-rlhf-mini", None, "pool"))
         head = np.load(rm.cache_path())
         bound = math.sqrt(2.0) * float(np.linalg.norm(head["w"])) + abs(float(head["b"]))
-        _BOUND["proxy"] = (f"proxy:bt-minilm@{rm.digest[:8]}", bound)
-    return _BOUND["proxy"]
+        label = "minilm" if key is None else "embedded-dir"
+        _BOUND[key] = (f"proxy:bt-{label}@{rm.digest[:8]}", bound)
+    return _BOUND[key]
 
 
 def check_rm_reward(result: dict[str, Any], items: list[dict[str, Any]], n_docs: int) -> list[float]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 
-import pytest
 from _rm_checks import proxy_rm_bound
 from fake_openai_server import FakeOpenAIServer, Reply
 
@@ -72,13 +71,16 @@ def test_api_teacher_without_key_is_a_clear_error(tmp_path, monkeypatch, capsys)
     assert "OPENAI_API_KEY" in capsys.readouterr().err
 
 
-@pytest.mark.slow
 def test_borrow_with_embedded_teacher_and_report(tmp_path, monkeypatch, capsys):
+    # the tiny twin of the teacher answers greedily with blank lines only (random weights): it samples here
     out = tmp_path / "demos.jsonl"
-    assert run(["--out", str(out), "--limit", "2", "--max-new-tokens", "8", "--device", "cpu", "--report",
-                "--rm", "proxy"]) == 0
+    assert run(["--out", str(out), "--limit", "2", "--max-new-tokens", "8", "--top-p", "1.0", "--device", "cpu",
+                "--report", "--rm", "proxy"]) == 0
     rows = rows_of(out)
-    assert len(rows) == 2 and all(r["chosen"].strip() and r["teacher"] == "embedded:teacher" for r in rows)
+    pool = demo_pool(None, "hh_harmless_mini")[:2]
+    assert [r["id"] for r in rows] == [r["id"] for r in pool]
+    assert all(r["chosen"].strip() and r["teacher"] == "embedded:teacher" for r in rows)
+    assert all(r["chosen"] != p["chosen"] and r["source_chosen"] == p["chosen"] for r, p in zip(rows, pool))
     text = capsys.readouterr().out
     assert "teacher chosen (embedded:teacher)" in text and "dataset chosen (raw)" in text
     table = borrow.report(out, "proxy")

@@ -4,7 +4,6 @@ import gzip
 import json
 import logging
 import random
-import subprocess
 import sys
 from pathlib import Path
 
@@ -168,13 +167,15 @@ def test_demo_pool_unknown_task():
         D.demo_pool("nosuch:train", "x")
 
 
-def test_mini_data_regenerates_identically(tmp_path, shared_hh_test):
+def test_mini_data_regenerates_identically(tmp_path, shared_hh_test, monkeypatch):
+    import importlib.util
+
     script = Path(__file__).resolve().parents[1] / "scripts" / "make_mini_data.py"
-    subprocess.run(
-        [sys.executable, str(script), str(shared_hh_test.parents[1]), "--out", str(tmp_path)],
-        check=True,
-        capture_output=True,
-    )
+    spec = importlib.util.spec_from_file_location("make_mini_data", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(sys, "argv", [str(script), str(shared_hh_test.parents[1]), "--out", str(tmp_path)])
+    mod.main()  # the script as `python scripts/make_mini_data.py SRC --out DIR` runs it, in this process
     for name in ("eval.jsonl", "pool.jsonl"):
         assert (tmp_path / name).read_bytes() == (D.MINI_DIR / name).read_bytes()
 

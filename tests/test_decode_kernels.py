@@ -83,7 +83,6 @@ def test_a_new_row_count_is_timed_once_and_saved(monkeypatch, tmp_path):
     assert again.choice == {5: linears.choice[5]}  # read back: the next run computes the same logits
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("trunk,head", [("linear", "linear"), ("onednn", "onednn"), ("onednn", "wh_blocks")])
 def test_sampled_logprobs_equal_a_plain_forward_under_each_kernel(base_engine, monkeypatch, trunk, head):
     eng = base_engine
@@ -92,8 +91,9 @@ def test_sampled_logprobs_equal_a_plain_forward_under_each_kernel(base_engine, m
     monkeypatch.setattr(eng.linears, "choice", {r: trunk for r in range(1, 7)})
     monkeypatch.setattr(eng.head, "choice", {r: head for r in range(1, 7)})
     ctx = "Human: How do I keep basil fresh?\n\nAssistant:"
-    (samples,) = eng.sample([ctx], 3, max_new_tokens=6, top_p=0.8, seeds=[7])
+    # temperature: the twin's flat distribution made as peaked as a trained model's (test_engine.PEAKED)
+    (samples,) = eng.sample([ctx], 3, max_new_tokens=6, top_p=0.8, temperature=0.02, seeds=[7])
+    assert all(len(s.token_ids) == 6 for s in samples)
     for s in samples:
-        if s.token_ids:
-            ref = eng.logprobs_ids([eng.encode_context(ctx)], [[s.token_ids]])[0][0]
-            assert abs(sum(s.token_logprobs) - ref) < 1e-4, (trunk, head, s.text)
+        ref = eng.logprobs_ids([eng.encode_context(ctx)], [[s.token_ids]])[0][0]
+        assert abs(sum(s.token_logprobs) - ref) < 1e-4, (trunk, head, s.text)

@@ -1,11 +1,14 @@
-"""The engine's contract: cached, batched log-probs equal a plain full forward pass; exact top-p."""
+"""The engine's contract: cached, batched log-probs equal a plain full forward pass; exact top-p.
+
+Everything here runs on the tiny random twin of the base model (its sliding-window layer has a 16-token window, so
+every dialogue below crosses it), except ``test_greedy_stops_at_the_eos_an_instruct_model_emits``: an instruct
+model closing its turn with its EOS is what training taught it, so that test needs the REAL teacher's weights."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from test_teacher import X as TEACHER_X
-from test_teacher import teacher  # noqa: F401 (session-scoped teacher fixture)
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
 from icdpo_eval.engine import Sample, top_p_choice
@@ -84,7 +87,6 @@ def test_top_p_falls_back_to_full_sort_when_topk_mass_is_small():
     assert picks[0] != picks[1]
 
 
-@pytest.mark.slow
 def test_cached_batched_logprobs_equal_full_forward(base_engine):
     eng = base_engine
     contexts = [DIALOGUES[0], build_context(DIALOGUES[1], [(DIALOGUES[0], "Use a starter.")]), DIALOGUES[2]]
@@ -100,33 +102,44 @@ def test_cached_batched_logprobs_equal_full_forward(base_engine):
         assert a == pytest.approx(b, abs=1e-4)
 
 
-@pytest.mark.slow
+# The twin's next-token distribution is flat (logits of std 0.16 over 262k tokens: a top-p=0.8 nucleus of ~200k
+# tokens, where a last-bit difference between batch shapes moves the pick). At this temperature it is as peaked
+# as a trained model's (a nucleus of a few tokens, the sampler's top-k fast path); the recorded log-probs are the
+# model's own (untempered) either way.
+PEAKED = 0.02
+
+
 def test_sampling_logprobs_equal_full_forward_and_are_batch_invariant(base_engine):
     eng = base_engine
-    both = eng.sample(DIALOGUES[:2], 3, max_new_tokens=8, top_p=0.8, seeds=[1, 2])
+    both = eng.sample(DIALOGUES[:2], 3, max_new_tokens=8, top_p=0.8, temperature=PEAKED, seeds=[1, 2])
     assert [len(s) for s in both] == [3, 3]
+    assert all(len({tuple(s.token_ids) for s in samples}) > 1 for samples in both)  # sampled, not greedy
     round_trips = 0
     for ctx, samples in zip(DIALOGUES[:2], both):
         for s in samples:
             assert len(s.token_ids) == len(s.token_logprobs) <= 8
             if s.token_ids:
                 ref = eng.logprob_full_forward(ctx, eng.decode(s.token_ids))
-                reused = s.logprob_of_prefix(eng.encode_continuation(eng.decode(s.token_ids)))
-                if reused is not None:  # re-tokenization round-trips for almost all samples
+                retok = eng.encode_continuation(eng.decode(s.token_ids))
+                reused = s.logprob_of_prefix(retok)
+                # reuse exactly when the re-tokenized text is the sampled tokens (random twins sample rare
+                # tokens, so not every sample round-trips)
+                assert (reused is None) == (retok != s.token_ids)
+                if reused is not None:
                     assert abs(reused - ref) < 1e-4
                     round_trips += 1
                 assert abs(sum(s.token_logprobs) - eng.logprobs_ids(
                     [eng.encode_context(ctx)], [[s.token_ids]])[0][0]) < 1e-4
-    assert round_trips == 6  # all six samples of these seeds: the reuse check above ran on each
+    assert round_trips >= 4  # of the six samples of these seeds (5 on the twin): the reuse check ran
     # the same seed gives the same samples whether the document is decoded alone or in a batch
-    alone = eng.sample(DIALOGUES[1:2], 3, max_new_tokens=8, top_p=0.8, seeds=[2])
+    alone = eng.sample(DIALOGUES[1:2], 3, max_new_tokens=8, top_p=0.8, temperature=PEAKED, seeds=[2])
     assert [s.token_ids for s in alone[0]] == [s.token_ids for s in both[1]]
 
 
-@pytest.mark.slow
 def test_stop_strings_and_length_limit(base_engine, monkeypatch):
-    """Each stop reason on a constructed greedy case: the reference is the unconstrained greedy decode G
-    (DIALOGUES[0] -> " I have a sourdough starter.\n\nHuman: ...": a line break before the 12th token)."""
+    """Each stop reason on a constructed greedy case: the reference is the unconstrained greedy decode G of 12
+    tokens; the stop string spans two of its tokens (the end of token k-1's text and all of token k's), so only
+    token k completes it."""
     eng = base_engine
 
     def greedy(max_new_tokens: int, stop: tuple[str, ...] = ()) -> Sample:
@@ -136,14 +149,23 @@ def test_stop_strings_and_length_limit(base_engine, monkeypatch):
     ref = greedy(12)
     g = ref.token_ids
     assert ref.stop_reason == "length" and len(g) == 12 and eng.eos_ids.isdisjoint(g)
-    # "stop": the first token whose text completes "\n" ends the sample, that token included
-    k = next(i for i in range(len(g)) if "\n" in eng.decode(g[:i + 1]))
-    assert 2 <= k < 11  # the line break comes inside the 12 tokens, after some text
-    s = greedy(40, ("\n",))
+    assert ref.text == eng.decode(g) and len(ref.eos_logprobs) == 12
+
+    def spanning(k: int) -> str | None:
+        prev, full = eng.decode(g[:k]), eng.decode(g[:k + 1])
+        if not (full.startswith(prev) and len(full) > len(prev) and prev):
+            return None
+        word = full[len(prev) - 1:]  # the last character of token k-1 and the whole text of token k
+        return word if word.strip() and word not in prev else None
+
+    k, word = next((k, w) for k in range(3, 10) if (w := spanning(k)))
+    # "stop": the first token whose text completes the stop string ends the sample, that token included
+    s = greedy(40, ("zzz-never", word))
     assert (s.stop_reason, s.token_ids) == ("stop", g[:k + 1]) and s.text == eng.decode(g[:k + 1])
-    assert s.text.endswith("\n") and "\n" not in eng.decode(g[:k])
+    assert s.token_logprobs == pytest.approx(ref.token_logprobs[:k + 1], abs=1e-5)
+    assert s.text.endswith(word) and word not in eng.decode(g[:k])
     # "length": the limit comes first (the stop string is not reached), and max_new_tokens=1
-    s = greedy(k, ("\n",))
+    s = greedy(k, (word,))
     assert (s.stop_reason, s.token_ids) == ("length", g[:k])
     s = greedy(1)
     assert (s.stop_reason, s.token_ids, s.token_logprobs) == ("length", g[:1], ref.token_logprobs[:1])
@@ -159,11 +181,18 @@ def test_stop_strings_and_length_limit(base_engine, monkeypatch):
         eng.sample(["word " * 40000], 1, max_new_tokens=4, names=["doc 7"])
 
 
-@pytest.mark.slow
-def test_greedy_stops_at_the_eos_an_instruct_model_emits(teacher):  # noqa: F811
+@pytest.mark.real
+def test_greedy_stops_at_the_eos_an_instruct_model_emits():
     """A natural "eos": the instruct teacher answers a short chat turn and closes it with its EOS
-    (<|im_end|>) well before the limit; the EOS token was the argmax of a plain forward pass there."""
+    (<|im_end|>) well before the limit; the EOS token was the argmax of a plain forward pass there.
+    REAL weights: a random twin never closes its turn; ending the answer is what instruction tuning taught the
+    real SmolLM2 (every forced-EOS path is tested on the twin, test_stop_strings_and_length_limit)."""
+    from icdpo_eval.data.embedded import teacher_model_path
+    from icdpo_eval.method.teacher import HFTeacher
+
+    teacher = HFTeacher.load(str(teacher_model_path(real=True)), device="cpu", dtype="float32")
     eng = teacher.engine
+    assert eng.model.config.num_hidden_layers == 30  # the real SmolLM2-135M, not its twin
     ctx = teacher.context(TEACHER_X)
     (s,), = eng.sample([ctx], 1, max_new_tokens=40, do_sample=False)
     assert s.stop_reason == "eos" and 1 <= len(s.token_ids) < 40 and s.text.strip()

@@ -130,7 +130,6 @@ def test_metric_variants_use_their_base_task_pool():
     assert store.key("hh_harmless_mini_winrate") == store.key("hh_harmless_mini")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["s", "s_hat", "icl"])
 @pytest.mark.parametrize("score_eos", [True, False])
 def test_scorers_equal_hand_computation(base_engine, kind, score_eos):
@@ -152,17 +151,25 @@ def test_scorers_equal_hand_computation(base_engine, kind, score_eos):
         ContrastiveScorer(eng, kind).score([group])[0][:2], abs=1e-4)
 
 
-@pytest.mark.slow
 def test_sampled_candidates_reuse_sampling_logprobs(base_engine):
+    """The plus term of a sampled candidate comes free from the sampling pass when its text re-tokenizes to a
+    prefix of the sampled tokens: here each candidate is the text of the longest such proper prefix (the twin
+    samples rare tokens, whose text need not re-tokenize the same), so every candidate is reused, with and
+    without the EOS term, and equals a plain forward pass."""
     eng = base_engine
     ctx = positive_context(X, DEMOS)
-    (samples,) = eng.sample([ctx], 3, max_new_tokens=12, top_p=0.8, seeds=[5])
-    group = [Candidate(X, " " + postprocess(s.text), DEMOS, s) for s in samples]
+    # temperature: the twin's flat distribution made as peaked as a trained model's (test_engine.PEAKED)
+    (samples,) = eng.sample([ctx], 3, max_new_tokens=12, top_p=0.8, temperature=0.02, seeds=[5])
+
+    def round_trip(s):  # the text of the longest proper prefix of s's tokens that re-tokenizes to itself
+        return next(eng.decode(s.token_ids[:j]) for j in range(len(s.token_ids) - 1, 0, -1)
+                    if eng.encode_continuation(eng.decode(s.token_ids[:j])) == s.token_ids[:j])
+
+    group = [Candidate(X, round_trip(s), DEMOS, s) for s in samples]
     for score_eos in (True, False):
         scorer = ContrastiveScorer(eng, "icl", score_eos=score_eos)
         (scores,) = scorer.score([group])
         eos = eng.tok.eos_token if score_eos else ""
         for c, got in zip(group, scores):
-            if c.continuation.strip():
-                assert got == pytest.approx(eng.logprob_full_forward(ctx, c.continuation + eos), abs=1e-3)
-        assert scorer.reused >= 1  # log pi(y [+ EOS] | d+, x) came from the sampling pass
+            assert got == pytest.approx(eng.logprob_full_forward(ctx, c.continuation + eos), abs=1e-4)
+        assert scorer.reused == 3  # log pi(y [+ EOS] | d+, x) came from the sampling pass, for each candidate

@@ -1,4 +1,5 @@
-"""Leaderboard: resume, outputs and layout on a fake cell runner (no model is loaded)."""
+"""Leaderboard: resume, outputs and layout on a fake cell runner (no model is loaded); one cell through the real
+runner on the tiny twins."""
 
 from __future__ import annotations
 
@@ -51,6 +52,23 @@ class FakeRunner:
 
 
 @pytest.fixture
+def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fake cells load no model: the runner's freeing of model memory after each cell (a full gc.collect,
+    most of a second in a session holding real tokenizers) is skipped."""
+    import gc
+
+    monkeypatch.setattr(gc, "collect", lambda *a: 0)
+
+
+@pytest.fixture
+def no_chart(no_model: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """For the tests that check no chart: the PNG chart and the HTML page (matplotlib, seconds per run) are not
+    drawn. test_outputs_layout_total_and_png and test_one_cell_leaderboard draw them."""
+    monkeypatch.setattr(lb, "write_png", lambda *a, **k: None)
+    monkeypatch.setattr(lb, "write_page", lambda *a, **k: None)
+
+
+@pytest.fixture
 def spec(tmp_path: Path) -> lb.Spec:
     p = tmp_path / "spec.yaml"
     p.write_text(SPEC)
@@ -67,7 +85,7 @@ def test_spec_vars_defaults_and_keys(spec: lb.Spec, tmp_path: Path) -> None:
     assert lb.cells_of(other)[0].key() == lb.cells_of(spec)[0].key()  # untouched row -> same key
 
 
-def test_resume_does_not_rerun_finished_cells(spec: lb.Spec, tmp_path: Path) -> None:
+def test_resume_does_not_rerun_finished_cells(spec: lb.Spec, tmp_path: Path, no_chart: None) -> None:
     out = tmp_path / "out"
     runner = FakeRunner()
     lb.run_leaderboard(spec, out, runner=runner)
@@ -81,7 +99,7 @@ def test_resume_does_not_rerun_finished_cells(spec: lb.Spec, tmp_path: Path) -> 
     assert len(runner.calls) == 10
 
 
-def test_unfinished_cell_reruns(spec: lb.Spec, tmp_path: Path) -> None:
+def test_unfinished_cell_reruns(spec: lb.Spec, tmp_path: Path, no_chart: None) -> None:
     out = tmp_path / "out"
     runner = FakeRunner()
     lb.run_leaderboard(spec, out, runner=runner)
@@ -90,7 +108,7 @@ def test_unfinished_cell_reruns(spec: lb.Spec, tmp_path: Path) -> None:
     assert runner.calls[4:] == [("Base", "hh_harmless")]
 
 
-def test_outputs_layout_total_and_png(spec: lb.Spec, tmp_path: Path) -> None:
+def test_outputs_layout_total_and_png(spec: lb.Spec, tmp_path: Path, no_model: None) -> None:
     out = tmp_path / "out"
     entries = lb.run_leaderboard(spec, out, runner=FakeRunner())
     png = out / "leaderboard.png"
@@ -133,7 +151,7 @@ class UnevenRunner(FakeRunner):
                 "higher_is_better": {cell.task: {"rm_reward": True}}, "samples": {cell.task: samples}}
 
 
-def test_total_is_the_pooled_mean_over_documents(spec: lb.Spec, tmp_path: Path) -> None:
+def test_total_is_the_pooled_mean_over_documents(spec: lb.Spec, tmp_path: Path, no_chart: None) -> None:
     from scipy.stats import wilcoxon
 
     entries = lb.run_leaderboard(spec, tmp_path / "out", runner=UnevenRunner())
@@ -178,8 +196,8 @@ def test_bad_spec(tmp_path: Path) -> None:
         lb.load_spec(p)
 
 
-@pytest.mark.slow
-def test_real_one_cell_leaderboard(tmp_path: Path) -> None:
+def test_one_cell_leaderboard(tmp_path: Path) -> None:
+    """One cell through the real runner (lm-eval in this process), on the tiny twins, scored by the proxy RM."""
     p = tmp_path / "one.yaml"
     p.write_text("name: one\ntasks: [hh_harmless_mini]\nlimit: 1\nseed: 1234\n"
                  "gen_kwargs: {max_gen_toks: 8}\nmetadata: {rm: proxy}\n"
@@ -213,7 +231,7 @@ class LengthRunner(FakeRunner):
                 "higher_is_better": {cell.task: {"rm_reward": True}}, "samples": {cell.task: samples}}
 
 
-def test_length_and_length_controlled_reward(spec: lb.Spec, tmp_path: Path) -> None:
+def test_length_and_length_controlled_reward(spec: lb.Spec, tmp_path: Path, no_chart: None) -> None:
     entries = lb.run_leaderboard(spec, tmp_path / "out", runner=LengthRunner())
     by = {(e.row, e.column): e for e in entries}
     base, icdpo = by[("Base", "Harmless")], by[("ICDPO", "Harmless")]

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _inproc import lm_eval
 from _rm_checks import check_rm_reward, rm_items
 from _tiny_oasst_rm import build_tiny_oasst_rm
 
@@ -202,19 +200,12 @@ def test_rm_scorer_model_records_dtype(rm_paths):
 # ----------------------------------------------------------------------------- end to end
 
 
-@pytest.mark.slow
 def test_lm_eval_rm_reward_with_oasst_reward_model(rm_paths, tmp_path):
-    lm_eval = str(Path(sys.executable).with_name("lm_eval"))
-    out = tmp_path / "out"
     rm = str(rm_paths["last"])
-    cmd = [lm_eval, "--model", "icdpo", "--model_args", "max_new_tokens=8", "--tasks", "hh_harmless_mini",
-           "--limit", "2", "--output_path", str(out), "--log_samples", "--metadata", json.dumps({"rm": rm})]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    results = sorted(out.rglob("results_*.json"))
-    assert results, proc.stderr[-2000:]
-    doc = json.loads(results[-1].read_text())
+    res = lm_eval("--model", "icdpo", "--model_args", "max_new_tokens=8", "--tasks", "hh_harmless_mini",
+                  "--limit", "2", "--output_path", str(tmp_path / "out"), "--log_samples",
+                  "--metadata", json.dumps({"rm": rm})).ok()
+    doc = res.results
     r = doc["results"]["hh_harmless_mini"]
     assert r["rm,none"] == rm
     # the effective settings are recorded in the results' config, each sampling value with where it came from
@@ -225,8 +216,7 @@ def test_lm_eval_rm_reward_with_oasst_reward_model(rm_paths, tmp_path):
     assert used["temperature"] == [1.0, "generation_config"] and used["max_new_tokens"] == [8, "model_args"]
     assert cfg["icdpo_eval"]["task_settings"]["hh_harmless_mini"]["rm"] == rm
     # finite, 100 x the mean of the logged per-document rewards, different for the two different answers
-    (samples,) = sorted(out.rglob("samples_*.jsonl"))
-    items = rm_items([json.loads(x) for x in samples.read_text().splitlines()])
+    items = rm_items(res.samples["hh_harmless_mini"])
     rewards = check_rm_reward(r, items, 2)
     # each logged reward is the tiny RM's own score of the logged (prompt, response)
     judge = RewardModelJudge(rm, device="cpu")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import ast
 import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -131,10 +130,3 @@ def test_results_record_every_option(monkeypatch):
     # an option that does not change results does not change the journal
     assert ICDPOLM.preview(batch_size=4).journal().config_hash == ICDPOLM.preview().journal().config_hash
 
-
-def test_the_hook_costs_nothing_at_interpreter_start():
-    import subprocess
-
-    out = subprocess.run([sys.executable, "-c", "import sys; print('torch' in sys.modules, 'lm_eval' in "
-                          "sys.modules)"], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "False False"

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from icdpo_eval.report.ranking import RowJudgment, copeland_order, judge_orders,
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
 import rank  # noqa: E402  (tasks/rank.py, loaded by path like lm-eval does)
+from _inproc import icdpo_eval, lm_eval  # noqa: E402
 from fake_openai_server import (  # noqa: E402
     FakeOpenAIServer,
     Reply,
@@ -26,8 +25,6 @@ from fake_openai_server import (  # noqa: E402
     shown_pair,
 )
 
-LM_EVAL = str(Path(sys.executable).with_name("lm_eval"))
-ICDPO_EVAL = str(Path(sys.executable).with_name("icdpo-eval"))
 Q = "\n\nHuman: q\n\nAssistant:"
 
 
@@ -222,16 +219,13 @@ def test_listwise_unparsable_row_is_a_judge_error(judge_env, monkeypatch):
         assert errors == 1 and len(srv.requests) == 4  # each prompt re-asked once
 
 
-@pytest.mark.slow
 def test_rm_scorer_reproduces_rm_judge_ranking(tmp_path):
     """A rank set judged by the proxy RM, ranked by `--model rm` with the same RM: MRR must be exactly 1 on
     the rows with a unique best; for `--model icdpo` the MRR must equal the one recomputed from its logged
-    per-candidate scores."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    per-candidate scores. In this process, on the tiny twins (the proxy RM fits on the SBERT twin)."""
     out = tmp_path / "rank.jsonl"
-    subprocess.run([ICDPO_EVAL, "build-rank-set", "--task", "hh_harmless_mini", "--n-docs", "3", "--judge",
-                    "rm:proxy", "--max-new-tokens", "12", "--out", str(out)], check=True, env=env,
-                   capture_output=True, text=True)
+    icdpo_eval("build-rank-set", "--task", "hh_harmless_mini", "--n-docs", "3", "--judge", "rm:proxy",
+               "--max-new-tokens", "12", "--out", str(out)).ok()
     assert json.loads(out.read_text().splitlines()[0])["provenance"]["model_args"]["dialogue"] == "pro"
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(rows) == 3 and all(len(r["candidates"]) == 3 for r in rows)
@@ -239,19 +233,16 @@ def test_rm_scorer_reproduces_rm_judge_ranking(tmp_path):
     ties = sum(r["best_tied"] for r in rows)
     by_id = {r["id"]: r for r in rows}
     assert all(r["judge_best_set"][0] == r["judge_best"] for r in rows)
-    res_dir = tmp_path / "res"
     for model, args in [("rm", "rm=proxy"), ("icdpo", "scorer=s_hat,max_new_tokens=8")]:
-        proc = subprocess.run([LM_EVAL, "--model", model, "--model_args", args, "--tasks", "hh_harmless_rank",
-                               "--log_samples", "--output_path", str(res_dir / model),
-                               "--metadata", json.dumps({"rank_set": str(out)})], env=env, capture_output=True,
-                              text=True)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        (res,) = list((res_dir / model).rglob("results_*.json"))
-        metrics = json.loads(res.read_text())["results"]["hh_harmless_rank"]
+        run = lm_eval("--model", model, "--model_args", args, "--tasks", "hh_harmless_rank", "--log_samples",
+                      "--output_path", str(tmp_path / "res" / model),
+                      "--metadata", json.dumps({"rank_set": str(out)})).ok()
+        metrics = run.results["results"]["hh_harmless_rank"]
         assert metrics["judge_tied,none"] == ties and metrics["judge_failed,none"] == 0
-        (samples,) = list((res_dir / model).rglob("samples_hh_harmless_rank_*.jsonl"))
         rrs = []
-        for s in map(json.loads, samples.read_text().splitlines()):
+        samples = run.samples["hh_harmless_rank"]
+        assert sorted(s["doc"]["id"] for s in samples) == sorted(by_id)
+        for s in samples:
             scores = [float(r[0]) for r in s["filtered_resps"]]
             if model == "rm":  # the judge's own RM: its scores order every row exactly as the judge did
                 judged = by_id[s["doc"]["id"]]

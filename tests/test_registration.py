@@ -1,9 +1,16 @@
-"""The stock lm-eval CLI finds our models and tasks by itself, lazily."""
+"""The stock lm-eval CLI finds our models and tasks by itself, lazily.
+
+Only test_interpreter_start_stays_clean starts an interpreter; the others replay the ``.pth`` file and import
+lm-eval's registry afresh in this process (:func:`_fresh_modules`)."""
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import site
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -27,26 +34,107 @@ def test_interpreter_start_stays_clean():
     assert _loaded("import icdpo_eval; from icdpo_eval import _lm_eval_hook") == "[]"
 
 
-def test_hook_is_installed_by_the_pth_file():
-    out = _py("import sys; from icdpo_eval._lm_eval_hook import _Finder;"
-              "print(any(isinstance(f, _Finder) for f in sys.meta_path))")
-    assert out == "True"
+def _pth_file() -> Path:
+    """The installed ``.pth`` file that installs the hook at interpreter start."""
+    found = [p for d in site.getsitepackages() for p in sorted(Path(d).glob("*.pth"))
+             if "_lm_eval_hook" in p.read_text()]
+    assert len(found) == 1, found
+    return found[0]
 
 
-def test_models_registered_without_hiding_builtins():
-    # registering our names (lazy "module:Class" placeholders) imports neither torch nor transformers
-    out = _loaded("from lm_eval.api.registry import model_registry as reg\n"
-                  "print(all(n in reg for n in ('icdpo', 'rm_bon', 'rm_aug', 'sft_lora', 'dpo', 'rm', 'hf')))")
-    assert out.splitlines() == ["True", "['lm_eval']"]
-    out = _py("from lm_eval.api.registry import get_model;"
-              "print(get_model('icdpo').__name__, get_model('hf').__name__, get_model('dummy').__name__)")
-    assert out == "ICDPOLM HFLM DummyLM"
+def _replay_interpreter_start(monkeypatch) -> tuple[list, list[str]]:
+    """Process the installed ``.pth`` file as ``site`` does at interpreter start, on a ``sys.meta_path`` without
+    our finder (restored after the test). Returns the finders it installed and the lm-eval modules, already
+    imported here, that ``install`` applied its patches to (recorded: ``_AFTER`` is replaced by recorders, so
+    nothing is patched twice)."""
+    from icdpo_eval import _lm_eval_hook as hook
+
+    monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if not isinstance(f, hook._Finder)])
+    applied: list[str] = []
+    monkeypatch.setattr(hook, "_AFTER", {name: (lambda mod, name=name: applied.append(name)) for name in hook._AFTER})
+    pth = _pth_file()
+    site.addpackage(str(pth.parent), pth.name, set())
+    return [f for f in sys.meta_path if isinstance(f, hook._Finder)], applied
 
 
-def test_hook_can_be_disabled():
-    code = ("from lm_eval.api.registry import get_model\n"
-            "try:\n    get_model('icdpo'); print('found')\nexcept ValueError: print('missing')")
-    assert _py(code, ICDPO_EVAL_NO_HOOK="1") == "missing"
+def test_hook_is_installed_by_the_pth_file(monkeypatch):
+    from icdpo_eval import _lm_eval_hook as hook
+
+    monkeypatch.delenv("ICDPO_EVAL_NO_HOOK", raising=False)
+    imported = [name for name in hook._AFTER if name in sys.modules]
+    finders, applied = _replay_interpreter_start(monkeypatch)
+    assert len(finders) == 1 and sys.meta_path[0] is finders[0]  # first: it sees lm-eval's modules before anyone
+    assert applied == imported  # lm-eval modules imported before the hook: patched at once
+
+
+@contextlib.contextmanager
+def _fresh_modules(monkeypatch, hook_installed: bool = True):
+    """Inside the block, lm-eval's modules and ours (all but what the ``.pth`` file imports) import afresh, as in
+    a new interpreter: they are hidden from ``sys.modules`` and restored after. Yields the set of top-level names
+    of every ``import`` executed in the block (an already imported module counts too: every import statement
+    goes through ``builtins.__import__``)."""
+    import builtins
+
+    from icdpo_eval import _lm_eval_hook as hook
+
+    if not hook_installed:
+        monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if not isinstance(f, hook._Finder)])
+    start = {"icdpo_eval", "icdpo_eval._lm_eval_hook", "icdpo_eval.settings", "icdpo_eval.errors"}
+    saved = dict(sys.modules)
+    hidden = [k for k in saved if k.split(".")[0] in ("lm_eval", "icdpo_eval") and k not in start]
+    asked: set[str] = set()
+    real_import = builtins.__import__
+
+    def spy(name, globals=None, locals=None, fromlist=(), level=0):
+        if level == 0:
+            asked.add(name.partition(".")[0])
+        return real_import(name, globals, locals, fromlist, level)
+
+    try:
+        for k in hidden:
+            del sys.modules[k]
+        builtins.__import__ = spy
+        yield asked
+    finally:
+        builtins.__import__ = real_import
+        for k in [k for k in sys.modules if k not in saved]:
+            del sys.modules[k]
+        sys.modules.update(saved)
+        for k in hidden:  # a fresh submodule was bound on its (old) parent package: bind the old one back
+            parent, _, child = k.rpartition(".")
+            if parent in saved and hasattr(saved[parent], child):
+                setattr(saved[parent], child, saved[k])
+
+
+OURS = ("icdpo", "rm_bon", "rm_aug", "sft_lora", "dpo", "rm")
+
+
+def test_models_registered_without_hiding_builtins(monkeypatch):
+    # registering our names (lazy "module:Class" placeholders) imports neither torch nor transformers: importing
+    # lm-eval's registry afresh imports the standard library, lm-eval and our option declarations only
+    with _fresh_modules(monkeypatch) as asked:
+        fresh = importlib.import_module("lm_eval.api.registry")
+        reg = dict(fresh.model_registry.items())
+    assert not asked & {"torch", "transformers"}, asked
+    assert asked - set(sys.stdlib_module_names) <= {"lm_eval", "icdpo_eval"}, asked
+    assert all(isinstance(reg.get(n), str) for n in OURS), {n: reg.get(n) for n in OURS}  # placeholders
+    assert "hf" in reg and "dummy" in reg  # lm-eval's own names are still there
+    from lm_eval.api.registry import get_model
+
+    assert (get_model("icdpo").__name__, get_model("hf").__name__, get_model("dummy").__name__) == (
+        "ICDPOLM", "HFLM", "DummyLM")
+
+
+def test_hook_can_be_disabled(monkeypatch):
+    monkeypatch.setenv("ICDPO_EVAL_NO_HOOK", "1")
+    finders, applied = _replay_interpreter_start(monkeypatch)
+    assert finders == [] and applied == []  # no finder, and nothing applied to lm-eval's imported modules
+    with _fresh_modules(monkeypatch, hook_installed=False):  # lm-eval as it is without the hook
+        fresh = importlib.import_module("lm_eval.api.registry")
+        with pytest.raises(ValueError, match="no model for this name"):
+            fresh.get_model("icdpo")  # what the stock lm_eval CLI then says to --model icdpo
+        assert fresh.get_model("dummy").__name__ == "DummyLM"
+        assert not any(n in fresh.model_registry for n in OURS)
 
 
 def _fake_registry(name: str, source: str):
@@ -149,8 +237,8 @@ def test_entry_point_declared():
     assert set(TARGETS) == set(MODELS)  # every registered model has its declaration of options
 
 
-@pytest.mark.slow
 def test_task_folder_visible_to_task_manager():
-    out = _py("from lm_eval.tasks import TaskManager; tm = TaskManager();"
-              "print(all(t in tm.all_tasks for t in ['hh_harmless','hh_helpful','synthetic_gpt','hh_harmless_mini']))")
-    assert out == "True"
+    from lm_eval.tasks import TaskManager
+
+    tm = TaskManager()  # the stock class, as lm-eval's CLI makes it: the hook added our folder
+    assert {"hh_harmless", "hh_helpful", "synthetic_gpt", "hh_harmless_mini"} <= set(tm.all_tasks)

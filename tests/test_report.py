@@ -137,22 +137,35 @@ def _driver():
 
 
 @pytest.fixture(scope="module")
-def mini_page(request, tmp_path_factory) -> Path:
+def browser():
+    """One headless Chromium for this module's browser tests (a start costs seconds)."""
+    driver = _driver()
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def mini_page(request, tmp_path_factory, twins_dir) -> Path:
     """The mini leaderboard's page: ``--report-page lb`` (a finished ``icdpo-eval leaderboard
-    leaderboards/mini.yaml --out lb``, as CI runs it) or else four of its rows on 2 documents, run here."""
+    leaderboards/mini.yaml --out lb``, as CI runs it) or else four of its rows on 2 documents, run here on the tiny
+    twins (the page's behaviour does not depend on the models' quality)."""
     given = request.config.getoption("--report-page")
     if given:
         return Path(given)
     out = tmp_path_factory.mktemp("lb")
     spec = lb.load_spec(Path(__file__).resolve().parents[1] / "leaderboards" / "mini.yaml")
     spec.rows = [r for r in spec.rows if r.name in ("Base", "ICDPO", "ICDPO+Ŝ", "Longest of N")]
-    spec.limit, spec.gen_kwargs = 2, {"max_gen_toks": 8}
-    lb.run_leaderboard(spec, out)
+    spec.limit, spec.gen_kwargs = 2, {"max_gen_toks": 4}
+    # a module fixture is set up before the per-test ones: the twins and a journal of its own, set here
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ICDPO_EMBEDDED_DIR", str(twins_dir))
+        mp.setenv("ICDPO_JOURNAL_DIR", str(tmp_path_factory.mktemp("lb-journal")))
+        lb.run_leaderboard(spec, out)
+    assert "proxy:bt-embedded-dir@" in (out / "leaderboard.md").read_text()  # scored through the twins' SBERT
     return out
 
 
-@pytest.mark.slow
-def test_the_leaderboard_page_in_headless_chromium(mini_page, request):
+def test_the_leaderboard_page_in_headless_chromium(browser, mini_page, request):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
@@ -164,79 +177,74 @@ def test_the_leaderboard_page_in_headless_chromium(mini_page, request):
     md_rows = list(dict.fromkeys(md_rows))
     docs = [json.loads(ln) for ln in (out / "documents.jsonl").read_text().splitlines() if ln.strip()]
     shots = request.config.getoption("--screenshots")
-    driver = _driver()
-    try:
-        driver.get(page.resolve().as_uri())
-        rows = [tr.get_attribute("data-row") for tr in driver.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr")]
-        assert rows == md_rows  # every row of leaderboard.md, in its order
-        assert driver.find_element(By.ID, "content-warning").text == html.CONTENT_WARNING
-        assert driver.find_elements(By.CSS_SELECTOR, ".chart svg")
-        # sorting by the first column's value: descending, by the numbers in the cells
-        driver.find_elements(By.CSS_SELECTOR, "#leaderboard thead th.sortable")[0].click()
-        values = [float(tr.find_elements(By.CSS_SELECTOR, "td")[1].text.split(" [")[0])
-                  for tr in driver.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr")]
-        assert values == sorted(values, reverse=True)
-        if shots:
-            Path(shots).mkdir(parents=True, exist_ok=True)
-            driver.save_screenshot(str(Path(shots) / "table.png"))
-        # a document of the ICDPO+Ŝ row: its candidates, their scores and the chosen one, as documents.jsonl has
-        Select(driver.find_element(By.ID, "row-a")).select_by_visible_text("ICDPO+Ŝ")
-        Select(driver.find_element(By.ID, "row-b")).select_by_visible_text("Base")
-        first = driver.find_elements(By.CSS_SELECTOR, "#doc-list button")[0]
-        doc_id = first.get_attribute("data-doc")
-        first.click()
-        panel = driver.find_element(By.ID, "panel-a")
-        cands = panel.find_elements(By.CSS_SELECTOR, "tr.candidate")
-        want = next(d for d in docs if d["row"] == "ICDPO+Ŝ" and str(d["doc_id"]) == doc_id)
-        assert len(cands) == 3  # N = 3 candidates
-        chosen = [c for c in cands if c.get_attribute("data-chosen") == "1"]
-        assert len(chosen) == 1
-        assert chosen[0].find_elements(By.CSS_SELECTOR, "td")[-1].text.strip() == want["response"].strip()
-        scores = [c.find_element(By.CSS_SELECTOR, "td.score").text for c in cands]
-        assert all(re.fullmatch(r"-?\d+\.\d{4}", s) for s in scores), scores
-        best = max(range(3), key=lambda i: float(scores[i]))
-        assert chosen[0].get_attribute("data-index") == str(best)  # Ŝ picked the highest score
-        terms = panel.find_elements(By.CSS_SELECTOR, "table.candidates th")
-        assert {"log p(y | d+, x)", "log p(y | d-, x)"} <= {t.text for t in terms}
-        assert driver.find_element(By.ID, "panel-b").find_element(By.CSS_SELECTOR, ".response").text.strip() == \
-            next(d for d in docs if d["row"] == "Base" and str(d["doc_id"]) == doc_id)["response"].strip()
-        if shots:
-            panel.find_element(By.TAG_NAME, "summary").click() if panel.find_elements(By.TAG_NAME, "summary") else None
-            driver.save_screenshot(str(Path(shots) / "document.png"))
-        # switch the side-by-side rows; the filter for the documents where they differ most
-        Select(driver.find_element(By.ID, "row-b")).select_by_visible_text("ICDPO")
-        assert driver.find_element(By.ID, "panel-b").get_attribute("data-row") == "ICDPO"
-        Select(driver.find_element(By.ID, "sort-select")).select_by_value("differ")
-        deltas = [abs(float(b.find_element(By.CSS_SELECTOR, ".delta").text.split()[1]))
-                  for b in driver.find_elements(By.CSS_SELECTOR, "#doc-list button")]
-        assert deltas == sorted(deltas, reverse=True) and deltas
-        if shots:
-            driver.save_screenshot(str(Path(shots) / "side_by_side.png"))
-        assert driver.execute_script("return window.__pwned === undefined")
-        errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-        assert not errors, errors
-    finally:
-        driver.quit()
+    driver = browser
+    driver.get_log("browser")  # drop an earlier page's messages: only this page's below
+    driver.get(page.resolve().as_uri())
+    rows = [tr.get_attribute("data-row") for tr in driver.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr")]
+    assert rows == md_rows  # every row of leaderboard.md, in its order
+    assert driver.find_element(By.ID, "content-warning").text == html.CONTENT_WARNING
+    assert driver.find_elements(By.CSS_SELECTOR, ".chart svg")
+    # sorting by the first column's value: descending, by the numbers in the cells
+    driver.find_elements(By.CSS_SELECTOR, "#leaderboard thead th.sortable")[0].click()
+    values = [float(tr.find_elements(By.CSS_SELECTOR, "td")[1].text.split(" [")[0])
+              for tr in driver.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr")]
+    assert values == sorted(values, reverse=True)
+    if shots:
+        Path(shots).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(shots) / "table.png"))
+    # a document of the ICDPO+Ŝ row: its candidates, their scores and the chosen one, as documents.jsonl has
+    Select(driver.find_element(By.ID, "row-a")).select_by_visible_text("ICDPO+Ŝ")
+    Select(driver.find_element(By.ID, "row-b")).select_by_visible_text("Base")
+    first = driver.find_elements(By.CSS_SELECTOR, "#doc-list button")[0]
+    doc_id = first.get_attribute("data-doc")
+    first.click()
+    panel = driver.find_element(By.ID, "panel-a")
+    cands = panel.find_elements(By.CSS_SELECTOR, "tr.candidate")
+    want = next(d for d in docs if d["row"] == "ICDPO+Ŝ" and str(d["doc_id"]) == doc_id)
+    assert len(cands) == 3  # N = 3 candidates
+    chosen = [c for c in cands if c.get_attribute("data-chosen") == "1"]
+    assert len(chosen) == 1
+    assert chosen[0].find_elements(By.CSS_SELECTOR, "td")[-1].text.strip() == want["response"].strip()
+    scores = [c.find_element(By.CSS_SELECTOR, "td.score").text for c in cands]
+    assert all(re.fullmatch(r"-?\d+\.\d{4}", s) for s in scores), scores
+    best = max(range(3), key=lambda i: float(scores[i]))
+    assert chosen[0].get_attribute("data-index") == str(best)  # Ŝ picked the highest score
+    terms = panel.find_elements(By.CSS_SELECTOR, "table.candidates th")
+    assert {"log p(y | d+, x)", "log p(y | d-, x)"} <= {t.text for t in terms}
+    assert driver.find_element(By.ID, "panel-b").find_element(By.CSS_SELECTOR, ".response").text.strip() == \
+        next(d for d in docs if d["row"] == "Base" and str(d["doc_id"]) == doc_id)["response"].strip()
+    if shots:
+        panel.find_element(By.TAG_NAME, "summary").click() if panel.find_elements(By.TAG_NAME, "summary") else None
+        driver.save_screenshot(str(Path(shots) / "document.png"))
+    # switch the side-by-side rows; the filter for the documents where they differ most
+    Select(driver.find_element(By.ID, "row-b")).select_by_visible_text("ICDPO")
+    assert driver.find_element(By.ID, "panel-b").get_attribute("data-row") == "ICDPO"
+    Select(driver.find_element(By.ID, "sort-select")).select_by_value("differ")
+    deltas = [abs(float(b.find_element(By.CSS_SELECTOR, ".delta").text.split()[1]))
+              for b in driver.find_elements(By.CSS_SELECTOR, "#doc-list button")]
+    assert deltas == sorted(deltas, reverse=True) and deltas
+    if shots:
+        driver.save_screenshot(str(Path(shots) / "side_by_side.png"))
+    assert driver.execute_script("return window.__pwned === undefined")
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
 
 
-@pytest.mark.slow
-def test_hostile_text_shows_as_text_in_the_browser(tmp_path):
+def test_hostile_text_shows_as_text_in_the_browser(tmp_path, browser):
     _lm_eval_folder(tmp_path, "icdpo", {"scorer": "s"}, [_sample(0, HOSTILE, 0.2, DETAILS)], "2026-01-01T00-00-00.1")
     _lm_eval_folder(tmp_path, "hf", {}, [_sample(0, "plain", 0.1)], "2026-01-01T00-00-00.2")
     page = pages.report([tmp_path], tmp_path / "page.html")
-    driver = _driver()
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
-    try:
-        driver.get(page.resolve().as_uri())
-        Select(driver.find_element(By.ID, "row-a")).select_by_visible_text("icdpo (scorer=s)")
-        driver.find_elements(By.CSS_SELECTOR, "#doc-list button")[0].click()
-        panel = driver.find_element(By.ID, "panel-a")
-        assert panel.find_element(By.CSS_SELECTOR, ".response").text == HOSTILE  # shown, as text
-        assert HOSTILE in driver.find_element(By.ID, "dialogue").text
-        assert driver.execute_script("return window.__pwned === undefined")  # and never run
-        assert not driver.find_elements(By.CSS_SELECTOR, "#doc-view img")
-        assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
-    finally:
-        driver.quit()
+    driver = browser
+    driver.get_log("browser")  # drop an earlier page's messages: only this page's below
+    driver.get(page.resolve().as_uri())
+    Select(driver.find_element(By.ID, "row-a")).select_by_visible_text("icdpo (scorer=s)")
+    driver.find_elements(By.CSS_SELECTOR, "#doc-list button")[0].click()
+    panel = driver.find_element(By.ID, "panel-a")
+    assert panel.find_element(By.CSS_SELECTOR, ".response").text == HOSTILE  # shown, as text
+    assert HOSTILE in driver.find_element(By.ID, "dialogue").text
+    assert driver.execute_script("return window.__pwned === undefined")  # and never run
+    assert not driver.find_elements(By.CSS_SELECTOR, "#doc-view img")
+    assert not [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]

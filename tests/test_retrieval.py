@@ -88,13 +88,10 @@ def bread_pool() -> tuple[list[dict], int, int]:
 
 
 @pytest.fixture(scope="module")
-def tok() -> Any:
-    """The embedded base model's tokenizer: BM25 sees subword tokens of the evaluated model's tokenizer."""
-    from transformers import AutoTokenizer
-
-    from icdpo_eval.names import BASE, resolve
-
-    return AutoTokenizer.from_pretrained(resolve(BASE))
+def tok(base_engine: Any) -> Any:
+    """The embedded base model's tokenizer (its twin holds the real one), the engine's, as the icdpo model passes
+    it: BM25 sees subword tokens of the evaluated model's tokenizer."""
+    return base_engine.tok
 
 
 def test_bm25_indexes_case_sensitive_subword_tails_of_the_dialogue(tok: Any) -> None:
@@ -215,18 +212,11 @@ def test_errors_are_clear(tok: Any) -> None:
     assert make_retriever("bm25", pool, tokenizer=tok).retrieve("q", 0) == []
 
 
-# ---------------------------------------------------------------- SBERT (all-MiniLM-L6-v2, local)
+# ---------------------------------------------------------------- SBERT (embedded:sbert: all-MiniLM-L6-v2's twin)
 
 TIRE_QUERY = hh("I need some help.", "Of course.", "How do I fix a flat tire on my bicycle?")
 PARAPHRASE = hh("Hello.", "Hi!", "Can you explain how to mend a punctured tyre on a bike?")
 DISTRACTOR = hh("Hello.", "Hi!", "How do I fix my flat mood when I tire of my job?")
-
-
-@pytest.fixture(scope="module")
-def sbert_name() -> str:
-    from icdpo_eval.data.embedded import sbert_path
-
-    return str(sbert_path())  # a local path: resolves the same whatever ICDPO_CACHE_DIR says
 
 
 @pytest.fixture
@@ -235,8 +225,10 @@ def tmp_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-@pytest.mark.slow
-def test_bm25_sbert_reranks_paraphrase_above_lexical_distractor(sbert_name: str, tmp_cache: Path, tok: Any) -> None:
+def test_bm25_sbert_reranks_the_bm25_candidates_by_sbert_similarity(tmp_cache: Path, tok: Any) -> None:
+    """BM25 proposes ``bm25_top`` candidates, SBERT cosine similarity orders them (most similar last). The SBERT is
+    the default ``embedded:sbert`` (its random twin here: the ORDER it gives is arbitrary, so the test derives the
+    expected ranking from its embeddings and checks that the re-ranking moves demos, and keeps one out)."""
     pool = topic_pool()
     para, dist = len(pool), len(pool) + 1
     pool += [demo(PARAPHRASE, para), demo(DISTRACTOR, dist)]
@@ -245,23 +237,32 @@ def test_bm25_sbert_reranks_paraphrase_above_lexical_distractor(sbert_name: str,
     bm25_rank = bm25.retrieve(TIRE_QUERY, 20)[::-1]  # best first
     assert bm25_rank[0] == dist  # lexical overlap wins under BM25 alone
     assert para in bm25_rank[1:]  # but the paraphrase is among the 20 BM25 candidates
-    r = make_retriever("bm25_sbert", pool, sbert=sbert_name, device="cpu", tokenizer=tok)
+    r = make_retriever("bm25_sbert", pool, device="cpu", tokenizer=tok)
     assert isinstance(r, R.BM25SbertRetriever)
-    q = R._encode(r.model, [TIRE_QUERY])[0]
-    assert r.pool_emb[para] @ q > r.pool_emb[dist] @ q  # it truly holds for MiniLM
-    assert r.retrieve(TIRE_QUERY, 2)[-1] == para
-    # candidates come from the BM25 stage only: with bm25_top=1 the re-ranker only sees the distractor
-    narrow = make_retriever("bm25_sbert", pool, bm25_top=1, sbert=sbert_name, device="cpu", tokenizer=tok)
+    # the pool's embeddings are those of its dialogues (without the final "Assistant:"), unit norm
+    np.testing.assert_allclose(r.pool_emb, R._encode(r.model, [R.retrieval_text(d["prompt"]) for d in pool]),
+                               atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(r.pool_emb, axis=1), 1.0, atol=1e-5)
+    sims = r.pool_emb @ R._encode(r.model, [R.retrieval_text(TIRE_QUERY)])[0]
+    by_sbert = sorted(bm25_rank, key=lambda i: -sims[i])  # stable: ties keep the BM25 order
+    assert by_sbert[:3] != bm25_rank[:3], "SBERT must reorder the BM25 candidates for this test to show anything"
+    assert r.retrieve(TIRE_QUERY, 20) == by_sbert[::-1]
+    assert r.retrieve(TIRE_QUERY, 3) == by_sbert[:3][::-1]
+    # candidates come from the BM25 stage only: a demo more similar than the k-th but outside BM25's top is out
+    outside = next(i for i in np.argsort(-sims) if i not in bm25_rank)
+    k = 1 + sum(sims[i] > sims[outside] for i in bm25_rank)
+    assert k <= 5, "this test needs a demo outside the BM25 candidates among the most similar"
+    assert r.retrieve(TIRE_QUERY, k) == by_sbert[:k][::-1] and outside not in r.retrieve(TIRE_QUERY, k)
+    # with bm25_top=1 the re-ranker sees BM25's top candidate only, widened to k when k is larger
+    narrow = make_retriever("bm25_sbert", pool, bm25_top=1, device="cpu", tokenizer=tok)
     assert narrow.retrieve(TIRE_QUERY, 1) == [dist]
-    assert sorted(narrow.retrieve(TIRE_QUERY, 2)) == sorted(bm25_rank[:2])  # top is widened to k
+    assert set(bm25_rank[:2]) != set(np.argsort(-sims)[:2].tolist()), "the 2 most similar must not be BM25's top 2"
+    assert narrow.retrieve(TIRE_QUERY, 2) == sorted(bm25_rank[:2], key=lambda i: -sims[i])[::-1]
     assert r.retrieve_many([TIRE_QUERY, BREAD_QUERY], 2)[0] == r.retrieve(TIRE_QUERY, 2)
     assert para not in r.retrieve(PARAPHRASE, 3, exclude=PARAPHRASE)
 
 
-@pytest.mark.slow
-def test_sbert_pool_embeddings_cached_on_disk(
-    sbert_name: str, tmp_cache: Path, monkeypatch: pytest.MonkeyPatch
-, tok: Any) -> None:
+def test_sbert_pool_embeddings_cached_on_disk(tmp_cache: Path, monkeypatch: pytest.MonkeyPatch, tok: Any) -> None:
     pool = topic_pool()
     calls: list[int] = []
     real_encode = R._encode
@@ -271,13 +272,13 @@ def test_sbert_pool_embeddings_cached_on_disk(
         return real_encode(model, texts)
 
     monkeypatch.setattr(R, "_encode", counting_encode)
-    first = make_retriever("bm25_sbert", pool, sbert=sbert_name, device="cpu", tokenizer=tok)
+    first = make_retriever("bm25_sbert", pool, device="cpu", tokenizer=tok)
     assert calls == [len(pool)]
     files = list((tmp_cache / "retrieval").glob("*.npy"))
     assert len(files) == 1 and not list((tmp_cache / "retrieval").glob("*.tmp"))
 
     calls.clear()
-    second = make_retriever("bm25_sbert", pool, sbert=sbert_name, device="cpu", tokenizer=tok)
+    second = make_retriever("bm25_sbert", pool, device="cpu", tokenizer=tok)
     assert calls == []  # loaded from disk, the pool is not encoded again
     assert isinstance(first, R.BM25SbertRetriever) and isinstance(second, R.BM25SbertRetriever)
     np.testing.assert_array_equal(first.pool_emb, second.pool_emb)
@@ -285,5 +286,5 @@ def test_sbert_pool_embeddings_cached_on_disk(
     assert calls == [1, 1]  # only the queries
 
     calls.clear()
-    make_retriever("bm25_sbert", pool[:-1], sbert=sbert_name, device="cpu", tokenizer=tok)  # another pool: another key
+    make_retriever("bm25_sbert", pool[:-1], device="cpu", tokenizer=tok)  # another pool: another key
     assert calls == [len(pool) - 1]

@@ -1,10 +1,13 @@
-"""rm_bon and rm_aug: argument checks, rm_aug with one block == rm_bon, both through the stock lm_eval CLI."""
+"""rm_bon and rm_aug: argument checks, rm_aug with one block == rm_bon, both through the stock lm_eval CLI.
+
+On the tiny twins of the base model and the teacher: every property here is an equality between the cached,
+blockwise path and plain forward passes (or bookkeeping), which random weights exercise as well as trained ones."""
 
 from __future__ import annotations
 
 import pytest
 from _rm_checks import check_rm_reward, rm_items
-from test_teacher import X, teacher  # noqa: F401 (session-scoped teacher fixture)
+from test_teacher import X, teacher  # noqa: F401 (the session fixture: the teacher's tiny twin)
 
 from icdpo_eval.baselines.rm_aug import RMAugLM, _AcceptedPrefix, _Block, blockwise_decode
 from icdpo_eval.baselines.rm_bon import RMBoNLM
@@ -30,7 +33,6 @@ def test_bad_model_args_fail_before_loading(cls, kwargs, match):
         cls(**kwargs)
 
 
-@pytest.mark.slow
 def test_rm_aug_with_one_block_equals_rm_bon(base_engine, teacher):  # noqa: F811
     """Same seeds and sampler -> identical candidates; one block (block_size >= max_new_tokens) -> the
     teacher scores the same texts in the same context -> the same answer. rm_bon's scores are plain teacher
@@ -50,7 +52,6 @@ def test_rm_aug_with_one_block_equals_rm_bon(base_engine, teacher):  # noqa: F81
                 assert sc == pytest.approx(ref / n_tok if normalize else ref, abs=1e-4)
 
 
-@pytest.mark.slow
 def test_rm_aug_several_blocks_is_deterministic(base_engine, teacher):  # noqa: F811
     kw = dict(n=2, block_size=3, params=SamplingParams(max_new_tokens=9, top_p=0.9, stop=TURN_MARKERS), seed=11)
     a = blockwise_decode(base_engine, teacher, PROMPTS[1], **kw)
@@ -63,7 +64,6 @@ def test_rm_aug_several_blocks_is_deterministic(base_engine, teacher):  # noqa: 
     assert max(a.scores[-1]) == pytest.approx(teacher.score([PROMPTS[1]], [[a.text]])[0][0], abs=1e-3)
 
 
-@pytest.mark.slow
 def test_rm_aug_accepted_prefix_extends_or_rescores(teacher):  # noqa: F811
     """A candidate that extends the accepted text is scored from the cached session (accepted log-prob + its
     tail's); one that rewrites it is rescored by a full pass, and accepting it rebuilds the teacher session.
@@ -96,15 +96,10 @@ def test_rm_aug_accepted_prefix_extends_or_rescores(teacher):  # noqa: F811
     assert sc.rescored == 0 and sc.totals[0][0] == pytest.approx(full(rewritten + " It works."), abs=1e-3)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("model,extra", [("rm_bon", "n=2"), ("rm_aug", "n=2,block_size=4")])
-def test_lm_eval_cli(tmp_path, model, extra):
-    from test_cli_e2e import run_lm_eval
-
-    res = run_lm_eval(["--model", model, "--model_args", f"max_new_tokens=8,{extra}", "--tasks",
-                       "hh_harmless_mini", "--limit", "2"], tmp_path)
-    cfg = res["config"]
+@pytest.mark.parametrize("model", ["rm_bon", "rm_aug"])
+def test_lm_eval_cli(pipeline, model):
+    res = pipeline(model)
+    cfg = res.results["config"]
     assert cfg["method"] == model and cfg["teacher"] == "embedded:teacher" and cfg["n"] == 2
     assert cfg["normalize"] is False and cfg.get("block_size") == (4 if model == "rm_aug" else None)
-    (samples,) = res["_samples"].values()
-    check_rm_reward(res["results"]["hh_harmless_mini"], rm_items(samples), 2)
+    check_rm_reward(res.results["results"]["hh_harmless_mini"], rm_items(res.samples["hh_harmless_mini"]), 2)

@@ -1,22 +1,22 @@
-"""``--model sft_lora`` / ``--model dpo``: adapter checks, the implicit reward, and the stock lm_eval CLI."""
+"""``--model sft_lora`` / ``--model dpo``: adapter checks, the implicit reward, and the stock lm_eval CLI.
+
+The adapters are trained (2 steps, ``tests/_trained_adapters.py``) on the tiny twin of the embedded teacher, their
+base: what is checked is plumbing and an equality with plain forward passes, which random weights exercise as well."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _inproc import lm_eval
 from _rm_checks import check_rm_reward, rm_items
-from _trained_adapters import trained
+from _trained_adapters import BASE, trained
 
 from icdpo_eval.baselines.dpo import DPOLM
 from icdpo_eval.baselines.sft_lora import SFTLoRALM
 from icdpo_eval.method.scorers import Candidate
 
-LM_EVAL = str(Path(sys.executable).with_name("lm_eval"))
 X = "\n\nHuman: How do I bake bread at home?\n\nAssistant:"
 YS = [" Mix flour, water, salt and yeast, then bake it.", " I don't know."]
 
@@ -59,30 +59,20 @@ def test_bad_rescore_and_unknown_args(tmp_path):
         DPOLM(adapter=ad, peft=str(tmp_path))
 
 
-@pytest.mark.slow
-def test_implicit_reward_equals_full_forward_difference(tmp_path_factory, base_engine):
+def test_implicit_reward_equals_full_forward_difference(tmp_path_factory, twins_dir):
+    from icdpo_eval.engine import Engine
+
     lm = DPOLM(adapter=str(trained(tmp_path_factory)["dpo"]), rescore="implicit", device="cpu")
+    assert lm.pretrained == BASE  # the adapter's own base, from its provenance
+    ref = Engine.load(str(twins_dir / "teacher"), device="cpu", dtype="float32")  # the base without the adapter
     got = lm.scorer.score([[Candidate(X, y) for y in YS]])[0]
     for y, g in zip(YS, got):
-        want = lm.engine.logprob_full_forward(X, y) - base_engine.logprob_full_forward(X, y)
+        want = lm.engine.logprob_full_forward(X, y) - ref.logprob_full_forward(X, y)
         assert g == pytest.approx(want, abs=1e-3)
         assert abs(want) > 1e-3  # the adapter matters
     assert lm.get_model_info()["rescore"] == "implicit" and lm.get_model_info()["training"]["method"] == "dpo"
 
 
-def run_lm_eval(model: str, model_args: str, tmp_path: Path) -> dict:
-    out = tmp_path / "out"
-    cmd = [LM_EVAL, "--model", model, "--model_args", model_args, "--tasks", "hh_harmless_mini", "--limit", "2",
-           "--output_path", str(out), "--log_samples"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    (res,) = sorted(out.rglob("results_*.json"))
-    (samples,) = sorted(out.rglob("samples_*.jsonl"))
-    return {**json.loads(res.read_text()), "_samples": [json.loads(x) for x in samples.read_text().splitlines()]}
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("model,args", [
     ("sft_lora", "max_new_tokens=8"),
     ("dpo", "rescore=s_hat,n=2,k=1,max_new_tokens=8"),
@@ -90,9 +80,10 @@ def run_lm_eval(model: str, model_args: str, tmp_path: Path) -> dict:
 ])
 def test_stock_lm_eval_cli(tmp_path_factory, tmp_path, model, args):
     adapter = trained(tmp_path_factory)["sft" if model == "sft_lora" else "dpo"]
-    res = run_lm_eval(model, f"adapter={adapter},{args}", tmp_path)
-    check_rm_reward(res["results"]["hh_harmless_mini"], rm_items(res["_samples"]), 2)
-    cfg = res["config"]
+    res = lm_eval("--model", model, "--model_args", f"adapter={adapter},{args}", "--tasks", "hh_harmless_mini",
+                  "--limit", "2", "--output_path", str(tmp_path / "out"), "--log_samples").ok()
+    check_rm_reward(res.results["results"]["hh_harmless_mini"], rm_items(res.samples["hh_harmless_mini"]), 2)
+    cfg = res.results["config"]
     assert cfg["method"] == model and cfg["adapter"] == str(adapter)
     if model == "dpo":
         assert cfg["rescore"] == args.split(",")[0].split("=")[1] and cfg["n"] == 2

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from icdpo_eval.engine import SamplingParams
+from icdpo_eval.method.prompts import TURN_MARKERS, postprocess
 from icdpo_eval.method.scorers import Candidate
 from icdpo_eval.method.teacher import APITeacher, TeacherError, TeacherScorer, chat_messages, load_teacher
 
@@ -16,10 +17,16 @@ RESPONSES = ["Rome.", "I'm sorry, I can't help with that.", "The capital of Ital
 
 
 @pytest.fixture(scope="session")
-def teacher():
+def teacher(twins_dir):
+    """The tiny twin of the embedded SmolLM2 teacher, loaded by its name ``embedded:teacher`` through the declared
+    setting ``ICDPO_EMBEDDED_DIR`` (a session fixture is set up before the per-test one that sets it)."""
     from icdpo_eval.method.teacher import HFTeacher
 
-    return HFTeacher.load(device="cpu", dtype="float32")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ICDPO_EMBEDDED_DIR", str(twins_dir))
+        t = HFTeacher.load(device="cpu", dtype="float32")
+    assert t.engine.model.config.num_hidden_layers == 2  # the twin, not the real 30-layer model
+    return t
 
 
 def full_forward_ids(engine, ids: list[int], n_cont: int) -> float:
@@ -47,14 +54,12 @@ def test_api_teacher_cannot_score():
         load_teacher("openai:")
 
 
-@pytest.mark.slow
 def test_teacher_context_is_its_chat_template(teacher):
     ctx = teacher.context(X)
     assert ctx.endswith("<|im_start|>assistant\n") and "<|im_start|>user\nAnd of Italy?<|im_end|>" in ctx
     assert "Human:" not in ctx
 
 
-@pytest.mark.slow
 def test_teacher_score_equals_full_forward_and_normalizes(teacher):
     eng = teacher.engine
     got = teacher.score([X], [RESPONSES + [""]])[0]
@@ -67,14 +72,23 @@ def test_teacher_score_equals_full_forward_and_normalizes(teacher):
     assert got[-1] == -math.inf  # an empty response is never the best
 
 
-@pytest.mark.slow
-def test_teacher_generate_is_greedy_and_cut(teacher):
+def test_teacher_generate_is_greedy_and_cut(teacher, monkeypatch):
+    eng, hi = teacher.engine, "\n\nHuman: hi\n\nAssistant:"
     a = teacher.generate([X], max_new_tokens=8)
-    b = teacher.generate([X, "\n\nHuman: hi\n\nAssistant:"], max_new_tokens=8)
-    assert a[0] == b[0] and a[0] and "Human:" not in a[0]
+    b = teacher.generate([X, hi], max_new_tokens=8)
+    # greedy over the chat context (batch-invariant), stopped at the turn markers and post-processed
+    (s,), = eng.sample([teacher.context(X)], 1, max_new_tokens=8, do_sample=False, stop=TURN_MARKERS)
+    assert a[0] == b[0] == postprocess(s.text)
+    sampled = teacher.generate([X], max_new_tokens=8, do_sample=True)
+    assert sampled == teacher.generate([X, hi], max_new_tokens=8, do_sample=True)[:1] and sampled[0]
+    # cut: a reply that goes on into the next turn (forced tokens; the twin's greedy reply is blank lines)
+    reply = eng.encode_continuation(" Rome.\n\nHuman: And Spain?\n\nAssistant: Madrid.")
+    sample = eng.sample
+    monkeypatch.setattr(eng, "sample", lambda contexts, n, **kw: sample(
+        contexts, n, forced=[reply] * (len(contexts) * n), **kw))
+    assert teacher.generate([X, hi], max_new_tokens=len(reply)) == ["Rome.", "Rome."]
 
 
-@pytest.mark.slow
 def test_session_cached_scores_equal_full_forward(teacher):
     eng = teacher.engine
     ctx = eng.encode_context(teacher.context(X))
@@ -89,24 +103,26 @@ def test_session_cached_scores_equal_full_forward(teacher):
     assert len(s) == len(ctx) + len(conts[0])
 
 
-@pytest.mark.slow
 def test_session_blocks_on_base_model_past_sliding_window(base_engine):
-    """Gemma-3 (sliding window 512): sample/accept blocks on a >512-token sequence; every cached log-prob
-    (sampled tokens and scored continuations) equals a plain full forward pass, and the first block equals
-    Engine.sample with the same seed."""
+    """Gemma-3's sliding-window layer (the twin's window: 16 tokens; the real model's: 512): sample/accept blocks
+    from just inside the window to past it; every cached log-prob (sampled tokens and scored continuations)
+    equals a plain full forward pass, and the first block equals Engine.sample with the same seed."""
     eng = base_engine
-    ctx = eng.encode_context(X * 20)[:505]
-    s = eng.session(ctx, seed=7)
-    first = s.sample(2, 4, top_p=0.9)
-    ref = eng._sample_batch([ctx], [7], 2, SamplingParams(max_new_tokens=4, top_p=0.9))[0]
-    assert [x.token_ids for x in first] == [x.token_ids for x in ref]
+    window = eng.model.config.sliding_window
+    assert "sliding_attention" in eng.model.config.layer_types and window < 64
+    ctx = eng.encode_context(X * 20)[:window - 7]
+    s = eng.session(ctx, seed=9)
+    # temperature: the twin's flat distribution made as peaked as a trained model's (test_engine.PEAKED)
+    first = s.sample(2, 4, top_p=0.9, temperature=0.02)
+    ref = eng._sample_batch([ctx], [9], 2, SamplingParams(max_new_tokens=4, top_p=0.9, temperature=0.02))[0]
+    assert [x.token_ids for x in first] == [x.token_ids for x in ref] and first[0].token_ids != first[1].token_ids
     s.accept(1)
-    second = s.sample(2, 6, top_p=0.9)
+    second = s.sample(2, 6, top_p=0.9, temperature=0.02)
     s.accept(0)
     seq = ctx + first[1].token_ids
     assert sum(second[0].token_logprobs) == pytest.approx(full_forward_ids(eng, seq + second[0].token_ids, 6),
                                                           abs=1e-4)
-    assert s.ids == seq + second[0].token_ids and len(s) > 512
+    assert s.ids == seq + second[0].token_ids and len(s) > window
     conts = [eng.encode_continuation(" Rome."), eng.encode_continuation(" I am not sure")]
     for c, v in zip(conts, s.logprobs(conts)):
         assert abs(v - full_forward_ids(eng, s.ids + c, len(c))) < 1e-4

@@ -6,9 +6,10 @@ import argparse
 import json
 import math
 import shutil
+from pathlib import Path
 
 import pytest
-from _trained_adapters import TINY, trained
+from _trained_adapters import TINY
 
 from icdpo_eval import cli
 from icdpo_eval.baselines import train as tr
@@ -110,40 +111,60 @@ def test_dataset_formats():
     assert dpo == {"prompt": X, "chosen": " Talk to them.", "rejected": " Poison it."}
 
 
-@pytest.mark.slow
+# the tiny twin of the embedded teacher (SmolLM2: a 49k-token vocabulary): a training run takes seconds, where the
+# Gemma-3 twin's 262k-token tokenizer costs ~30 s per run in the trainers' tokenizer loads and dataset hashing
+BASE = "embedded:teacher"
+
+
+@pytest.fixture(scope="module")
+def adapters(tmp_path_factory, twins_dir) -> dict:
+    """{"sft": DIR, "dpo": DIR, "pool": FILE}: TINY adapters (2 steps of batch 2, a checkpoint per step) trained
+    once for this module on the teacher's twin."""
+    from _trained_adapters import short_pool
+
+    root = tmp_path_factory.mktemp("train")
+    with pytest.MonkeyPatch.context() as mp:  # module scope: the autouse twin setting is not applied yet
+        mp.setenv("ICDPO_EMBEDDED_DIR", str(twins_dir))
+        pool = short_pool(root / "pool16.jsonl")
+        tr.train_sft(str(root / "sft"), base=BASE, demo_pool=str(pool), task="hh_harmless_mini", **TINY)
+        tr.train_dpo(str(root / "dpo"), base=BASE, demo_pool=str(pool), task="hh_harmless_mini", **TINY)
+    return {"sft": root / "sft", "dpo": root / "dpo", "pool": pool}
+
+
 @pytest.mark.parametrize("method", ["sft", "dpo"])
-def test_adapter_is_saved_and_changes_the_model(tmp_path_factory, base_engine, method):
+def test_adapter_is_saved_and_changes_the_model(adapters, twins_dir, method):
     from icdpo_eval.engine import Engine
 
-    out = trained(tmp_path_factory)[method]
+    out = adapters[method]
     assert (out / "adapter_config.json").is_file() and (out / "adapter_model.safetensors").is_file()
     prov = json.loads((out / "icdpo_train.json").read_text())
-    assert prov["method"] == method and prov["base"] == "embedded:base" and prov["pairs"] == 16
+    assert prov["method"] == method and prov["base"] == BASE and prov["pairs"] == 16
+    assert Path(prov["base_path"]) == twins_dir / "teacher"  # the twin, not the real model
     assert prov["global_step"] == 2
     log = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
     losses = [h["loss"] for h in log if "loss" in h]
     assert len(losses) == 2 and prov["final_loss"] == losses[-1]
     assert all(math.isfinite(x) and x > 0 for x in losses), losses
+    base = Engine.load(prov["base_path"], device="cpu", dtype="float32")
     if method == "dpo":
         # step 1 is computed before any update, and LoRA's B starts at zero: the policy equals the reference,
         # so the (sigmoid) DPO loss is -log sigmoid(0) = log 2 exactly
         assert losses[0] == pytest.approx(math.log(2), abs=1e-3)
-    else:  # the base model's mean token NLL of the completions: better than a uniform guess over the vocabulary
-        assert losses[0] < math.log(len(base_engine.tok))
+    else:  # the base model's mean token NLL of the completions, in nats: a random twin is all but a uniform guess
+        # over its vocabulary (a sum over tokens, or bits, would be far off; the trained model does better)
+        assert losses[0] == pytest.approx(math.log(len(base.tok)), abs=0.1)
     assert prov["lora"]["target_modules"] == list(tr.LORA_TARGETS) and prov["lora"]["r"] == 4
     assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
     eng = Engine.load(prov["base_path"], device="cpu", dtype="float32", adapter=str(out))
     tuned = eng.logprob_full_forward(X, Y)
-    assert abs(tuned - base_engine.logprob_full_forward(X, Y)) > 1e-3
+    assert abs(tuned - base.logprob_full_forward(X, Y)) > 1e-3
 
 
-@pytest.mark.slow
-def test_resume_continues_from_last_checkpoint(tmp_path_factory, tmp_path):
-    src = trained(tmp_path_factory)
+def test_resume_continues_from_last_checkpoint(adapters, tmp_path):
     out = tmp_path / "dpo"
-    shutil.copytree(src["dpo"], out)
+    shutil.copytree(adapters["dpo"], out)
     first = json.loads((out / "checkpoint-2" / "trainer_state.json").read_text())["log_history"]
-    prov = tr.train_dpo(str(out), demo_pool=str(src["pool"]), task="hh_harmless_mini",
+    prov = tr.train_dpo(str(out), base=BASE, demo_pool=str(adapters["pool"]), task="hh_harmless_mini",
                         **{**TINY, "max_steps": 3, "resume": True})
     assert prov["start_step"] == 2 and prov["global_step"] == 3 and prov["resumed_from"].endswith("checkpoint-2")
     hist = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]

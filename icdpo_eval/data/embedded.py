@@ -73,9 +73,10 @@ def _override(kind: str) -> Path | None:
 
 
 def identity(kind: str) -> str | None:
-    """None for the real embedded model ``kind`` (base | teacher | sbert); with ``$ICDPO_EMBEDDED_DIR`` set, the
-    folder it resolves to and a hash of its weights, so that caches of what the model computed (the proxy RM's
-    fit, retrieval embeddings) never mix a twin's numbers with the real model's."""
+    """None for the real embedded model ``kind`` (base | teacher | sbert); with ``$ICDPO_EMBEDDED_DIR`` set, a hash
+    of the model's weights (``<kind>@<sha256 prefix>``), so that caches of what the model computed (the proxy RM's
+    fit, retrieval embeddings, the journal) never mix another model's numbers with the real model's, while the same
+    twin built again (seeded: the same bytes) finds its caches wherever it was written."""
     folder = _override(kind)
     if folder is None:
         return None
@@ -87,7 +88,7 @@ def identity(kind: str) -> str | None:
         h = hashlib.sha256()
         for f in weights:
             h.update(f.name.encode() + b"\0" + f.read_bytes())
-        _IDENTITY[stamp] = f"{folder}@{h.hexdigest()[:12]}"
+        _IDENTITY[stamp] = f"{kind}@{h.hexdigest()[:12]}"
     return _IDENTITY[stamp]
 
 

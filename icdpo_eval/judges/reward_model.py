@@ -226,8 +226,9 @@ def get_judge(name: str = "auto", dtype: str | None = "float32", batch_size: int
     """A process-wide cached judge per (name, dtype, batch size): a reward model loads once per run."""
     from icdpo_eval.data.embedded import identity
 
-    # the proxy fits on the embedded SBERT: a twin's (ICDPO_EMBEDDED_DIR) is another judge
-    key = (name, canonical_dtype(dtype), int(batch_size), identity("sbert") if name == "proxy" else None)
+    # the proxy fits on the embedded SBERT: a twin's (ICDPO_EMBEDDED_DIR) is another judge; "auto" may resolve to it
+    proxy = (canonical((name or "auto").strip()) or "auto") in ("auto", "proxy")
+    key = (name, canonical_dtype(dtype), int(batch_size), identity("sbert") if proxy else None)
     if key not in _JUDGES:
         _JUDGES[key] = RewardModelJudge(name, dtype=key[1], batch_size=key[2])
         JUDGE_LOADS.append(name)
