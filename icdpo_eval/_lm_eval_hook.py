@@ -176,6 +176,33 @@ def patch_evaluator(evaluator_module) -> None:
     evaluator_module.simple_evaluate = simple_evaluate
 
 
+_ROOT_DIGESTS: dict[str, str] = {}  # lm-eval's own task folder -> its digest, once per process
+_INDEXES: dict[str, dict] = {}  # index key -> the index, once per process
+
+
+def _root_digest(root: Path) -> str:
+    """Every YAML file's path, size and modification time under ``root`` (the files ``TaskIndex`` reads). The
+    installed lm-eval's own task folder (about 14,000 files) is walked once per process: it does not change under a
+    running command; any other folder (ours, a user's ``--include_path``) on every call."""
+    import hashlib
+
+    import lm_eval
+
+    installed = Path(lm_eval.__file__).resolve().parent
+    if root in _ROOT_DIGESTS:
+        return _ROOT_DIGESTS[root]
+    h = hashlib.sha256(str(root).encode() + b"\0")
+    for f in sorted(root.glob("**/*.yaml")):
+        if "__pycache__" in f.parts or ".ipynb_checkpoints" in f.parts:
+            continue
+        st = f.stat()
+        h.update(f"{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+    digest = h.hexdigest()
+    if root == installed or installed in root.parents:
+        _ROOT_DIGESTS[root] = digest
+    return digest
+
+
 def _index_key(paths: list, resolve_includes: bool, extra: dict) -> str:
     """What lm-eval's task index of ``paths`` depends on: the lm-eval release and every YAML file's path, size and
     modification time (the same files ``TaskIndex._iter_yaml_files`` reads)."""
@@ -185,13 +212,7 @@ def _index_key(paths: list, resolve_includes: bool, extra: dict) -> str:
     h = hashlib.sha256(repr((importlib.metadata.version("lm_eval"), resolve_includes, sorted(extra.items())))
                        .encode())
     for root in paths:
-        root = Path(root).resolve()
-        h.update(str(root).encode() + b"\0")
-        for f in sorted(root.glob("**/*.yaml")):
-            if "__pycache__" in f.parts or ".ipynb_checkpoints" in f.parts:
-                continue
-            st = f.stat()
-            h.update(f"{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        h.update(_root_digest(Path(root).resolve()).encode())
     return h.hexdigest()[:24]
 
 
@@ -223,13 +244,19 @@ def patch_task_index(index_module) -> None:
                     index[name] = entry
             return index
         try:
-            path = settings.cache_dir() / "lm_eval_index" / f"{_index_key(paths, resolve_includes, kwargs)}.pkl"
+            key = _index_key(paths, resolve_includes, kwargs)
+            if key in _INDEXES:
+                return dict(_INDEXES[key])
+            path = settings.cache_dir() / "lm_eval_index" / f"{key}.pkl"
             if path.is_file():
                 with path.open("rb") as fh:
-                    return pickle.load(fh)
+                    _INDEXES[key] = pickle.load(fh)
+                return dict(_INDEXES[key])
         except Exception:  # noqa: BLE001 - any cache problem: build it as lm-eval does
-            path = None
+            path = key = None
         index = build(paths, resolve_includes=resolve_includes, **kwargs)
+        if key is not None:
+            _INDEXES[key] = dict(index)
         if path is not None:
             try:
                 atomic_write(path, lambda fh: pickle.dump(index, fh), binary=True)

@@ -85,6 +85,21 @@ def hub_model_available(repo: str, timeout: float = 5.0) -> bool:
     return ok
 
 
+_TOKENIZERS: dict[tuple, Any] = {}
+
+
+def tokenizer(pretrained: str, revision: str | None = None, trust_remote_code: bool = False) -> Any:
+    """The transformers tokenizer of ``pretrained``, loaded once per process: the engine, the run's checks and the
+    tasks' length filters share it (Gemma-3's 262k-token tokenizer takes seconds to load)."""
+    key = (str(pretrained), revision, trust_remote_code)
+    if key not in _TOKENIZERS:
+        from transformers import AutoTokenizer
+
+        _TOKENIZERS[key] = AutoTokenizer.from_pretrained(str(pretrained), revision=revision,
+                                                         trust_remote_code=trust_remote_code)
+    return _TOKENIZERS[key]
+
+
 def cache_path(*parts: str) -> Path:
     """A path under the cache dir (``$ICDPO_CACHE_DIR``), its folder created."""
     p = settings.cache_dir().joinpath(*parts)

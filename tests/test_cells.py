@@ -82,10 +82,14 @@ ROWS = ("  - {name: Base, model: hf, model_args: {pretrained: \"embedded:base\",
 
 
 def test_a_leaderboard_loads_and_samples_nothing_twice(tmp_path, monkeypatch):
+    from icdpo_eval.engine import WEIGHTS
+    from icdpo_eval.judges.reward_model import release_judges
     from icdpo_eval.method import candidates
 
     fresh = CandidateStore(tmp_path / "candidates.sqlite")  # no candidate of an earlier test or run
     monkeypatch.setattr(candidates, "default_store", lambda: fresh)
+    WEIGHTS.retain(set())  # nor weights or reward models an earlier test of this process loaded
+    release_judges()
     spec = lb.load_spec(_spec(tmp_path, ROWS))
     lb.run_leaderboard(spec, tmp_path / "new")
     log = {r["row"]: r for r in json.loads((tmp_path / "new" / "run.json").read_text())}

@@ -121,11 +121,13 @@ def test_scores_equal_the_released_code_s(ref, released_lines, scorer, key):
         # the loglikelihood path (what a multiple-choice task asks)
         got = [v for v, _ in lm.loglikelihood(_requests(d, row, cands), disable_tqdm=True)]
         assert max(abs(a - b) for a, b in zip(got, want["score"], strict=True)) < TOL, (d, got, want["score"])
-        # the generation path, its positive term reused from the sampling pass
-        rec = _generate_with(lm, d, row, cands)
-        assert rec["candidates"] == cands
-        assert max(abs(a - b) for a, b in zip(rec["scores"], want["score"], strict=True)) < TOL, (d, rec)
-        assert rec["index"] == want["argmax"]
+        # the generation path, its positive term reused from the sampling pass: on the last document (72, where the
+        # two dialogue readings differ); the loglikelihood path above computes the same terms on every document
+        if doc is ref["documents"][-1]:
+            rec = _generate_with(lm, d, row, cands)
+            assert rec["candidates"] == cands
+            assert max(abs(a - b) for a, b in zip(rec["scores"], want["score"], strict=True)) < TOL, (d, rec)
+            assert rec["index"] == want["argmax"]
         # dialogue=verbatim reproduces the released code run on verbatim turns, and differs on document 72; where
         # both readings build the same contexts (documents 70, 71) the released verbatim scores equal its pro ones
         if same_contexts[d]["contexts"] == pro_contexts[d]["contexts"]:

@@ -166,13 +166,11 @@ def _parse_numbered(
 # --------------------------------------------------------------------------- length filter
 
 
-@functools.lru_cache(maxsize=1)
 def _tokenizer():
-    from transformers import AutoTokenizer
-
     from icdpo_eval.data.embedded import base_model_path
+    from icdpo_eval.runtime import tokenizer
 
-    return AutoTokenizer.from_pretrained(str(base_model_path()))
+    return tokenizer(str(base_model_path()))
 
 
 def count_tokens(texts: list[str]) -> list[int]:

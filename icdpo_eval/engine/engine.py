@@ -372,18 +372,11 @@ class LMHead:
         return logits[:, None, :]
 
 
-_TOKENIZERS: dict[tuple, Any] = {}
-
-
 def _tokenizer(pretrained: str, revision: str | None, trust_remote_code: bool) -> Any:
-    """The model's tokenizer, loaded once per process (the run's checks and its engine share it)."""
-    key = (pretrained, revision, trust_remote_code)
-    if key not in _TOKENIZERS:
-        from transformers import AutoTokenizer
+    """The model's tokenizer, loaded once per process (shared with the run's checks and the length filters)."""
+    from icdpo_eval.runtime import tokenizer
 
-        _TOKENIZERS[key] = AutoTokenizer.from_pretrained(pretrained, revision=revision,
-                                                         trust_remote_code=trust_remote_code)
-    return _TOKENIZERS[key]
+    return tokenizer(pretrained, revision, trust_remote_code)
 
 
 _FAST_TOKENIZERS: dict[str, Any] = {}
