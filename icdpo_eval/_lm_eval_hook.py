@@ -157,14 +157,20 @@ def patch_evaluator(evaluator_module) -> None:
     @functools.wraps(original)
     def simple_evaluate(*args, **kwargs):
         from icdpo_eval import preflight, runtime
+        from icdpo_eval.errors import UserError
 
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
         a = bound.arguments
         metadata = dict(getattr(a.get("task_manager"), "metadata", None) or {})
         metadata.update(a.get("metadata") or {})
-        info = preflight.check_run(a["model"], a.get("model_args"), a["tasks"], metadata, a.get("gen_kwargs"),
-                                   a.get("limit"))
+        try:
+            info = preflight.check_run(a["model"], a.get("model_args"), a["tasks"], metadata, a.get("gen_kwargs"),
+                                       a.get("limit"))
+        except UserError as exc:
+            if _lm_eval_module_is_the_program():  # `python -m lm_eval`: the same one line as `lm_eval`
+                _exit_one_line(exc)
+            raise
         a["model_args"] = preflight.resolve_foreign(a["model"], a.get("model_args"))
         preflight.before_run()
         with runtime.run_gen_kwargs(preflight._as_dict(a.get("gen_kwargs"))):
@@ -268,6 +274,22 @@ def patch_task_index(index_module) -> None:
     cls.build = staticmethod(cached_build)
 
 
+def _exit_one_line(exc: Exception) -> None:
+    """End the ``lm_eval`` command on a user error: one line, exit status 2 (``--verbosity DEBUG``: re-raise)."""
+    if "DEBUG" in sys.argv:
+        raise exc
+    print(f"lm_eval: error: {' '.join(str(exc).split())} (--verbosity DEBUG shows the traceback)", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
+def _lm_eval_module_is_the_program() -> bool:
+    """``python -m lm_eval`` (and ``accelerate launch -m lm_eval``, which runs it): runpy executes lm-eval's
+    ``__main__`` as the program, not as an import, so :func:`patch_cli` never sees it; the program's
+    ``__spec__`` names it."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return getattr(spec, "name", None) in ("lm_eval.__main__", "lm_eval")
+
+
 def patch_cli(main_module) -> None:
     """``lm_eval ...``: an icdpo-eval user error (a bad option, file or setting) ends the command with one line
     ``lm_eval: error: ...`` and exit status 2, as ``icdpo-eval`` prints them (``--verbosity DEBUG``: the
@@ -285,11 +307,7 @@ def patch_cli(main_module) -> None:
         try:
             return original(*args, **kwargs)
         except UserError as exc:
-            if "DEBUG" in sys.argv:
-                raise
-            print(f"lm_eval: error: {' '.join(str(exc).split())} (--verbosity DEBUG shows the traceback)",
-                  file=sys.stderr)
-            raise SystemExit(2) from None
+            _exit_one_line(exc)
 
     cli_evaluate._icdpo_eval_wrapped = True  # type: ignore[attr-defined]
     main_module.cli_evaluate = cli_evaluate

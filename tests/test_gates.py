@@ -189,3 +189,17 @@ def test_committed_baseline_has_the_rows_ci_gates():
     for row, responses in by_row.items():
         mean = 100 * sum(docs[(row, "hh_harmless_mini", d)]["reward"] for d in responses) / len(responses)
         assert math.isclose(table[(row, "hh_harmless_mini", "rm_reward")].value, mean, abs_tol=1e-4), row
+
+
+def test_exact_gate_tolerates_float32_noise_relative_to_a_term_but_not_a_planted_change():
+    """Candidate scores and scorer terms are float32 sums of log-probs: their last bits move with the decode kernel a
+    machine chose (seen in CI: 2.3e-5 on a term of -36.66). Within --rtol of their size they pass; 1e-3 fails."""
+    base = {("R", "t", "0"): {"response": "a", "reward": 0.5, "scores": [-36.660430908203125, 2.0], "index": 1,
+                              "terms": {"plus": [-36.660430908203125, 2.0]}}}
+    noisy = {("R", "t", "0"): {**base[("R", "t", "0")], "scores": [-36.66045379638672, 2.0],
+                               "terms": {"plus": [-36.66045379638672, 2.0]}}}
+    planted = {("R", "t", "0"): {**base[("R", "t", "0")], "scores": [-36.660430908203125, 2.001]}}
+    assert compare_documents(noisy, base)[0] == 0
+    assert compare_documents(noisy, base, rtol=0.0)[0] == 1  # seen red without the relative part
+    code, report = compare_documents(planted, base)
+    assert code == 1 and "candidate scores differ at 1 of 2" in report

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import os
 import site
 import subprocess
 import sys
@@ -242,3 +243,33 @@ def test_task_folder_visible_to_task_manager():
 
     tm = TaskManager()  # the stock class, as lm-eval's CLI makes it: the hook added our folder
     assert {"hh_harmless", "hh_helpful", "synthetic_gpt", "hh_harmless_mini"} <= set(tm.all_tasks)
+
+
+# `lm_eval` itself is covered in-process (tests/test_reliability.py, the `# fails:` lines of the doc commands);
+# these two start the interpreter the way a user does, since runpy's `-m` is what they are about
+ERROR_RUN = ["-m", "lm_eval", "--model", "icdpo", "--model_args", "scorrer=s", "--tasks", "hh_harmless_mini",
+             "--limit", "1"]
+
+
+@pytest.mark.parametrize("launcher", ["python", "accelerate"])
+def test_a_user_error_is_one_line_under_python_m_and_accelerate(launcher, tmp_path):
+    """`python -m lm_eval` and `accelerate launch -m lm_eval` (the README's scale-out commands) end a user error with
+    the one line `lm_eval` prints and exit status 2, no traceback (seen red: runpy runs lm-eval's __main__ as the
+    program, which the import hook never sees, and a traceback came out)."""
+    accelerate = Path(sys.executable).parent / "accelerate"
+    if launcher == "accelerate" and not accelerate.exists():
+        pytest.skip("accelerate CLI")
+    argv = [sys.executable, *ERROR_RUN] if launcher == "python" else \
+        [str(accelerate), "launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", *ERROR_RUN]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    run = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    err = run.stderr
+    lines = [ln for ln in err.splitlines() if ln.startswith("lm_eval: error:")]
+    assert lines and "scorrer" in lines[0], err[-3000:]
+    assert "/icdpo_eval/" not in err and "preflight" not in err, err[-3000:]  # no traceback through our code
+    if launcher == "python":
+        assert len(lines) == 1 and "Traceback" not in err and run.returncode == 2, (run.returncode, err[-2000:])
+    else:
+        # accelerate echoes its child's stderr and reports the child's status with a traceback of its own
+        assert set(lines) == {lines[0]} and "returned non-zero exit status 2" in err, err[-2000:]

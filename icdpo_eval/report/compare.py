@@ -319,16 +319,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--atol", type=float, default=1e-6,
                    help="reward tolerance (raw reward units, default 1e-6): of --exact per document; of --paired, "
                    "the per-document difference below which two rewards tie (float noise, not a drop)")
+    p.add_argument("--rtol", type=float, default=None,
+                   help="--exact: relative tolerance of candidate scores and scorer terms, on top of --atol "
+                   "(default 2e-6: float32 sums of log-probs move in their last bits with a machine's decode kernel)")
     p.set_defaults(func=main)
     return p
 
 
 def main(args: argparse.Namespace) -> int:
-    from icdpo_eval.report.exact_gate import GateError, compare_documents, load_documents
+    from icdpo_eval.report.exact_gate import RTOL, GateError, compare_documents, load_documents
 
     if args.exact:
         try:
-            code, report = compare_documents(load_documents(args.new), load_documents(args.baseline), args.atol)
+            code, report = compare_documents(load_documents(args.new), load_documents(args.baseline), args.atol,
+                                             RTOL if args.rtol is None else args.rtol)
         except GateError as e:
             print(f"icdpo-eval compare: error: {e}", file=sys.stderr)
             return 2

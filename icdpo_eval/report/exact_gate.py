@@ -11,7 +11,9 @@ interval. ``icdpo-eval leaderboard`` writes ``DIR/documents.jsonl``, one line pe
 (``scores`` / ``index`` / ``terms``: every candidate's score, the chosen candidate and each scorer term per
 candidate, for the methods that select among candidates; absent for the others) and ``icdpo-eval compare DIR
 BASELINE_DOCS.jsonl --exact`` compares it with the committed file: responses byte for byte, rewards, candidate
-scores and scorer terms to ``--atol`` (default 1e-6), the chosen index exactly. So a change to one scorer term
+scores and scorer terms to ``--atol`` plus ``--rtol`` times their size (defaults 1e-6 and 2e-6: a score is a
+float32 sum of log-probs, whose last bits move with the decode kernel a machine chose; seen: RM-BoN's teacher terms
+moved by up to 6e-7 of their size on a fresh cache), the chosen index exactly. So a change to one scorer term
 that flips no choice still fails. It exits 1 naming the row, task, document and the first differing token (or
 the values); a baseline row or document missing from the new run fails too; rows only in the new run are listed
 as new. A deliberate change regenerates
@@ -117,11 +119,14 @@ def _check_computed(d: dict[str, Any]) -> None:
         d["terms"] = {str(k): _numbers(v, f"terms.{k}") for k, v in d["terms"].items()}
 
 
-def _close(a: float, b: float, atol: float) -> bool:
-    return math.isclose(a, b, rel_tol=0.0, abs_tol=atol) or (math.isnan(a) and math.isnan(b)) or a == b
+RTOL = 2e-6  # ~16 float32 ulps: the default relative tolerance of candidate scores and scorer terms
 
 
-def _computed_differences(n: dict[str, Any], b: dict[str, Any], atol: float) -> list[str]:
+def _close(a: float, b: float, atol: float, rtol: float = 0.0) -> bool:
+    return math.isclose(a, b, rel_tol=rtol, abs_tol=atol) or (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def _computed_differences(n: dict[str, Any], b: dict[str, Any], atol: float, rtol: float = RTOL) -> list[str]:
     """What differs in the candidate scores, the chosen index and the scorer terms (those the baseline has)."""
     out = []
     if "scores" in b:
@@ -131,18 +136,18 @@ def _computed_differences(n: dict[str, Any], b: dict[str, Any], atol: float) -> 
         if len(sn) != len(sb):
             out.append(f"{len(sn)} candidate scores vs {len(sb)} in the baseline")
         else:
-            bad = [i for i, (x, y) in enumerate(zip(sn, sb)) if not _close(x, y, atol)]
+            bad = [i for i, (x, y) in enumerate(zip(sn, sb)) if not _close(x, y, atol, rtol)]
             if bad:
                 i = bad[0]
                 out.append(f"candidate scores differ at {len(bad)} of {len(sb)} (candidate {i}: {sn[i]!r} vs "
-                           f"baseline {sb[i]!r}, |Δ| > {atol:g})")
+                           f"baseline {sb[i]!r}, |Δ| > {atol:g} + {rtol:g}·|value|)")
         if n.get("index") != b.get("index"):
             out.append(f"chosen candidate {n.get('index')!r} vs baseline {b.get('index')!r}")
     for term, vb in (b.get("terms") or {}).items():
         vn = (n.get("terms") or {}).get(term)
         if vn is None:
             out.append(f"scorer term {term!r} missing from the new run")
-        elif len(vn) != len(vb) or any(not _close(x, y, atol) for x, y in zip(vn, vb)):
+        elif len(vn) != len(vb) or any(not _close(x, y, atol, rtol) for x, y in zip(vn, vb)):
             out.append(f"scorer term {term!r} differs ({vn!r} vs baseline {vb!r})")
     return out
 
@@ -162,7 +167,7 @@ def first_difference(new: str, base: str) -> str:
 
 
 def compare_documents(new: dict[DocKey, dict[str, Any]], base: dict[DocKey, dict[str, Any]],
-                      atol: float = 1e-6) -> tuple[int, str]:
+                      atol: float = 1e-6, rtol: float = RTOL) -> tuple[int, str]:
     """-> (exit code 0/1, report)."""
     failures: list[str] = []
     failed_rows: set[str] = set()
@@ -181,7 +186,7 @@ def compare_documents(new: dict[DocKey, dict[str, Any]], base: dict[DocKey, dict
         if (rn is None) != (rb is None) or (rn is not None and not (
                 math.isclose(rn, rb, rel_tol=0.0, abs_tol=atol) or (math.isnan(rn) and math.isnan(rb)))):
             failures.append(f"{where}: reward {rn!r} vs baseline {rb!r} (|Δ| > {atol:g})")
-        failures += [f"{where}: {d}" for d in _computed_differences(n, b, atol)]
+        failures += [f"{where}: {d}" for d in _computed_differences(n, b, atol, rtol)]
         if len(failures) > before:
             failed_rows.add(row)
     new_rows = sorted({k[:2] for k in new} - {k[:2] for k in base})
@@ -195,6 +200,6 @@ def compare_documents(new: dict[DocKey, dict[str, Any]], base: dict[DocKey, dict
         lines.append("If the change is deliberate, regenerate the baseline (docs/leaderboard.md, "
                      "'Regenerating the baselines') and commit the diff.")
         return 1, "\n".join(lines)
-    lines.append(f"OK: every response identical, every reward, candidate score and scorer term within {atol:g}, "
-                 "every chosen candidate the same.")
+    lines.append(f"OK: every response identical, every reward within {atol:g}, every candidate score and scorer term "
+                 f"within {atol:g} + {rtol:g}·|value|, every chosen candidate the same.")
     return 0, "\n".join(lines)
