@@ -11,9 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from icdpo_eval.engine import Engine
-from icdpo_eval.method.best_of_n import sample_and_select
 from icdpo_eval.method.scorers import Candidate
-from icdpo_eval.models.base import MethodLM
+from icdpo_eval.models.base import MethodLM, PlainBestOfN
 from icdpo_eval.options import LENGTH_BON
 
 
@@ -28,12 +27,11 @@ class LengthScorer:
         return [[self.sign * len(self.engine.encode_continuation(c.continuation.strip())) for c in g] for g in groups]
 
 
-class LengthBoNLM(MethodLM):
+class LengthBoNLM(PlainBestOfN, MethodLM):
     """Best-of-N by length over one base model (see the module docstring). Options: docs/options.md."""
 
     method = "length_bon"
     OPTIONS = LENGTH_BON
-    AUTO_BATCH = 1
 
     def validate(self) -> None:
         self.pick = self.cfg.pick
@@ -41,11 +39,3 @@ class LengthBoNLM(MethodLM):
     def load(self) -> None:
         self.load_engine()
         self.scorer = LengthScorer(self.engine, self.pick)
-
-    def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list:
-        prompts = [self.prepare(task, r.args[0]) for r in reqs]
-        tpl = self.template(task)
-        return sample_and_select(
-            self.engine, self.scorer, prompts, [tpl.zero_shot(p) for p in prompts], [[] for _ in prompts],
-            n=self.n, params=self.sampling_params(gk, task), seed=self.seed, template=tpl,
-            names=[f"{task} doc {r.doc_id}" for r in reqs], store=self.candidate_store(), stats=self.stats)

@@ -10,18 +10,16 @@ so multiple-choice / MRR tasks rank candidates by the teacher. Generator and sco
 from __future__ import annotations
 
 from icdpo_eval import names
-from icdpo_eval.method.best_of_n import sample_and_select
 from icdpo_eval.method.teacher import TeacherScorer, load_teacher, require_scorer
-from icdpo_eval.models.base import MethodLM
+from icdpo_eval.models.base import MethodLM, PlainBestOfN
 from icdpo_eval.options import RM_BON
 
 
-class RMBoNLM(MethodLM):
+class RMBoNLM(PlainBestOfN, MethodLM):
     """RM-BoN over one base model and one (local) teacher. Options: docs/options.md."""
 
     method = "rm_bon"
     OPTIONS = RM_BON
-    AUTO_BATCH = 1
 
     @classmethod
     def weight_keys(cls, model_args, device=None) -> list[tuple]:
@@ -45,11 +43,3 @@ class RMBoNLM(MethodLM):
         self.teacher = load_teacher(self.teacher_name, device=str(self.engine.device), dtype=self.cfg.dtype,
                                     max_rows=max(24, self.n * self.batch_size))
         self.scorer = TeacherScorer(self.teacher, self.normalize)
-
-    def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list:
-        prompts = [self.prepare(task, r.args[0]) for r in reqs]
-        tpl = self.template(task)
-        return sample_and_select(
-            self.engine, self.scorer, prompts, [tpl.zero_shot(p) for p in prompts], [[] for _ in prompts],
-            n=self.n, params=self.sampling_params(gk, task), seed=self.seed, template=tpl,
-            names=[f"{task} doc {r.doc_id}" for r in reqs], store=self.candidate_store(), stats=self.stats)

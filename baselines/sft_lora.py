@@ -74,7 +74,6 @@ class SFTLoRALM(MethodLM):
 
     method = "sft_lora"
     OPTIONS = SFT_LORA
-    AUTO_BATCH = 1
 
     @classmethod
     def weight_keys(cls, model_args, device=None) -> list[tuple]:

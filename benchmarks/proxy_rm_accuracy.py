@@ -40,7 +40,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from icdpo_eval.judges.proxy_rm import wilson
+from icdpo_eval.stats import wilson
 
 Score = Callable[[list[str], list[str]], Sequence[float]]
 ALL = "all held-out"

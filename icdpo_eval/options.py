@@ -51,6 +51,7 @@ class Option:
     aliases: tuple[str, ...] = ()  # other names of the option (e.g. lm-eval's peft= for adapter=)
     shown: str | None = None  # the default as the docs show it
     check: Callable[[Any], None] | None = None  # extra validation of a parsed, non-None value
+    auto: Any = None  # what the value "auto" means, where the kind allows it (batch_size=auto)
 
     def with_default(self, default: Any, shown: str | None = None, doc: str | None = None) -> Option:
         return replace(self, default=default, shown=shown, doc=doc or self.doc)
@@ -247,7 +248,9 @@ DEVICE = Option("device", "device", "auto", "auto = cuda when present, else cpu;
                 "back to CPU without CUDA", results=False)
 BATCH_SIZE = Option("batch_size", "batch", 1, "documents decoded together (their N candidates each); lm-eval's "
                     "--batch_size sets it; a document's samples do not depend on it", results=False,
-                    shown="1 (auto: 4)")
+                    shown="1 (auto: 4)", auto=4)
+# the baselines that decode one document's N candidates at a time keep auto at 1 (their per-row paths are not batched)
+BATCH_SIZE_AUTO_1 = replace(BATCH_SIZE, shown="1 (auto: 1)", auto=1)
 MAX_BATCH_SIZE = Option("max_batch_size", "int", None, "lm-eval's --max_batch_size: accepted, unused", lo=1,
                         results=False, shown="–")
 SEED = Option("seed", "int", 1234, "seeds retrieval and each document's samples", lo=0)
@@ -258,6 +261,7 @@ MAX_LENGTH = Option("max_length", "int", None, "context + new tokens limit, chec
                     shown="model's max_position_embeddings")
 COMMON = (PRETRAINED, REVISION, TRUST_REMOTE_CODE, DTYPE, DEVICE, BATCH_SIZE, MAX_BATCH_SIZE, SEED, RESUME,
           MAX_LENGTH)
+COMMON_AUTO_1 = tuple(BATCH_SIZE_AUTO_1 if o is BATCH_SIZE else o for o in COMMON)
 
 N = Option("n", "int", 3, "candidates sampled per prompt", lo=1)
 REUSE_CANDIDATES = Option("reuse_candidates", "bool", True, "reuse the candidates another row or run already drew "
@@ -313,22 +317,22 @@ ICDPO = Options(
 TEACHER = Option("teacher", "model", "embedded:teacher", "the teacher LLM whose log-prob scores a response "
                  "(embedded:teacher = SmolLM2-135M-Instruct)")
 NORMALIZE = Option("normalize", "bool", False, "divide the teacher's log-prob by the response's teacher tokens")
-RM_BON = Options("rm_bon", TEACHER, NORMALIZE, N, DIALOGUE, *SAMPLING, *COMMON)
+RM_BON = Options("rm_bon", TEACHER, NORMALIZE, N, DIALOGUE, *SAMPLING, *COMMON_AUTO_1)
 RM_AUG = Options("rm_aug", TEACHER, NORMALIZE,
                  Option("block_size", "int", 16, "tokens per block of blockwise controlled decoding", lo=1),
-                 N, DIALOGUE, *SAMPLING[:-1], *COMMON)  # blockwise decoding draws per block: nothing to reuse
+                 N, DIALOGUE, *SAMPLING[:-1], *COMMON_AUTO_1)  # blockwise decoding draws per block: nothing to reuse
 LENGTH_BON = Options("length_bon", Option("pick", "choice", "longest", "which of the N base samples to return",
                                           choices=("longest", "shortest")),
-                     N, DIALOGUE, *SAMPLING, *COMMON)
+                     N, DIALOGUE, *SAMPLING, *COMMON_AUTO_1)
 ADAPTER = Option("adapter", "str", None, "LoRA adapter folder (`icdpo-eval train sft|dpo --out DIR`)",
                  aliases=("peft",), shown="required")
 _ADAPTER_BASE = PRETRAINED.with_default(None, shown="the adapter's base")
-SFT_LORA = Options("sft_lora", ADAPTER, DIALOGUE, *SAMPLING, _ADAPTER_BASE, *COMMON[1:])
+SFT_LORA = Options("sft_lora", ADAPTER, DIALOGUE, *SAMPLING, _ADAPTER_BASE, *COMMON_AUTO_1[1:])
 DPO = Options("dpo", ADAPTER,
               Option("rescore", "choice", "none", "none (one sample of the DPO policy) | implicit (best of N by the "
                      "DPO implicit reward) | s_hat (best of N by Ŝ on the DPO policy)",
                      choices=("none", "implicit", "s_hat")),
-              N, *RETRIEVAL, *CONTRASTIVE, DIALOGUE, *SAMPLING, _ADAPTER_BASE, *COMMON[1:])
+              N, *RETRIEVAL, *CONTRASTIVE, DIALOGUE, *SAMPLING, _ADAPTER_BASE, *COMMON_AUTO_1[1:])
 # options of dpo that only mean something with rescore=s_hat
 DPO_S_HAT_ONLY = tuple(o.name for o in (*RETRIEVAL, *CONTRASTIVE) if o.name != "preset")
 RM = Options("rm",
@@ -336,7 +340,8 @@ RM = Options("rm",
                     "reachable, else the offline proxy), proxy, a hub name or a local folder",
                     aliases=("pretrained",)),
              DTYPE.with_default("float32", doc="the reward model's precision (float32 as released)"),
-             DEVICE, BATCH_SIZE.with_default(8, shown="8", doc="(context, response) pairs scored at once"),
+             DEVICE, replace(BATCH_SIZE, default=8, shown="8 (auto: 8)", auto=8,
+                             doc="(context, response) pairs scored at once"),
              MAX_BATCH_SIZE, TRUST_REMOTE_CODE)
 
 MODELS: dict[str, Options] = {o.owner: o for o in (ICDPO, RM_BON, RM_AUG, LENGTH_BON, SFT_LORA, DPO, RM)}

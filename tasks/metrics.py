@@ -28,8 +28,8 @@ that, dropping them would flatter it), and counted: a warning names each doc id,
 aggregate logs the count.
 
 lm-eval imports this module by its package name (the YAML's ``!function`` names are absolute, see
-:mod:`icdpo_eval.tasks.utils`), so ``EMPTY_RESPONSES`` exists once; the judge cache lives in
-:mod:`icdpo_eval.judges.reward_model`.
+:mod:`icdpo_eval.tasks.utils`); it keeps no state between runs (the judge cache lives in
+:mod:`icdpo_eval.judges.reward_model`).
 """
 
 from __future__ import annotations
@@ -40,9 +40,6 @@ from collections.abc import Sequence
 from typing import Any
 
 log = logging.getLogger("icdpo_eval.tasks.metrics")
-
-EMPTY_RESPONSES: list[str] = []  # doc ids of empty responses seen by process_results
-
 
 class RMItem(dict):
     """``{"prompt", "response", "reward", "rm", "task_settings"}``; ``reward``/``rm`` are filled by the
@@ -61,9 +58,7 @@ def response_length(response: str) -> int:
 def process_results(doc: dict[str, Any], results: Sequence[Any]) -> dict[str, Any]:
     response = str(results[0] if results else "").strip()
     if not response:
-        doc_id = str(doc.get("id", "?"))
-        EMPTY_RESPONSES.append(doc_id)
-        log.warning("rm_reward: empty response for doc %s; scored as the empty string", doc_id)
+        log.warning("rm_reward: empty response for doc %s; scored as the empty string", doc.get("id", "?"))
     from icdpo_eval.tasks.settings import SETTINGS_FIELD
 
     item = RMItem(prompt=doc["prompt"], response=response, reward=None, rm=None,

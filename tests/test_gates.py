@@ -199,6 +199,13 @@ def test_exact_gate_tolerates_float32_noise_relative_to_a_term_but_not_a_planted
     noisy = {("R", "t", "0"): {**base[("R", "t", "0")], "scores": [-36.66045379638672, 2.0],
                                "terms": {"plus": [-36.66045379638672, 2.0]}}}
     planted = {("R", "t", "0"): {**base[("R", "t", "0")], "scores": [-36.660430908203125, 2.001]}}
+    # a score that is a difference of two large terms is as noisy as they are (seen in CI: Ŝ 1.94829 -> 1.94831
+    # with terms near -40)
+    diff_base = {("R", "t", "0"): {"response": "a", "reward": 0.5, "scores": [1.9482940435409546], "index": 0,
+                                   "terms": {"plus": [-39.28], "minus": [-41.23]}}}
+    diff_new = {("R", "t", "0"): {**diff_base[("R", "t", "0")], "scores": [1.9483128786087036]}}
+    assert compare_documents(diff_new, diff_base)[0] == 0
+    assert compare_documents({("R", "t", "0"): {**diff_base[("R", "t", "0")], "scores": [1.9493]}}, diff_base)[0] == 1
     assert compare_documents(noisy, base)[0] == 0
     assert compare_documents(noisy, base, rtol=0.0)[0] == 1  # seen red without the relative part
     code, report = compare_documents(planted, base)

@@ -104,9 +104,15 @@ def test_every_model_parses_its_defaults_and_names_bad_values():
 def test_shared_options_are_declared_once_and_mean_the_same_everywhere():
     for opt in options.COMMON:
         holders = [m for m, d in options.MODELS.items() if opt.name in d]
-        same = {m for m in holders if options.MODELS[m][opt.name] == opt}
+        # the same option, up to what batch_size=auto means for the model (docs/options.md shows it per model)
+        same = {m for m in holders if options.MODELS[m][opt.name] in
+                (opt, *([options.BATCH_SIZE_AUTO_1] if opt is options.BATCH_SIZE else []))}
         # sft_lora / dpo take their adapter's base by default; rm's dtype defaults to float32 (as released)
         assert same >= set(holders) - {"sft_lora", "dpo", "rm"}, (opt.name, holders, same)
+    # batch_size=auto means what the docs say it means, for every model that takes it
+    for m, d in options.MODELS.items():
+        if "batch_size" in d and d["batch_size"].auto is not None:
+            assert d["batch_size"].shown == f"{d['batch_size'].default} (auto: {d['batch_size'].auto})", m
     for group in (options.SAMPLING, options.RETRIEVAL, options.CONTRASTIVE, (options.DIALOGUE,)):
         for opt in group:
             for m, d in options.MODELS.items():

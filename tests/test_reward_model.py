@@ -21,6 +21,7 @@ from icdpo_eval.judges.reward_model import (
     oasst_format,
     resolve_rm_name,
 )
+from icdpo_eval.stats import wilson
 
 PROMPT = (
     "\n\nHuman: Hi there\n\nAssistant: Hello! How can I help?"
@@ -134,11 +135,10 @@ def test_process_results_and_aggregate(monkeypatch, caplog):
     monkeypatch.setattr(rmod, "get_judge", lambda name="auto", dtype=None, batch_size=8: judge)
     docs = [{"id": f"d{i}", "prompt": "\n\nHuman: " + "x" * i + "\n\nAssistant:"} for i in range(3)]
     outs = [" abc ", "", "hello world"]
-    n_empty = len(metrics.EMPTY_RESPONSES)
     with caplog.at_level(logging.WARNING):
         items = [metrics.process_results(d, [o])["rm_reward"] for d, o in zip(docs, outs, strict=True)]
-    assert len(metrics.EMPTY_RESPONSES) == n_empty + 1 and metrics.EMPTY_RESPONSES[-1] == "d1"
-    assert any("d1" in r.getMessage() for r in caplog.records)
+    empty = [r.getMessage() for r in caplog.records if "empty response" in r.getMessage()]
+    assert len(empty) == 1 and "doc d1" in empty[0]  # the one empty response, named
     assert [it["response"] for it in items] == ["abc", "", "hello world"]
     expected = [3 - 0.5 * len(docs[0]["prompt"]), 0 - 0.5 * len(docs[1]["prompt"]),
                 11 - 0.5 * len(docs[2]["prompt"])]
@@ -279,7 +279,7 @@ def test_shipped_proxy_accuracy_matches_the_recorded_constant():
     k, n = bench.pairwise_accuracy(judge.score, rows)
     # within 2 of the 200 pairs (float noise across BLAS/torch builds may flip a near-tie; a real change moves more)
     assert abs(k / n - rec.accuracy) <= 0.01, f"measured {k}/{n}, PROXY_HELDOUT_ACCURACY.sample records {rec}"
-    assert bench.wilson(k, n)[0] > 0.5, "the proxy no longer beats chance"
+    assert wilson(k, n)[0] > 0.5, "the proxy no longer beats chance"
 
 
 def test_vendored_heldout_sample_is_the_seeded_sample(monkeypatch, shared_hh_test):

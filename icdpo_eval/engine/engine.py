@@ -51,7 +51,6 @@ class Sample:
     text: str
     stop_reason: str = "length"  # "eos" | "stop" | "length"
     eos_logprobs: list[float] = field(default_factory=list)
-    extra: dict = field(default_factory=dict)
 
     def logprob_of_prefix(self, ids: Sequence[int], *, eos: bool = False) -> float | None:
         """log p(ids | context), plus log p(EOS | context, ids) with ``eos``, when ``ids`` is a prefix of the
@@ -462,16 +461,15 @@ def _load_weights(pretrained: str, dt: torch.dtype, dev: torch.device, revision:
 
 class WeightCache:
     """Loaded models by what determines them (name, dtype, device, revision, adapter): a process loads each once.
-    Unpinned entries beyond :attr:`keep` are dropped least recently used first; the leaderboard pins what its
-    remaining cells need and releases the rest (:meth:`retain`), so the largest set that must coexist is the
-    peak. :attr:`loads` counts real loads (reported by the leaderboard benchmark)."""
+    Entries beyond :attr:`keep` are dropped least recently used first; the leaderboard keeps what its remaining
+    cells need and releases the rest (:meth:`retain`), so the largest set that must coexist is the peak.
+    :attr:`loads` counts real loads (reported by the leaderboard benchmark)."""
 
     def __init__(self, keep: int = 2) -> None:
         from collections import OrderedDict
 
         self.keep = keep
         self._entries: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
-        self.pinned: set[tuple] = set()
         self.loads: list[tuple] = []
 
     def get(self, key: tuple, load: Any) -> tuple[Any, Any]:
@@ -482,14 +480,11 @@ class WeightCache:
         self.loads.append(key)
         self._entries[key] = value
         while len(self._entries) > self.keep:
-            victim = next((k for k in self._entries if k not in self.pinned and k != key), None)
+            victim = next((k for k in self._entries if k != key), None)
             if victim is None:
                 break
             del self._entries[victim]
         return value
-
-    def keys(self) -> list[tuple]:
-        return list(self._entries)
 
     def retain(self, keys: set[tuple] | None = None) -> None:
         """Drop every entry not in ``keys`` (all with None) and free its memory."""

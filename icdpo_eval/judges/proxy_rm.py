@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -36,23 +35,13 @@ import numpy as np
 
 from icdpo_eval import settings
 from icdpo_eval.runtime import atomic_write, locked
+from icdpo_eval.stats import wilson
 
 log = logging.getLogger(__name__)
 
 # a seeded sample of 200 held-out pairs, vendored (with its licence) so that the accuracy check runs
 # without the HH-RLHF test file
 HELDOUT_SAMPLE_FILE = Path(__file__).resolve().parents[1] / "data" / "hh_harmless_heldout" / "sample200.jsonl.gz"
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a proportion k/n (95% for z=1.96)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    w = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return c - w, c + w
 
 
 class PairAccuracy(NamedTuple):

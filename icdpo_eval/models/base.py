@@ -29,13 +29,13 @@ from icdpo_eval.data.hh import prepare_dialogue
 from icdpo_eval.engine import Engine, SamplingParams
 from icdpo_eval.errors import OptionError
 from icdpo_eval.method import instructions as instructions_mod
-from icdpo_eval.method.best_of_n import Choice
+from icdpo_eval.method.best_of_n import Choice, sample_and_select
 from icdpo_eval.method.prompts import TURN_MARKERS, Template, family_of, template_for
 from icdpo_eval.method.scorers import Candidate
 from icdpo_eval.models import details
 from icdpo_eval.models.journal import Journal
 from icdpo_eval.models.parallel import DataParallel
-from icdpo_eval.options import Config, Options, check_gen_kwargs
+from icdpo_eval.options import DIALOGUE, Config, Options, check_gen_kwargs
 
 
 def task_of(req) -> str | None:
@@ -81,7 +81,6 @@ class MethodLM(OptionsLM):
     :meth:`load` and :meth:`_generate_batch`."""
 
     method = "method"
-    AUTO_BATCH = 4  # batch_size=auto
     engine: Any
     scorer: Any
 
@@ -127,16 +126,17 @@ class MethodLM(OptionsLM):
                            trust_remote_code=cfg.trust_remote_code, adapter=adapter, merge_adapter=merge)
 
     def _configure(self) -> None:
-        def opt(name: str, default: Any) -> Any:
-            return self.cfg[name] if name in self.OPTIONS else default
-
-        self.seed = opt("seed", 1234)
-        self.resume = opt("resume", True)
-        batch = opt("batch_size", 1)
-        self.batch_size = self.AUTO_BATCH if batch == "auto" else batch
-        self.n = opt("n", 1)
-        self.pretrained = names.canonical(opt("pretrained", None))
-        self.dialogue = opt("dialogue", "verbatim")
+        # every method model declares these (options.py): read as declared, no second default here
+        self.seed = self.cfg["seed"]
+        self.resume = self.cfg["resume"]
+        batch = self.cfg["batch_size"]
+        self.batch_size = self.OPTIONS["batch_size"].auto if batch == "auto" else batch
+        # one rule for how HH dialogues are read: the declared option, or its declared default (`pro`, the released
+        # reading) for a model that does not take it
+        self.dialogue = self.cfg["dialogue"] if "dialogue" in self.OPTIONS else DIALOGUE.default
+        # a model without `n` (sft_lora) decodes one response per document
+        self.n = self.cfg["n"] if "n" in self.OPTIONS else 1
+        self.pretrained = names.canonical(self.cfg["pretrained"] if "pretrained" in self.OPTIONS else None)
         self.stats: Counter[str] = Counter()
         self.sampling_used: dict[str, dict[str, list]] = {}
         self.instructions = instructions_mod.OURS
@@ -459,3 +459,16 @@ class DemoRetrieval:
             for q, ids in zip(todo, self._retrievers[key].retrieve_many(todo, self.k, exclude=exclude)):
                 self._retrieved[(key, q, exclude_self)] = [pool[i] for i in ids]
         return [self._retrieved[(key, q, exclude_self)] for q in queries]
+
+
+class PlainBestOfN:
+    """The generation of the base-model best-of-N rows (``rm_bon``, ``length_bon``): N samples of the plain
+    (zero-shot) prompt per document, the best by the model's ``scorer``. Mixed into a :class:`MethodLM`."""
+
+    def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list:
+        prompts = [self.prepare(task, r.args[0]) for r in reqs]
+        tpl = self.template(task)
+        return sample_and_select(
+            self.engine, self.scorer, prompts, [tpl.zero_shot(p) for p in prompts], [[] for _ in prompts],
+            n=self.n, params=self.sampling_params(gk, task), seed=self.seed, template=tpl,
+            names=[f"{task} doc {r.doc_id}" for r in reqs], store=self.candidate_store(), stats=self.stats)

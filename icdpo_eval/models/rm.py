@@ -28,7 +28,8 @@ class RMScorerLM(OptionsLM):
         device = self.setup_parallel(self.cfg.device)  # under `accelerate launch`: this rank's device
         bs = self.cfg.batch_size
         self.judge = RewardModelJudge(self.cfg.rm, device=str(resolve_device(device)),
-                                      batch_size=8 if bs == "auto" else bs, dtype=self.cfg.dtype,
+                                      batch_size=self.OPTIONS["batch_size"].auto if bs == "auto" else bs,
+                                      dtype=self.cfg.dtype,
                                       trust_remote_code=self.cfg.trust_remote_code)
 
     @property

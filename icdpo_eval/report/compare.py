@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from icdpo_eval import stats
 from icdpo_eval.errors import UserError
 
 LOWER_IS_BETTER = {"perplexity", "word_perplexity", "byte_perplexity", "bits_per_byte", "nll", "loss",
@@ -193,14 +194,9 @@ def _f(x: float | None) -> str:
     return "–" if x is None or math.isnan(x) else f"{x:.4g}"
 
 
-Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided alpha = 0.05, power 0.8
-
-
 def minimum_detectable_drop(cell: Cell) -> float | None:
-    """``(z_0.975 + z_0.8) x SE`` with SE from the baseline cell's 95% CI (None without a CI)."""
-    if cell.ci_low is None or cell.ci_high is None:
-        return None
-    return (Z_ALPHA + Z_POWER) * (cell.ci_high - cell.ci_low) / (2 * Z_ALPHA)
+    """The baseline cell's minimum detectable drop (:func:`icdpo_eval.stats.minimum_detectable_drop`)."""
+    return stats.minimum_detectable_drop(cell.ci_low, cell.ci_high)
 
 
 PairedDocs = dict[tuple[str, str], dict[str, float]]  # (row, task) -> doc id -> value on the table's scale
@@ -220,17 +216,11 @@ def paired_docs(docs: dict[tuple[str, str, str], dict[str, Any]], scale: float =
 
 def paired_drop_p(new: dict[str, float], base: dict[str, float], higher_is_better: bool,
                   tie: float = 0.0) -> tuple[float, int]:
-    """One-sided paired Wilcoxon signed-rank p-value that NEW is worse than BASE over their common
-    documents and the number of documents paired. A difference within ``tie`` (float noise: the
-    exactness gate's tolerance on the same scale) is a tie and dropped; 1.0 when none differ more."""
-    common = sorted(set(new) & set(base))
-    diffs = [(new[d] - base[d]) * (1 if higher_is_better else -1) for d in common]
-    diffs = [0.0 if abs(x) <= max(tie, 1e-12) else x for x in diffs]
-    if not any(diffs):
-        return 1.0, len(common)
-    from scipy.stats import wilcoxon
-
-    return float(wilcoxon(diffs, alternative="less", zero_method="wilcox").pvalue), len(common)
+    """One-sided paired Wilcoxon signed-rank p-value that NEW is worse than BASE over their common documents, and
+    the number paired (:func:`icdpo_eval.stats.paired_wilcoxon`; differences within ``tie`` are ties)."""
+    if higher_is_better:
+        return stats.paired_wilcoxon(new, base, tie=tie, alternative="less")
+    return stats.paired_wilcoxon(base, new, tie=tie, alternative="less")
 
 
 def compare(new: dict[Key, Cell], base: dict[Key, Cell], tolerance: float = 0.0,

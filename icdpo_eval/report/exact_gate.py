@@ -11,9 +11,11 @@ interval. ``icdpo-eval leaderboard`` writes ``DIR/documents.jsonl``, one line pe
 (``scores`` / ``index`` / ``terms``: every candidate's score, the chosen candidate and each scorer term per
 candidate, for the methods that select among candidates; absent for the others) and ``icdpo-eval compare DIR
 BASELINE_DOCS.jsonl --exact`` compares it with the committed file: responses byte for byte, rewards, candidate
-scores and scorer terms to ``--atol`` plus ``--rtol`` times their size (defaults 1e-6 and 2e-6: a score is a
+scores and scorer terms to ``--atol`` plus ``--rtol`` times their size (defaults 1e-6 and 2e-6: a term is a
 float32 sum of log-probs, whose last bits move with the decode kernel a machine chose; seen: RM-BoN's teacher terms
-moved by up to 6e-7 of their size on a fresh cache), the chosen index exactly. So a change to one scorer term
+moved by up to 6e-7 of their size on a fresh cache; a score, a difference of terms, is held to its largest term's
+size: Ŝ of 1.948 moved by 1.9e-5 when its terms of about -40 moved by 5e-7 of theirs), the chosen index exactly.
+So a change to one scorer term
 that flips no choice still fails. It exits 1 naming the row, task, document and the first differing token (or
 the values); a baseline row or document missing from the new run fails too; rows only in the new run are listed
 as new. A deliberate change regenerates
@@ -136,11 +138,14 @@ def _computed_differences(n: dict[str, Any], b: dict[str, Any], atol: float, rto
         if len(sn) != len(sb):
             out.append(f"{len(sn)} candidate scores vs {len(sb)} in the baseline")
         else:
-            bad = [i for i, (x, y) in enumerate(zip(sn, sb)) if not _close(x, y, atol, rtol)]
+            # a score is a difference of its terms (S, Ŝ): as noisy as the largest of them, not as its own size
+            size = [max([abs(x)] + [abs(v[i]) for v in (b.get("terms") or {}).values() if i < len(v)])
+                    for i, x in enumerate(sb)]
+            bad = [i for i, (x, y) in enumerate(zip(sn, sb)) if not _close(x, y, atol + rtol * size[i])]
             if bad:
                 i = bad[0]
                 out.append(f"candidate scores differ at {len(bad)} of {len(sb)} (candidate {i}: {sn[i]!r} vs "
-                           f"baseline {sb[i]!r}, |Δ| > {atol:g} + {rtol:g}·|value|)")
+                           f"baseline {sb[i]!r}, |Δ| > {atol:g} + {rtol:g}·|largest term|)")
         if n.get("index") != b.get("index"):
             out.append(f"chosen candidate {n.get('index')!r} vs baseline {b.get('index')!r}")
     for term, vb in (b.get("terms") or {}).items():

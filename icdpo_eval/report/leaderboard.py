@@ -35,6 +35,7 @@ from typing import Any
 from icdpo_eval import settings
 from icdpo_eval.errors import UserError
 from icdpo_eval.runtime import atomic_write
+from icdpo_eval.stats import TIE, bootstrap_ci, paired_wilcoxon
 
 LABELS = {"hh_harmless": "Harmless", "hh_helpful": "Helpful", "synthetic_gpt": "SyntheticGPT",
           "hh_harmless_mini": "Harmless (mini)"}
@@ -504,40 +505,6 @@ class Entry:
     lc_high: float = math.nan
 
 
-def bootstrap_ci(samples: list[list[float]], seed: int = 0) -> tuple[float, float]:
-    """95% percentile-bootstrap CI of the mean (of the per-sample means, for several samples; the
-    leaderboard passes one sample, the pooled documents of a column)."""
-    import numpy as np
-    from scipy.stats import bootstrap
-
-    if any(len(s) < 2 for s in samples):
-        return math.nan, math.nan
-    arrays = tuple(np.asarray(s, dtype=float) for s in samples)
-
-    def stat(*xs: Any, axis: int = -1) -> Any:
-        return sum(x.mean(axis=axis) for x in xs) / len(xs)
-
-    r = bootstrap(arrays, stat, n_resamples=2000, confidence_level=0.95, method="percentile",
-                  vectorized=True, rng=np.random.default_rng(seed))
-    return float(r.confidence_interval.low), float(r.confidence_interval.high)
-
-
-def paired_p(a: dict[str, float], b: dict[str, float]) -> float:
-    """Two-sided Wilcoxon signed-rank p-value of a vs b over their common document ids."""
-    from scipy.stats import wilcoxon
-
-    ids = sorted(set(a) & set(b))
-    diffs = [a[i] - b[i] for i in ids]
-    if not diffs:
-        return math.nan
-    if all(abs(d) < 1e-12 for d in diffs):
-        return 1.0
-    try:
-        return float(wilcoxon(diffs).pvalue)
-    except ValueError:
-        return math.nan
-
-
 def columns_of(spec: Spec) -> list[tuple[str, list[str]]]:
     """(label, tasks pooled) in the paper's order: Harmless, Helpful, Total, SyntheticGPT, others."""
     order = ["hh_harmless", "hh_helpful", TOTAL_TASK, "synthetic_gpt"]
@@ -595,8 +562,9 @@ def build_entries(spec: Spec, results: dict[tuple[str, str], CellResult]) -> lis
             p = math.nan
             if spec.reference and spec.reference != row.name:
                 ref = [results[(spec.reference, t)] for t in tasks]
-                p = paired_p({f"{c.cell.task}/{i}": v for c in cells for i, v in c.scores.items()},
-                             {f"{c.cell.task}/{i}": v for c in ref for i, v in c.scores.items()})
+                p, _ = paired_wilcoxon({f"{c.cell.task}/{i}": v for c in cells for i, v in c.scores.items()},
+                                       {f"{c.cell.task}/{i}": v for c in ref for i, v in c.scores.items()},
+                                       tie=100 * TIE)  # the scores are x100
             rm = ";".join(sorted({c.rm for c in cells if c.rm}))
             lengths = [v for c in cells for v in c.lengths.values()]
             lc = length_controlled(spec, cells, [results[(spec.reference, t)] for t in tasks]
