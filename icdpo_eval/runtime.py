@@ -167,3 +167,29 @@ def run_gen_kwargs(gen_kwargs: dict[str, Any] | None) -> Iterator[None]:
     finally:
         _RUN_GEN_KWARGS.clear()
         _RUN_GEN_KWARGS.update(saved)
+
+
+class SqliteStore:
+    """One sqlite file of the on-disk stores (the judge's verdicts, the sampled candidates): safe across threads
+    (one connection behind a lock) and across processes (sqlite's file locking, write-ahead log). ``schema`` is the
+    ``CREATE TABLE IF NOT EXISTS`` statement; :meth:`query` runs one statement under the lock, returning its rows."""
+
+    def __init__(self, path: str | os.PathLike[str], schema: str) -> None:
+        import sqlite3
+        import threading
+
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False, isolation_level=None)
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(schema)
+
+    def query(self, sql: str, args: tuple = ()) -> list[tuple]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

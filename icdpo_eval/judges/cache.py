@@ -16,12 +16,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sqlite3
-import threading
 import time
 from pathlib import Path
 
 from icdpo_eval import settings
+from icdpo_eval.runtime import SqliteStore
 
 DB_NAME = "verdicts.sqlite"
 
@@ -35,36 +34,20 @@ def verdict_key(model: str, prompt_version: str, dialogue: str, response_a: str,
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-class VerdictCache:
+class VerdictCache(SqliteStore):
     """``get(key) -> verdict | None`` and ``put(key, verdict, raw, model)``, thread-safe."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self.path = Path(path) if path is not None else default_cache_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False, isolation_level=None)
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, verdict TEXT NOT NULL, "
-                "raw TEXT, model TEXT, created REAL)"
-            )
+        super().__init__(Path(path) if path is not None else default_cache_path(),
+                         "CREATE TABLE IF NOT EXISTS verdicts (key TEXT PRIMARY KEY, verdict TEXT NOT NULL, "
+                         "raw TEXT, model TEXT, created REAL)")
 
     def get(self, key: str) -> str | None:
-        with self._lock:
-            row = self._db.execute("SELECT verdict FROM verdicts WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+        rows = self.query("SELECT verdict FROM verdicts WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
 
     def put(self, key: str, verdict: str, raw: str, model: str) -> None:
-        with self._lock:
-            self._db.execute(
-                "INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)", (key, verdict, raw, model, time.time())
-            )
+        self.query("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?, ?)", (key, verdict, raw, model, time.time()))
 
     def __len__(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0])
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        return int(self.query("SELECT COUNT(*) FROM verdicts")[0][0])

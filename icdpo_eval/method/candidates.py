@@ -16,14 +16,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import sqlite3
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from icdpo_eval import settings
 from icdpo_eval.engine import Engine, Sample, SamplingParams
+from icdpo_eval.runtime import SqliteStore
 
 
 @functools.cache
@@ -42,18 +41,13 @@ def sampler_version() -> str:
     return h.hexdigest()[:16]
 
 
-class CandidateStore:
+class CandidateStore(SqliteStore):
     """Sampled candidates by (model, context, n, seed, sampling settings, code): :meth:`sample` draws only what the
     store lacks, counting contexts (documents) served from the store / drawn in the caller's ``stats``."""
 
     def __init__(self, path: str | Path | None = None) -> None:
-        self.path = Path(path) if path is not None else settings.cache_dir() / "candidates.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, timeout=60.0, check_same_thread=False, isolation_level=None)
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS candidates (key TEXT PRIMARY KEY, samples TEXT NOT NULL)")
+        super().__init__(Path(path) if path is not None else settings.cache_dir() / "candidates.sqlite",
+                         "CREATE TABLE IF NOT EXISTS candidates (key TEXT PRIMARY KEY, samples TEXT NOT NULL)")
 
     @staticmethod
     def key(model_key: Any, context: str, n: int, seed: int, params: SamplingParams) -> str:
@@ -64,19 +58,17 @@ class CandidateStore:
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
     def get(self, key: str) -> list[Sample] | None:
-        with self._lock:
-            row = self._db.execute("SELECT samples FROM candidates WHERE key = ?", (key,)).fetchone()
-        if row is None:
+        rows = self.query("SELECT samples FROM candidates WHERE key = ?", (key,))
+        if not rows:
             return None
         return [Sample(s["token_ids"], s["token_logprobs"], s["text"], s["stop_reason"], s["eos_logprobs"])
-                for s in json.loads(row[0])]
+                for s in json.loads(rows[0][0])]
 
     def put(self, key: str, samples: Sequence[Sample]) -> None:
         blob = json.dumps([{"token_ids": s.token_ids, "token_logprobs": s.token_logprobs, "text": s.text,
                             "stop_reason": s.stop_reason, "eos_logprobs": s.eos_logprobs} for s in samples],
                           ensure_ascii=False)
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO candidates VALUES (?, ?)", (key, blob))
+        self.query("INSERT OR REPLACE INTO candidates VALUES (?, ?)", (key, blob))
 
     def sample(self, engine: Engine, contexts: Sequence[str], n: int, *, params: SamplingParams,
                seeds: Sequence[int], names: Sequence[str] | None = None,
@@ -95,11 +87,6 @@ class CandidateStore:
                 out[i] = samples
                 self.put(keys[i], samples)
         return out  # type: ignore[return-value]
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
 
 _STORES: dict[str, CandidateStore] = {}
 

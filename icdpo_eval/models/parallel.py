@@ -13,6 +13,27 @@ from typing import Any
 from icdpo_eval import settings
 
 
+def _on_cpu() -> bool:
+    """Without CUDA (or when asked) the processes join a gloo group on CPU; accelerate only does so when told."""
+    import torch
+
+    return not torch.cuda.is_available() or settings.accelerate_cpu()
+
+
+def process_state() -> Any:
+    """accelerate's process state when ``accelerate launch`` started several processes (the group joined once, with
+    a timeout long enough for a rank that waits while another scores), else None. The one entry to the process group
+    for the lm-eval models (:class:`DataParallel`) and the leaderboard's cells."""
+    if settings.world_size() <= 1:
+        return None
+    from datetime import timedelta
+
+    from accelerate import PartialState
+
+    state = PartialState(cpu=_on_cpu(), timeout=timedelta(weeks=52))
+    return state if state.num_processes > 1 else None
+
+
 class DataParallel:
     """Mixin for an lm-eval ``LM``: rank / world size / gathering from accelerate when launched by it."""
 
@@ -20,19 +41,11 @@ class DataParallel:
 
     def setup_parallel(self, device: str | None) -> str | None:
         """Join the process group when ``WORLD_SIZE`` > 1; the device this rank should use (else ``device``)."""
-        if settings.world_size() <= 1:
+        if process_state() is None:
             return device
-        from datetime import timedelta
-
-        import torch
         from accelerate import Accelerator
-        from accelerate.utils import InitProcessGroupKwargs
 
-        # without CUDA (or when asked) the processes join a gloo group on CPU; accelerate only does so when told
-        cpu = not torch.cuda.is_available() or settings.accelerate_cpu()
-        acc = Accelerator(cpu=cpu, kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(weeks=52))])
-        if acc.num_processes <= 1:
-            return device
+        acc = Accelerator(cpu=_on_cpu())  # over the process state joined above
         self.accelerator = acc
         self._rank = acc.process_index  # global rank: correct on several nodes too
         self._world_size = acc.num_processes

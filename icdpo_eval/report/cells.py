@@ -36,15 +36,11 @@ class Processes:
     """This process's rank among the ``accelerate launch`` processes (one process: rank 0 of 1)."""
 
     def __init__(self) -> None:
-        self.world = settings.world_size()
-        self.rank = 0
-        if self.world > 1:
-            import torch
-            from accelerate import PartialState
+        from icdpo_eval.models.parallel import process_state
 
-            state = PartialState(cpu=not torch.cuda.is_available() or settings.accelerate_cpu())
-            self.rank, self.world = state.process_index, state.num_processes
-            self._state = state
+        self._state = process_state()
+        self.rank, self.world = (0, 1) if self._state is None else (self._state.process_index,
+                                                                   self._state.num_processes)
 
     @property
     def main(self) -> bool:
