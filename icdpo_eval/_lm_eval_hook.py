@@ -182,7 +182,7 @@ def patch_evaluator(evaluator_module) -> None:
     evaluator_module.simple_evaluate = simple_evaluate
 
 
-_ROOT_DIGESTS: dict[str, str] = {}  # lm-eval's own task folder -> its digest, once per process
+_ROOT_DIGESTS: dict[Path, str] = {}  # lm-eval's own task folder -> its digest, once per process
 _INDEXES: dict[str, dict] = {}  # index key -> the index, once per process
 
 
@@ -190,13 +190,12 @@ def _root_digest(root: Path) -> str:
     """Every YAML file's path, size and modification time under ``root`` (the files ``TaskIndex`` reads). The
     installed lm-eval's own task folder (about 14,000 files) is walked once per process: it does not change under a
     running command; any other folder (ours, a user's ``--include_path``) on every call."""
+    if root in _ROOT_DIGESTS:
+        return _ROOT_DIGESTS[root]
     import hashlib
 
     import lm_eval
 
-    installed = Path(lm_eval.__file__).resolve().parent
-    if root in _ROOT_DIGESTS:
-        return _ROOT_DIGESTS[root]
     h = hashlib.sha256(str(root).encode() + b"\0")
     for f in sorted(root.glob("**/*.yaml")):
         if "__pycache__" in f.parts or ".ipynb_checkpoints" in f.parts:
@@ -204,6 +203,7 @@ def _root_digest(root: Path) -> str:
         st = f.stat()
         h.update(f"{f.relative_to(root)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
     digest = h.hexdigest()
+    installed = Path(lm_eval.__file__).resolve().parent
     if root == installed or installed in root.parents:
         _ROOT_DIGESTS[root] = digest
     return digest
