@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 import torch
 
 from icdpo_eval.engine.sampling import SamplingParams, row_generator, stable_seed, top_p_choice
-from icdpo_eval.runtime import resolve_device, resolve_dtype
+from icdpo_eval.runtime import resolve_device, resolve_dtype, tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -371,13 +371,6 @@ class LMHead:
         return logits[:, None, :]
 
 
-def _tokenizer(pretrained: str, revision: str | None, trust_remote_code: bool) -> Any:
-    """The model's tokenizer, loaded once per process (shared with the run's checks and the length filters)."""
-    from icdpo_eval.runtime import tokenizer
-
-    return tokenizer(pretrained, revision, trust_remote_code)
-
-
 _FAST_TOKENIZERS: dict[str, Any] = {}
 
 
@@ -447,7 +440,7 @@ def _load_weights(pretrained: str, dt: torch.dtype, dev: torch.device, revision:
                   adapter: str | None, merge_adapter: bool) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM
 
-    tok = _tokenizer(pretrained, revision, trust_remote_code)
+    tok = tokenizer(pretrained, revision, trust_remote_code)  # one per process, shared with the length filters
     model = AutoModelForCausalLM.from_pretrained(pretrained, revision=revision, dtype=dt,
                                                  trust_remote_code=trust_remote_code)
     if adapter:
@@ -526,7 +519,7 @@ class Engine:
         (seconds faster than transformers' loader; for checks that allow a margin)."""
         from transformers import AutoConfig
 
-        tok = (_FastTokenizer.load(pretrained) if fast else None) or _tokenizer(pretrained, revision,
+        tok = (_FastTokenizer.load(pretrained) if fast else None) or tokenizer(pretrained, revision,
                                                                                  trust_remote_code)
         config = AutoConfig.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
         self = cls.__new__(cls)
