@@ -240,10 +240,11 @@ def test_bm25_sbert_reranks_the_bm25_candidates_by_sbert_similarity(tmp_cache: P
     r = make_retriever("bm25_sbert", pool, device="cpu", tokenizer=tok)
     assert isinstance(r, R.BM25SbertRetriever)
     # the pool's embeddings are those of its dialogues (without the final "Assistant:"), unit norm
-    np.testing.assert_allclose(r.pool_emb, R._encode(r.model, [R.retrieval_text(d["prompt"]) for d in pool]),
+    pool_emb = r.embeddings(range(len(pool)))
+    np.testing.assert_allclose(pool_emb, R._encode(r.model, [R.retrieval_text(d["prompt"]) for d in pool]),
                                atol=1e-6)
-    np.testing.assert_allclose(np.linalg.norm(r.pool_emb, axis=1), 1.0, atol=1e-5)
-    sims = r.pool_emb @ R._encode(r.model, [R.retrieval_text(TIRE_QUERY)])[0]
+    np.testing.assert_allclose(np.linalg.norm(pool_emb, axis=1), 1.0, atol=1e-5)
+    sims = pool_emb @ R._encode(r.model, [R.retrieval_text(TIRE_QUERY)])[0]
     by_sbert = sorted(bm25_rank, key=lambda i: -sims[i])  # stable: ties keep the BM25 order
     assert by_sbert[:3] != bm25_rank[:3], "SBERT must reorder the BM25 candidates for this test to show anything"
     assert r.retrieve(TIRE_QUERY, 20) == by_sbert[::-1]
@@ -262,7 +263,11 @@ def test_bm25_sbert_reranks_the_bm25_candidates_by_sbert_similarity(tmp_cache: P
     assert para not in r.retrieve(PARAPHRASE, 3, exclude=PARAPHRASE)
 
 
-def test_sbert_pool_embeddings_cached_on_disk(tmp_cache: Path, monkeypatch: pytest.MonkeyPatch, tok: Any) -> None:
+def test_sbert_embeds_only_bm25_candidates_once_and_on_disk(tmp_cache: Path, monkeypatch: pytest.MonkeyPatch,
+                                                            tok: Any) -> None:
+    """SBERT encodes the pool prompts BM25 proposes, each once: a second retriever (a rerun) reads them from the disk
+    store, another pool sharing the prompts too; only the queries are encoded again. Retrieval is the same as with
+    the whole pool embedded up front."""
     pool = topic_pool()
     calls: list[int] = []
     real_encode = R._encode
@@ -273,18 +278,26 @@ def test_sbert_pool_embeddings_cached_on_disk(tmp_cache: Path, monkeypatch: pyte
 
     monkeypatch.setattr(R, "_encode", counting_encode)
     first = make_retriever("bm25_sbert", pool, device="cpu", tokenizer=tok)
-    assert calls == [len(pool)]
-    files = list((tmp_cache / "retrieval").glob("*.npy"))
-    assert len(files) == 1 and not list((tmp_cache / "retrieval").glob("*.tmp"))
+    assert isinstance(first, R.BM25SbertRetriever)
+    assert calls == []  # nothing embedded before a query asks
+    got = first.retrieve(TOPICS[3], 2)
+    assert calls == [first.top, 1] and first.encoded == first.top < len(pool)  # BM25's 20 candidates, the query
+    assert list((tmp_cache / "retrieval").glob("*.sqlite"))
 
     calls.clear()
     second = make_retriever("bm25_sbert", pool, device="cpu", tokenizer=tok)
-    assert calls == []  # loaded from disk, the pool is not encoded again
-    assert isinstance(first, R.BM25SbertRetriever) and isinstance(second, R.BM25SbertRetriever)
-    np.testing.assert_array_equal(first.pool_emb, second.pool_emb)
-    assert second.retrieve(TOPICS[3], 2) == first.retrieve(TOPICS[3], 2)
-    assert calls == [1, 1]  # only the queries
+    assert second.retrieve(TOPICS[3], 2) == got and calls == [1] and second.encoded == 0  # from disk
+    # the same as re-ranking with every pool prompt embedded up front (the released code's way)
+    every = real_encode(second.model, second.texts)
+    cand = second._ranked([TOPICS[3]], second.top, [None])[0]
+    sims = every[cand] @ real_encode(second.model, [R.retrieval_text(TOPICS[3])])[0]
+    assert got == [cand[i] for i in np.argsort(-sims, kind="stable")[:2]][::-1]
+    np.testing.assert_allclose(second.embeddings(cand), every[cand], atol=1e-6)
 
     calls.clear()
-    make_retriever("bm25_sbert", pool[:-1], device="cpu", tokenizer=tok)  # another pool: another key
-    assert calls == [len(pool) - 1]
+    other = make_retriever("bm25_sbert", pool[:-1], device="cpu", tokenizer=tok)  # another pool sharing prompts
+    other.retrieve(TOPICS[3], 2)
+    proposed = other._ranked([TOPICS[3]], other.top, [None])[0]
+    new = {pool[i]["prompt"] for i in proposed} - {pool[i]["prompt"] for i in cand}
+    assert other.encoded == len(new) < other.top  # only candidates no earlier retriever had embedded
+    assert calls == [len(new), 1] if new else calls == [1]

@@ -28,9 +28,12 @@ released ``AutoTokenizer(..., truncation=True)`` does).
 ``exclude`` (a prompt text or a demo id) drops every pool item whose prompt or id equals it, so a
 pool that contains the test prompt itself does not leak it as a demo.
 
-The BM25 index is built once per (pool prompts, window) and memoised in-process; SBERT pool
-embeddings are cached on disk under ``cache_dir()/retrieval/`` keyed by
-``sha256(encoder name, pool prompts)``, and the SBERT model is only loaded by ``bm25_sbert``.
+The BM25 index is built once per (pool prompts, window) and memoised in-process. SBERT embeds only the pool prompts
+that BM25 proposes (as the released code does), each once: they are kept in a sqlite store under
+``cache_dir()/retrieval/`` keyed by the encoder (its name, its weights' identity when it is a twin, its length limit)
+and the text, so a rerun, another pool that shares prompts, or another data-parallel rank (sqlite's file locking)
+encodes nothing twice. The SBERT model is only loaded by
+``bm25_sbert``.
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ from scipy import sparse
 
 from icdpo_eval import names, settings
 from icdpo_eval.errors import OptionError
-from icdpo_eval.runtime import atomic_write, hub_model_available, locked
+from icdpo_eval.runtime import SqliteStore, atomic_write, hub_model_available, locked
 
 log = logging.getLogger(__name__)
 
@@ -353,14 +356,43 @@ def _encode(model: Any, texts: Sequence[str]) -> np.ndarray:
     return np.asarray(emb, dtype=np.float32)
 
 
-def _embedding_cache_path(encoder: str, prompts: Sequence[str], max_len: int | None = None) -> Path:
-    if names.is_embedded(encoder):  # a twin under ICDPO_EMBEDDED_DIR embeds differently from the real model
+def _encoder_key(encoder: str, max_len: int | None) -> str:
+    """What an embedding depends on besides its text: the encoder's name, its weights when the embedded name stands
+    for a twin under ``ICDPO_EMBEDDED_DIR``, and its length limit."""
+    if names.is_embedded(encoder):
         from icdpo_eval.data.embedded import identity
 
         twin = identity("sbert")
         encoder = encoder if twin is None else f"{encoder}|{twin}"
-    key = [encoder, list(prompts)] if max_len is None else [encoder, max_len, list(prompts)]
-    return settings.cache_dir() / "retrieval" / f"sbert-{_sha256(key)}.npy"
+    return f"{encoder}|{max_len}"
+
+
+class EmbeddingStore(SqliteStore):
+    """SBERT embeddings on disk, one row per (encoder key, text) digest: float32 bytes."""
+
+    _CHUNK = 500  # keys per SELECT (sqlite's bound-parameter limit)
+
+    def __init__(self, path: Path | None = None) -> None:
+        path = path or settings.cache_dir() / "retrieval" / "sbert.sqlite"
+        super().__init__(path, "CREATE TABLE IF NOT EXISTS emb (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
+
+    @staticmethod
+    def key(encoder_key: str, text: str) -> str:
+        return hashlib.sha256(f"{encoder_key}\0{text}".encode()).hexdigest()
+
+    def get(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(keys), self._CHUNK):
+            chunk = list(keys[start : start + self._CHUNK])
+            marks = ",".join("?" * len(chunk))
+            for key, vec in self.query(f"SELECT key, vec FROM emb WHERE key IN ({marks})", tuple(chunk)):
+                found[key] = np.frombuffer(vec, dtype=np.float32)
+        return found
+
+    def put(self, items: Sequence[tuple[str, np.ndarray]]) -> None:
+        for key, vec in items:
+            self.query("INSERT OR IGNORE INTO emb (key, vec) VALUES (?, ?)",
+                       (key, np.ascontiguousarray(vec, dtype=np.float32).tobytes()))
 
 
 class BM25SbertRetriever(BM25Retriever):
@@ -380,38 +412,37 @@ class BM25SbertRetriever(BM25Retriever):
         if top <= 0:
             raise ValueError(f"bm25_top must be > 0, got {top}")
         self.top, self.encoder, self.device = top, resolve_sbert(encoder), device
-        self.pool_emb = self._pool_embeddings()
+        self._emb: dict[int, np.ndarray] = {}  # pool index -> unit-norm embedding, this retriever's memo
+        self._store: EmbeddingStore | None = None
+        self.encoded = 0  # pool prompts this retriever encoded (not found in memory or on disk)
 
     @property
     def model(self) -> Any:
         return _load_sbert(self.encoder, self.device)
 
-    def _pool_embeddings(self) -> np.ndarray:
-        """The pool's SBERT embeddings from the disk cache, or encoded (one process at a time: a file lock, so
-        under data parallel one rank encodes and the others read its file)."""
-        path = _embedding_cache_path(self.encoder, self.texts, self.model.max_seq_length)
-        with locked(path):
-            return self._load_or_encode(path)
-
-    def _load_or_encode(self, path: Path) -> np.ndarray:
-        if path.exists():
-            try:
-                emb = np.load(path)
-                if emb.ndim == 2 and emb.shape[0] == self.n:
-                    log.info("retrieval: SBERT pool embeddings loaded from %s", path)
-                    return emb
-            except (OSError, ValueError) as err:
-                log.warning("retrieval: ignoring unreadable embedding cache %s (%s)", path, err)
-        t0 = time.perf_counter()
-        emb = _encode(self.model, self.texts)
-        log.info(
-            "retrieval: SBERT (%s) encoded %d pool prompts in %.2fs",
-            self.encoder,
-            self.n,
-            time.perf_counter() - t0,
-        )
-        atomic_write(path, lambda fh: np.save(fh, emb), binary=True)  # a reader sees the old or the full file
-        return emb
+    def embeddings(self, indices: Sequence[int]) -> np.ndarray:
+        """Unit-norm SBERT embeddings of the pool prompts at ``indices`` (rows in that order): from this retriever's
+        memo, the disk store, or encoded in one batch (only those found in neither)."""
+        missing = sorted({int(i) for i in indices} - self._emb.keys())
+        if missing:
+            if self._store is None:
+                self._store = EmbeddingStore()
+            enc = _encoder_key(self.encoder, self.model.max_seq_length)
+            keys = {i: EmbeddingStore.key(enc, self.texts[i]) for i in missing}
+            found = self._store.get(list(keys.values()))
+            todo = [i for i in missing if keys[i] not in found]
+            self._emb.update((i, found[keys[i]]) for i in missing if keys[i] in found)
+            if todo:
+                t0 = time.perf_counter()
+                vecs = _encode(self.model, [self.texts[i] for i in todo])
+                self._store.put([(keys[i], v) for i, v in zip(todo, vecs, strict=True)])
+                self._emb.update(zip(todo, vecs, strict=True))
+                self.encoded += len(todo)
+                log.info("retrieval: SBERT (%s) encoded %d pool prompts in %.2fs", self.encoder, len(todo),
+                         time.perf_counter() - t0)
+        if not len(indices):
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.stack([self._emb[int(i)] for i in indices])
 
     def retrieve_many(
         self, queries: Sequence[str], k: int, *, exclude: Sequence[str | None] | None = None
@@ -420,10 +451,11 @@ class BM25SbertRetriever(BM25Retriever):
         if k == 0 or not queries:
             return [[] for _ in queries]
         candidates = self._ranked(queries, max(self.top, k), excludes)
+        self.embeddings(sorted({i for cand in candidates for i in cand}))  # every candidate of the batch at once
         q_emb = _encode(self.model, [retrieval_text(q) for q in queries])
         out = []
         for cand, q in zip(candidates, q_emb, strict=True):
-            sims = self.pool_emb[cand] @ q
+            sims = self.embeddings(cand) @ q
             order = np.argsort(-sims, kind="stable")  # ties keep the BM25 order
             out.append([int(cand[i]) for i in order[:k]][::-1])
         return out
