@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from icdpo_eval.baselines.sft_lora import SFTLoRALM, policy_scorer
+from icdpo_eval.config.options import DPO, DPO_S_HAT_ONLY
 from icdpo_eval.engine import Engine
 from icdpo_eval.errors import OptionError
 from icdpo_eval.method import instructions
@@ -28,7 +29,6 @@ from icdpo_eval.method.scorers import (
     zero_shot_term,
 )
 from icdpo_eval.models.base import DemoRetrieval
-from icdpo_eval.options import DPO, DPO_S_HAT_ONLY
 
 
 def implicit_reward_scorer(engine: Engine) -> LogProbScorer:

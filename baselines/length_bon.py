@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from icdpo_eval.config.options import LENGTH_BON
 from icdpo_eval.engine import Engine
 from icdpo_eval.method.scorers import Candidate
 from icdpo_eval.models.base import MethodLM, PlainBestOfN
-from icdpo_eval.options import LENGTH_BON
 
 
 class LengthScorer:

@@ -28,10 +28,10 @@ import math
 from dataclasses import dataclass, field
 
 from icdpo_eval.baselines.rm_bon import RMBoNLM
+from icdpo_eval.config.options import RM_AUG
 from icdpo_eval.engine import Engine, Sample, SamplingParams, stable_seed
 from icdpo_eval.method.prompts import HH, Template, cut_at_markers, postprocess
 from icdpo_eval.method.teacher import HFTeacher
-from icdpo_eval.options import RM_AUG
 
 
 @dataclass

@@ -9,10 +9,10 @@ so multiple-choice / MRR tasks rank candidates by the teacher. Generator and sco
 
 from __future__ import annotations
 
-from icdpo_eval import names
+from icdpo_eval.config import names
+from icdpo_eval.config.options import RM_BON
 from icdpo_eval.method.teacher import TeacherScorer, load_teacher, require_scorer
 from icdpo_eval.models.base import MethodLM, PlainBestOfN
-from icdpo_eval.options import RM_BON
 
 
 class RMBoNLM(PlainBestOfN, MethodLM):
@@ -41,5 +41,5 @@ class RMBoNLM(PlainBestOfN, MethodLM):
     def load(self) -> None:
         self.load_engine()
         self.teacher = load_teacher(self.teacher_name, device=str(self.engine.device), dtype=self.cfg.dtype,
-                                    max_rows=max(24, self.n * self.batch_size))
+                                    max_rows=max(24, self.n * self.batch_size), kernels=self.cfg.decode_kernels)
         self.scorer = TeacherScorer(self.teacher, self.normalize)

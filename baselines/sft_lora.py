@@ -16,14 +16,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from icdpo_eval import names
 from icdpo_eval.baselines.train import PROVENANCE
+from icdpo_eval.config import names
+from icdpo_eval.config.options import SFT_LORA
 from icdpo_eval.engine import Engine
 from icdpo_eval.errors import OptionError
 from icdpo_eval.method.best_of_n import sample_and_select
 from icdpo_eval.method.scorers import LogProbScorer, zero_shot_term
 from icdpo_eval.models.base import MethodLM
-from icdpo_eval.options import SFT_LORA
 
 
 def adapter_base(adapter: str) -> tuple[str | None, str | None]:

@@ -26,11 +26,11 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from icdpo_eval import names
+from icdpo_eval.config import names
 from icdpo_eval.data import datasets as data
 from icdpo_eval.errors import UserError
 from icdpo_eval.method.prompts import as_continuation
@@ -45,35 +45,92 @@ DEFAULT_LR = {"sft": 2e-4, "dpo": 5e-5}
 # training "tasks" that stand for several tasks' default pools, concatenated in this order
 MIXED_POOLS: dict[str, tuple[str, ...]] = {"hh": ("hh_harmless", "hh_helpful")}
 DEFAULT_TASK = "hh"
+SHOWN = {"lr": "sft 2e-4, dpo 5e-5"}  # defaults as the docs show them, where the value (None) would mislead
 
 
 class TrainError(UserError):
     """A bad training request (task, pool, output folder...)."""
 
 
+def _opt(default: Any, help: str) -> Any:
+    """A declared option: its default and its help (the CLI's ``--help``, docs/training.md's generated table)."""
+    meta = {"help": help}
+    if callable(default) and not isinstance(default, str):
+        return field(default_factory=default, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def options_table() -> str:
+    """docs/training.md's table of the options, from :class:`TrainOptions` (``scripts/sync_docs.py`` writes it)."""
+    from dataclasses import MISSING
+
+    lines = ["| option | default | meaning |", "|---|---|---|"]
+    for f in fields(TrainOptions):
+        default = f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
+        shown = SHOWN.get(f.name) or ("required" if default is MISSING else "–" if default is None
+                                            else " ".join(default) if isinstance(default, list)
+                                            else str(default).lower() if isinstance(default, bool) else str(default))
+        text = f.metadata["help"].replace(" (%(default)s)", "").replace("%(default)s; ", "").replace("|", "\\|")
+        lines.append(f"| `--{f.name.replace('_', '-')}` | {shown} | {text} |")
+    return "\n".join(lines)
+
+
 @dataclass
-class TrainArgs:
-    method: str
-    out: str
-    base: str = names.BASE
-    task: str = DEFAULT_TASK
-    demo_pool: str | None = None
-    rank: int = 8
-    alpha: int = 16
-    dropout: float = 0.05
-    targets: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
-    lr: float | None = None  # None -> DEFAULT_LR[method]
-    epochs: float = 1.0
-    max_steps: int = -1
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_pairs: int | None = None
-    max_length: int = 512  # the paper's filters: prompt <= 320, response <= 128 tokens
-    beta: float = 0.1  # DPO only
-    save_steps: int = 50
-    logging_steps: int = 1
-    seed: int = 1234
-    resume: bool = False
+class TrainOptions:
+    """Every option of ``icdpo-eval train``, declared once: this dataclass is the CLI (through transformers'
+    ``HfArgumentParser``: ``--max-steps`` and ``--max_steps`` alike), its validation (``__post_init__``) and, with
+    the method, the leaderboard spec's ``adapters:`` entries."""
+
+    out: str = field(metadata={"help": "folder for checkpoints and the final adapter"})
+    base: str = _opt(names.BASE, "base model: hub name, folder or embedded:base (%(default)s)")
+    task: str = _opt(DEFAULT_TASK, "training data: hh (default, the paper's mix: hh_harmless + hh_helpful default "
+                     "pools) or one task's demo pool (a task with a default pool)")
+    demo_pool: str | None = _opt(None, "training pairs instead of the task's pool: JSONL or dataset:subset:split")
+    rank: int = _opt(8, "LoRA rank (%(default)s)")
+    alpha: int = _opt(16, "LoRA alpha (%(default)s)")
+    dropout: float = _opt(0.05, "LoRA dropout (%(default)s)")
+    targets: list[str] = _opt(lambda: list(LORA_TARGETS), "modules LoRA adapts (%(default)s)")
+    lr: float | None = _opt(None, "AdamW learning rate, cosine schedule (3% warm-up when training by epochs); default: "
+                            "sft 2e-4, dpo 5e-5")
+    epochs: float = _opt(1.0, "epochs (%(default)s)")
+    max_steps: int = _opt(-1, "stop after N optimizer steps (overrides --epochs; -1: epochs decide)")
+    batch_size: int = _opt(4, "pairs per device step (%(default)s)")
+    grad_accum: int = _opt(1, "gradient accumulation (%(default)s)")
+    max_pairs: int | None = _opt(None, "train on the first N pairs of the pool (of a mixed pool: an equal share "
+                                 "of each)")
+    max_length: int = _opt(512, "max prompt + response tokens (%(default)s; the paper's filters: 320 + 128)")
+    beta: float = _opt(0.1, "DPO beta (%(default)s; DPO only)")
+    save_steps: int = _opt(50, "checkpoint every N steps (%(default)s; OUT/checkpoint-N, the last 2 kept)")
+    logging_steps: int = _opt(1, "log the loss every N steps (%(default)s)")
+    seed: int = _opt(1234, "seed of the shuffle, LoRA init and dropout (%(default)s)")
+    resume: bool = _opt(False, "continue from the last checkpoint in --out (optimizer, schedule, RNG and data "
+                        "position restored); without it an existing run in --out is an error")
+
+    def __post_init__(self) -> None:
+        for name, lo in (("rank", 1), ("alpha", 1), ("batch_size", 1), ("grad_accum", 1), ("max_length", 16),
+                         ("save_steps", 1), ("logging_steps", 1), ("seed", 0)):
+            if getattr(self, name) < lo:
+                raise TrainError(f"--{name.replace('_', '-')} must be >= {lo} (got {getattr(self, name)})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise TrainError(f"--dropout must be in [0, 1) (got {self.dropout})")
+        if self.max_pairs is not None and self.max_pairs < 1:
+            raise TrainError(f"--max-pairs must be >= 1 (got {self.max_pairs})")
+        if self.lr is not None and self.lr <= 0:
+            raise TrainError(f"--lr must be > 0 (got {self.lr})")
+        if self.epochs <= 0 and self.max_steps < 1:
+            raise TrainError(f"--epochs must be > 0 unless --max-steps is given (got {self.epochs})")
+
+
+@dataclass
+class TrainArgs(TrainOptions):
+    """One training run: the method (sft | dpo) and its :class:`TrainOptions`."""
+
+    method: str = "sft"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise TrainError(f"method {self.method!r} is not one of: {', '.join(METHODS)}")
+        super().__post_init__()
 
 
 def train_sft(out: str, **kwargs: Any) -> dict:
@@ -168,12 +225,6 @@ def _dataset(method: str, rows: list[dict[str, str]]):
 
 
 def train(a: TrainArgs) -> dict:
-    if a.method not in METHODS:
-        raise TrainError(f"method {a.method!r} is not one of: {', '.join(METHODS)}")
-    for name, value, lo in (("rank", a.rank, 1), ("alpha", a.alpha, 1), ("batch_size", a.batch_size, 1),
-                            ("grad_accum", a.grad_accum, 1), ("max_length", a.max_length, 16)):
-        if value < lo:
-            raise TrainError(f"--{name.replace('_', '-')} must be >= {lo} (got {value})")
     out = Path(a.out)
     rows, pools = _rows(a)
     last = _check_out(out, a.resume)
@@ -248,45 +299,20 @@ def train(a: TrainArgs) -> dict:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``train`` (``train sft|dpo ...``) to an argparse subparsers object."""
-    p = subparsers.add_parser("train", help="train SFT+LoRA / DPO+LoRA adapters with TRL + peft",
+    """Add ``train`` (``train sft|dpo ...``) to an argparse subparsers object: the method, then every field of
+    :class:`TrainOptions` (transformers' ``HfArgumentParser`` reads them off the dataclass)."""
+    from transformers import HfArgumentParser
+
+    options = HfArgumentParser(TrainOptions, add_help=False)
+    p = subparsers.add_parser("train", help="train SFT+LoRA / DPO+LoRA adapters with TRL + peft", parents=[options],
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _add_arguments(p)
+    p.add_argument("method", choices=METHODS, help="sft (SFTTrainer on prompt+chosen) or dpo (DPOTrainer)")
     return p
 
 
-def _add_arguments(p: argparse.ArgumentParser) -> None:
-    d = TrainArgs(method="sft", out="")
-    p.add_argument("method", choices=METHODS, help="sft (SFTTrainer on prompt+chosen) or dpo (DPOTrainer)")
-    p.add_argument("--out", required=True, help="folder for checkpoints and the final adapter")
-    p.add_argument("--base", default=d.base, help="base model: hub name, folder or embedded:base (%(default)s)")
-    p.add_argument("--task", default=d.task, help="training data: hh (default, the paper's mix: hh_harmless + "
-                   "hh_helpful default pools) or one task's demo pool; one of " + ", ".join(task_choices()))
-    p.add_argument("--demo-pool", default=None, help="training pairs instead of the task's pool: JSONL or "
-                   "dataset:subset:split")
-    p.add_argument("--rank", type=int, default=d.rank, help="LoRA rank (%(default)s)")
-    p.add_argument("--alpha", type=int, default=d.alpha, help="LoRA alpha (%(default)s)")
-    p.add_argument("--dropout", type=float, default=d.dropout, help="LoRA dropout (%(default)s)")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (sft 2e-4, dpo 5e-5)")
-    p.add_argument("--epochs", type=float, default=d.epochs, help="epochs (%(default)s)")
-    p.add_argument("--max-steps", type=int, default=d.max_steps, help="stop after N optimizer steps (overrides "
-                   "--epochs)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="pairs per device step (%(default)s)")
-    p.add_argument("--grad-accum", type=int, default=d.grad_accum, help="gradient accumulation (%(default)s)")
-    p.add_argument("--max-pairs", type=int, default=None, help="train on the first N pairs of the pool")
-    p.add_argument("--max-length", type=int, default=d.max_length, help="max prompt+response tokens "
-                   "(%(default)s)")
-    p.add_argument("--beta", type=float, default=d.beta, help="DPO beta (%(default)s)")
-    p.add_argument("--save-steps", type=int, default=d.save_steps, help="checkpoint every N steps (%(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
-
-
 def main(args: argparse.Namespace) -> int:
-    kwargs = {k: getattr(args, k) for k in ("base", "task", "demo_pool", "rank", "alpha", "dropout", "lr", "epochs",
-                                             "max_steps", "batch_size", "grad_accum", "max_pairs", "max_length",
-                                             "beta", "save_steps", "seed", "resume")}
-    prov = train(TrainArgs(method=args.method, out=args.out, **kwargs))  # errors: one line from icdpo_eval.cli
+    options = {f.name: getattr(args, f.name) for f in fields(TrainOptions)}
+    prov = train(TrainArgs(method=args.method, **options))  # errors: one line from icdpo_eval.cli
     print(f"{args.method} adapter saved in {args.out} (step {prov['global_step']}, final loss "
           f"{prov['final_loss']}, {prov['train_seconds']} s); evaluate it with:\n"
           f"  lm_eval --model {'sft_lora' if args.method == 'sft' else 'dpo'} "

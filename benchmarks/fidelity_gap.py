@@ -47,11 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="end with one JSON line of the results")
     args = ap.parse_args(argv)
 
+    from icdpo_eval.diagnostics.show_prompt import load_doc
     from icdpo_eval.engine import stable_seed
     from icdpo_eval.method.prompts import postprocess
     from icdpo_eval.method.scorers import positive_context
     from icdpo_eval.models.icdpo import ICDPOLM
-    from icdpo_eval.report.show_prompt import load_doc
 
     ref = json.loads(Path(args.reference).read_text()) if Path(args.reference).is_file() else None
     if ref is not None:

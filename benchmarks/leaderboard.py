@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="override the spec's limit (documents per cell)")
     ap.add_argument("--json", action="store_true", help="end with one JSON line of the results")
     a = ap.parse_args(argv)
-    from icdpo_eval import settings
+    from icdpo_eval.config import settings
 
     extra = ["--limit", str(a.limit)] if a.limit else []
     with tempfile.TemporaryDirectory() as t:
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
                "ICDPO_CACHE_DIR": str(fresh_cache(settings.cache_dir(), tmp)),
                "ICDPO_JOURNAL_DIR": str(tmp / "journal")}
         env.pop("ICDPO_JUDGE_CACHE", None)
-        code = ("import sys; from icdpo_eval.report.leaderboard import load_spec, prepare_adapters; "
+        code = ("import sys; from icdpo_eval.leaderboard import load_spec, prepare_adapters; "
                 "prepare_adapters(load_spec(sys.argv[1]))")
         run([sys.executable, "-c", code, a.spec], env)  # adapters: trained once, not timed
         lb = [str(BIN / "icdpo-eval"), "leaderboard", a.spec, *extra]

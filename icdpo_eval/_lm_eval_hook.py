@@ -18,13 +18,15 @@ and ``TaskManager`` scans only its own task folder plus ``--include_path``. The 
   The wrapper binds the call to the real signature (``inspect.signature``), so positional and
   keyword calls and parameters added by later releases pass through unchanged.
 * ``lm_eval.evaluator``: ``simple_evaluate`` is wrapped (bound the same way) so that a run is checked before
-  any weights load (:func:`icdpo_eval.preflight.check_run`: options, task settings, what aggregation will
+  any weights load (:func:`icdpo_eval.config.preflight.check_run`: options, task settings, what aggregation will
   use, context lengths), embedded model names reach a foreign model (``--model hf``) as local folders, the
   user's explicit ``--gen_kwargs`` are known to our models (an explicit setting always wins), and the
   results' ``config`` records the effective task settings (``config.icdpo_eval``).
 
-* ``lm_eval.tasks._index``: the task index lm-eval builds on every command (it parses all ~14,000 task YAMLs,
-  ~13 s here) is memoised on disk, keyed by the lm-eval release and every YAML file's path, size and mtime.
+* ``lm_eval.tasks._index`` (private): the task index lm-eval builds on every command (it parses all ~14,000 task
+  YAMLs, ~13 s here) is memoised on disk, keyed by the lm-eval release and every YAML file's path, size and mtime;
+  only where ``TaskIndex.build`` has the signature and the entries the shape it knows
+  (:func:`index_internals_match`), else lm-eval builds it as always (tests/test_task_index.py forces each case).
 
 * ``lm_eval.__main__``: our user errors end ``lm_eval`` with one line and exit status 2 (``--verbosity DEBUG``
   shows the traceback).
@@ -39,21 +41,21 @@ import importlib.machinery
 import sys
 from pathlib import Path
 
-from icdpo_eval import settings
+from icdpo_eval.config import settings
 
 ENTRY_POINT_GROUP = "lm_eval.models"
 _PROBE = "__icdpo_eval_probe__"  # a model name no registry holds: looking it up shows where lm-eval looks
 
 
 def _models() -> dict[str, str]:
-    """Our lm-eval names -> "module:Class" (:data:`icdpo_eval.options.TARGETS`; imported when lm-eval is)."""
-    from icdpo_eval.options import TARGETS
+    """Our lm-eval names -> "module:Class" (:data:`icdpo_eval.config.options.TARGETS`; imported when lm-eval is)."""
+    from icdpo_eval.config.options import TARGETS
 
     return TARGETS
 
 
 def tasks_dir() -> Path:
-    from icdpo_eval.options import tasks_dir
+    from icdpo_eval.config.options import tasks_dir
 
     return tasks_dir()
 
@@ -156,7 +158,8 @@ def patch_evaluator(evaluator_module) -> None:
 
     @functools.wraps(original)
     def simple_evaluate(*args, **kwargs):
-        from icdpo_eval import preflight, runtime
+        from icdpo_eval import runtime
+        from icdpo_eval.config import preflight
         from icdpo_eval.errors import UserError
 
         bound = signature.bind(*args, **kwargs)
@@ -222,15 +225,41 @@ def _index_key(paths: list, resolve_includes: bool, extra: dict) -> str:
     return h.hexdigest()[:24]
 
 
+def index_internals_match(index_module) -> bool:
+    """The internals of lm-eval's private task index that the cache relies on: ``TaskIndex.build(paths, *,
+    resolve_includes=..., ...)`` (a static method over folders) returning a dict of entries that carry a
+    ``yaml_path``. Anything else (another release): no cache, lm-eval builds its index as it always does."""
+    import inspect
+
+    build = getattr(getattr(index_module, "TaskIndex", None), "build", None)
+    if build is None or not callable(build):
+        return False
+    try:
+        params = inspect.signature(build).parameters
+    except (TypeError, ValueError):
+        return False
+    first = next(iter(params.values()), None)
+    return (first is not None and first.name == "paths" and "resolve_includes" in params
+            and params["resolve_includes"].kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def _is_index(index: object) -> bool:
+    return isinstance(index, dict) and all(isinstance(k, str) and hasattr(v, "yaml_path") for k, v in index.items())
+
+
 def patch_task_index(index_module) -> None:
     """Memoise lm-eval's task index on disk (``<cache dir>/lm_eval_index/``): building it parses every task YAML
     of lm-eval (about 14,000 files, ~13 s on a 2-core CPU) on every command; the cache is keyed by the lm-eval
-    release and every YAML file's path, size and mtime, so an added or edited task rebuilds it."""
+    release and every YAML file's path, size and mtime, so an added or edited task rebuilds it. Only where the
+    internals it relies on are the ones it knows (:func:`index_internals_match`); a cached or built index of
+    another shape is not used / not stored (lm-eval's own build answers)."""
     import pickle
 
-    cls = getattr(index_module, "TaskIndex", None)
-    build = getattr(cls, "build", None)
-    if build is None or getattr(build, "_icdpo_eval_cached", False):
+    if not index_internals_match(index_module):
+        return
+    cls = index_module.TaskIndex
+    build = cls.build
+    if getattr(build, "_icdpo_eval_cached", False):
         return
 
     def cached_build(paths, *, resolve_includes=True, **kwargs):
@@ -256,11 +285,15 @@ def patch_task_index(index_module) -> None:
             path = settings.cache_dir() / "lm_eval_index" / f"{key}.pkl"
             if path.is_file():
                 with path.open("rb") as fh:
-                    _INDEXES[key] = pickle.load(fh)
-                return dict(_INDEXES[key])
+                    loaded = pickle.load(fh)
+                if _is_index(loaded):
+                    _INDEXES[key] = loaded
+                    return dict(loaded)
         except Exception:  # noqa: BLE001 - any cache problem: build it as lm-eval does
             path = key = None
         index = build(paths, resolve_includes=resolve_includes, **kwargs)
+        if not _is_index(index):  # a shape this cache does not know: lm-eval's answer, not stored
+            return index
         if key is not None:
             _INDEXES[key] = dict(index)
         if path is not None:

@@ -10,7 +10,7 @@ between tries is ours, :meth:`RetryPolicy.delay`: exponential backoff with jitte
 (``openai.APIStatusError`` / ``APITimeoutError`` / ``APIConnectionError``); :func:`describe` names it
 in a few words for the caller's own loud error.
 
-Imports only :mod:`icdpo_eval.settings` and :mod:`icdpo_eval.errors`, so every layer may use it.
+Imports only :mod:`icdpo_eval.config.settings` and :mod:`icdpo_eval.errors`, so every layer may use it.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from icdpo_eval import settings
+from icdpo_eval.config import settings
 from icdpo_eval.errors import UserError
 
 log = logging.getLogger("icdpo_eval.api_client")

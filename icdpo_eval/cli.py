@@ -28,13 +28,13 @@ from icdpo_eval.errors import OptionError, UserError
 
 # subcommand -> module with add_parser(subparsers) and main(args) -> int (imported only when used)
 SUBCOMMANDS = {
-    "leaderboard": "icdpo_eval.report.leaderboard",
-    "compare": "icdpo_eval.report.compare",
-    "borrow": "icdpo_eval.report.borrow",
+    "leaderboard": "icdpo_eval.leaderboard.board",
+    "compare": "icdpo_eval.gates.compare",
+    "borrow": "icdpo_eval.prepare.borrow",
     "train": "icdpo_eval.baselines.train",
-    "build-rank-set": "icdpo_eval.report.ranking",
-    "demo-nll": "icdpo_eval.report.demo_nll",
-    "show-prompt": "icdpo_eval.report.show_prompt",
+    "build-rank-set": "icdpo_eval.prepare.rank_set",
+    "demo-nll": "icdpo_eval.diagnostics.demo_nll",
+    "show-prompt": "icdpo_eval.diagnostics.show_prompt",
     "report": "icdpo_eval.report.pages",
 }
 
@@ -51,7 +51,7 @@ def _run(argv: list[str]) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from icdpo_eval import names, settings
+    from icdpo_eval.config import names, settings
 
     if args.action == "twins":
         from pathlib import Path
@@ -75,6 +75,27 @@ def _models(args: argparse.Namespace) -> int:
         synonyms = ", ".join(k for k, v in names.SYNONYMS.items() if v == name and k != name)
         print(f"  {name:18s} {what}  (synonym {synonyms})")
     print("`icdpo-eval models path base` converts (once) and prints the local folder.")
+    return 0
+
+
+def _bench(argv: list[str]) -> int:
+    """``icdpo-eval bench``: a door to ``benchmarks/engine.py`` of the source checkout this package runs from (the
+    benchmark is a script of the repository, not part of the installed package)."""
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "engine.py"
+    if not script.is_file():
+        raise UserError(f"icdpo-eval bench runs benchmarks/engine.py of a source checkout ({script} is missing): "
+                        "install with `pip install -e .` from a clone of the repository")
+    saved = sys.argv
+    sys.argv = [str(script), *argv]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
+    finally:
+        sys.argv = saved
     return 0
 
 
@@ -104,9 +125,7 @@ def _main(argv: list[str]) -> int:
     if argv and argv[0] == "run":
         return _run(argv[1:])
     if argv and argv[0] == "bench":
-        from icdpo_eval.report.bench import main as bench
-
-        return bench(argv[1:])
+        return _bench(argv[1:])
     parser = argparse.ArgumentParser(prog="icdpo-eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)

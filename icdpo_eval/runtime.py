@@ -2,7 +2,7 @@
 and atomic writes under a file lock (every on-disk cache of the package uses :func:`locked` +
 :func:`atomic_write`).
 
-Imports only :mod:`icdpo_eval.settings`; torch, filelock and huggingface_hub are imported where used.
+Imports only :mod:`icdpo_eval.config.settings`; torch, filelock and huggingface_hub are imported where used.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from icdpo_eval import settings
+from icdpo_eval.config import settings
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
-"""Rewrite the generated tables of README.md and docs/*.md from their declarations (icdpo_eval.options).
+"""Rewrite the generated tables of README.md and docs/*.md from their declarations (icdpo_eval.config.options).
 
     python scripts/sync_docs.py          # rewrite in place
     python scripts/sync_docs.py --check  # exit 1 if any block differs (tests/test_options.py does the same)
 
 A generated block is the text between ``<!-- generated: NAME -->`` and ``<!-- end generated -->``; NAME is a
-key of :func:`icdpo_eval.options.generated_blocks`.
+key of :func:`all_blocks`.
 """
 
 from __future__ import annotations
@@ -37,11 +37,18 @@ def sync(text: str, blocks: dict[str, str]) -> tuple[str, list[str]]:
     return BLOCK.sub(repl, text), stale
 
 
-def main(argv: list[str]) -> int:
+def all_blocks() -> dict[str, str]:
+    """Every generated block: the options' (:func:`icdpo_eval.config.options.generated_blocks`) and the training
+    options' (:func:`icdpo_eval.baselines.train.options_table`, from its dataclass)."""
     sys.path.insert(0, str(ROOT))
-    from icdpo_eval.options import generated_blocks
+    from icdpo_eval.baselines.train import options_table
+    from icdpo_eval.config.options import generated_blocks
 
-    blocks = generated_blocks()
+    return {**generated_blocks(), "train options": options_table()}
+
+
+def main(argv: list[str]) -> int:
+    blocks = all_blocks()
     bad = 0
     for path in doc_files():
         text = path.read_text(encoding="utf-8")

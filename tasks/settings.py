@@ -1,4 +1,4 @@
-"""The task settings of a run (:data:`icdpo_eval.options.TASK_SETTINGS`), handed from the task loaders to the
+"""The task settings of a run (:data:`icdpo_eval.config.options.TASK_SETTINGS`), handed from the task loaders to the
 metric functions: a loader registers the settings it was called with and every row carries their key (column
 ``task_settings``); ``process_results`` copies the key into its metric item and the aggregation reads the
 settings back. (lm-eval gives an aggregation only its items, so the key travels with them.)"""
@@ -11,7 +11,7 @@ from typing import Any
 
 import datasets
 
-from icdpo_eval.options import TASK_SETTINGS, Config
+from icdpo_eval.config.options import TASK_SETTINGS, Config
 
 SETTINGS_FIELD = "task_settings"  # the column naming a row's task settings (a key of _SETTINGS)
 _SETTINGS: dict[str, Config] = {}

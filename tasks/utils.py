@@ -10,7 +10,7 @@ evaluates::
 
 lm-eval 0.4.13 calls ``custom_dataset(**task_metadata, **dataset_kwargs)``; the task metadata is the YAML's
 ``metadata:`` merged with ``--metadata`` and, from the CLI and ``simple_evaluate``, every ``--model_args``
-key. The loader reads the task settings from it (:data:`icdpo_eval.options.TASK_SETTINGS`: the reward
+key. The loader reads the task settings from it (:data:`icdpo_eval.config.options.TASK_SETTINGS`: the reward
 model, the judge, the win-rate sample, ...) and ignores any other keyword; every row carries the key of
 its settings (column ``task_settings``), which the metric functions read back
 (:mod:`icdpo_eval.tasks.settings`). The

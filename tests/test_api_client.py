@@ -99,5 +99,5 @@ def test_imports_only_the_settings_and_errors_of_the_package() -> None:
     tree = ast.parse(Path(mod.__file__).read_text())
     names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     names += [f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names]
-    assert sorted(m for m in names if m.split(".")[0] == "icdpo_eval") == ["icdpo_eval.errors.UserError",
-                                                                          "icdpo_eval.settings"]
+    assert sorted(m for m in names if m.split(".")[0] == "icdpo_eval") == ["icdpo_eval.config.settings",
+                                                                          "icdpo_eval.errors.UserError"]

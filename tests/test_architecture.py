@@ -66,7 +66,8 @@ def test_no_import_cycles():
     assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
 
 
-# the foundation: small modules every layer may use (docs/architecture.md, "The foundation")
+# the foundation: small modules every layer may use (docs/architecture.md, "The foundation"): the package root's
+# cross-cutting helpers and the configuration room's declarations (config/settings, options, names)
 FOUNDATION = {"errors", "settings", "runtime", "names", "options", "api_client", "stats"}
 # what each foundation module may import of ours (nothing else)
 FOUNDATION_DEPS = {
@@ -78,7 +79,8 @@ FOUNDATION_DEPS = {
     "api_client": {"settings", "errors"},
     "stats": set(),
 }
-# layer -> the layers (and foundation modules) it may import (docs/architecture.md's table)
+LOWER = {"models", "baselines", "method", "engine", "data", "judges", "tasks"}
+# room -> the rooms (and foundation modules) it may import (docs/architecture.md's tables)
 LAYERS = {
     "engine": {"engine", "runtime", "errors"},
     "data": {"data"} | FOUNDATION,
@@ -87,15 +89,34 @@ LAYERS = {
     "models": {"models", "method", "engine", "data", "judges"} | FOUNDATION,
     "baselines": {"baselines", "models", "method", "engine", "data", "judges"} | FOUNDATION,
     "tasks": {"tasks", "judges", "data"} | FOUNDATION,
-    "preflight": {"preflight", "_lm_eval_hook", "models", "baselines", "method", "engine", "data", "judges",
-                  "tasks"} | FOUNDATION,
+    "preflight": {"preflight", "_lm_eval_hook"} | LOWER | FOUNDATION,
     "_lm_eval_hook": {"_lm_eval_hook", "preflight"} | FOUNDATION,
+    "gates": {"gates", "errors", "stats"},
+    "report": {"report", "leaderboard", "models.details", "errors"},
+    "prepare": {"prepare", "preflight", "icdpo_eval"} | LOWER | FOUNDATION,  # icdpo_eval: __version__
+    "diagnostics": {"diagnostics", "preflight"} | LOWER | FOUNDATION,
+    "leaderboard": {"leaderboard", "gates", "report", "preflight", "_lm_eval_hook", "icdpo_eval"} | LOWER | FOUNDATION,
 }
+# the package root: its doors and a few cross-cutting helpers, nothing else
+ROOT_MODULES = {"icdpo_eval", "icdpo_eval.cli", "icdpo_eval._lm_eval_hook", "icdpo_eval.errors", "icdpo_eval.runtime",
+                "icdpo_eval.stats", "icdpo_eval.api_client"}
+# rooms only the CLI (and the report's page command, for the leaderboard) may import
+TOOLS = {"leaderboard": {"cli", "leaderboard", "report"}, "gates": {"cli", "gates", "leaderboard"},
+         "prepare": {"cli", "prepare"}, "diagnostics": {"cli", "diagnostics"},
+         "report": {"cli", "report", "leaderboard"}}
 
 
 def layer_of(module: str) -> str:
+    """The rule a module falls under: its room (``config/`` modules by their own name: settings, options, names are
+    foundation, preflight is a layer of its own), ``models.details`` by itself, a root module by its name."""
     parts = module.split(".")
-    return parts[1] if len(parts) > 1 else "icdpo_eval"
+    if len(parts) == 1:
+        return "icdpo_eval"
+    if parts[1] == "config" and len(parts) > 2:
+        return parts[2]
+    if module == "icdpo_eval.models.details":
+        return "models.details"
+    return parts[1]
 
 
 def test_layers():
@@ -104,26 +125,52 @@ def test_layers():
     for m, deps in g.items():
         lay = layer_of(m)
         allowed = FOUNDATION_DEPS.get(lay) if lay in FOUNDATION else LAYERS.get(lay)
-        if allowed is None:  # report/, cli, the package's __init__: anything
+        if lay == "models.details":
+            allowed = LAYERS["models"]
+        if allowed is None:  # cli, the package's __init__, config/__init__: anything
+            assert lay in ("cli", "icdpo_eval", "config"), f"{m} falls under no rule"
             continue
         for d in deps:
-            if layer_of(d) not in allowed | {lay}:
+            dl = layer_of(d)
+            if dl not in allowed | {lay} and not (dl == "models.details" and "models" in allowed):
                 bad.append(f"{m} imports {d}")
     assert not bad, "\n".join(bad)
 
 
-def test_nothing_but_report_and_cli_imports_report():
+def test_tool_rooms_are_imported_only_by_the_cli():
     g = graph()
     bad = [f"{m} imports {d}" for m, deps in g.items() for d in deps
-           if layer_of(d) == "report" and layer_of(m) not in ("report", "cli")]
+           if layer_of(d) in TOOLS and layer_of(m) not in TOOLS[layer_of(d)]]
     assert not bad, "\n".join(bad)
 
 
+def test_the_root_holds_only_the_doors_and_the_helpers():
+    root = {m for m in modules() if m.count(".") <= 1 and m not in SOURCES.keys() - {"icdpo_eval"}
+            and not (ROOT / "icdpo_eval" / m.split(".")[-1]).is_dir()}
+    assert root == ROOT_MODULES, sorted(root ^ ROOT_MODULES)
+    assert not (ROOT / "icdpo_eval" / "report" / "bench.py").exists() and (ROOT / "benchmarks" / "engine.py").is_file()
+
+
+def test_the_report_and_the_gates_never_import_torch():
+    """Run time, not the source: importing every module of report/ and gates/ (and what they import) loads no torch."""
+    import subprocess
+    import sys
+
+    mods = sorted(m for m in modules() if layer_of(m) in ("report", "gates"))
+    heavy = "('torch', 'transformers')"
+    code = f"import sys; import {', '.join(mods)}; print(sorted(m for m in {heavy} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout
+
+
 def test_the_rules_are_the_documented_ones():
-    """Every layer named in docs/architecture.md's table has a rule here, and the other way round."""
+    """Every room named in docs/architecture.md's tables has a rule here, and the other way round."""
     doc = (ROOT / "docs" / "architecture.md").read_text()
     for lay in [*LAYERS, *FOUNDATION]:
         assert f"`{lay}" in doc or f"/{lay}" in doc or f"{lay}.py" in doc, f"docs/architecture.md does not name {lay}"
+    for room in ("leaderboard/", "gates/", "report/", "prepare/", "diagnostics/", "config/"):
+        assert f"`icdpo_eval/{room}`" in doc, room
 
 
 def test_the_checker_sees_imports():
@@ -131,5 +178,5 @@ def test_the_checker_sees_imports():
     assert "icdpo_eval.engine.sampling" in g["icdpo_eval.engine.engine"]
     assert "icdpo_eval.data.hh" in g["icdpo_eval.judges.reward_model"]
     assert "icdpo_eval.method.scorers" in g["icdpo_eval.baselines.dpo"]
-    assert "icdpo_eval.options" in g["icdpo_eval.models.icdpo"]
-    assert layer_of("icdpo_eval.options") == "options" and layer_of("icdpo_eval.engine.engine") == "engine"
+    assert "icdpo_eval.config.options" in g["icdpo_eval.models.icdpo"]
+    assert layer_of("icdpo_eval.config.options") == "options" and layer_of("icdpo_eval.engine.engine") == "engine"

@@ -11,7 +11,7 @@ from fake_openai_server import FakeOpenAIServer, Reply
 from icdpo_eval import cli
 from icdpo_eval.data.datasets import demo_pool
 from icdpo_eval.method.demos import DemoStore, apply_borrowed
-from icdpo_eval.report import borrow
+from icdpo_eval.prepare import borrow
 
 
 def run(argv: list[str]) -> int:

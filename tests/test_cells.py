@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
+from icdpo_eval import leaderboard as lb
 from icdpo_eval.engine import Sample, SamplingParams
+from icdpo_eval.leaderboard import cells as C
 from icdpo_eval.method.candidates import CandidateStore
-from icdpo_eval.report import cells as C
-from icdpo_eval.report import leaderboard as lb
 
 
 def _cell(row: str, model: str, **args) -> lb.Cell:
@@ -38,6 +39,7 @@ def _sample(i: int) -> Sample:
 
 class FakeEngine:
     weights_key = ("fake", "torch.float32", "cpu")
+    kernels = SimpleNamespace(key=lambda: "auto@this-machine")  # the decode kernels' choice (engine/kernels.py)
 
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
@@ -63,8 +65,13 @@ def test_candidates_are_drawn_once_and_keyed_by_what_determines_them(tmp_path):
     eng.weights_key = ("another model",)
     store.sample(eng, ["a"], 3, params=p, seeds=[1])
     assert eng.calls[-1] == ["a"] and len(eng.calls) == 6
+    eng.weights_key = FakeEngine.weights_key  # the same model on another machine's kernels: drawn again
+    eng.kernels = SimpleNamespace(key=lambda: "auto@another-machine")
+    store.sample(eng, ["a"], 3, params=p, seeds=[1])
+    assert eng.calls[-1] == ["a"] and len(eng.calls) == 7
     # a second process (another connection) sees the stored candidates
-    assert CandidateStore(tmp_path / "c.sqlite").get(store.key(FakeEngine.weights_key, "a", 3, 1, p)) == first[0]
+    key = store.key((FakeEngine.weights_key, FakeEngine.kernels.key()), "a", 3, 1, p)
+    assert CandidateStore(tmp_path / "c.sqlite").get(key) == first[0]
 
 
 def _spec(tmp_path: Path, rows: str, head: str = "") -> Path:

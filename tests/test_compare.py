@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from icdpo_eval.report import compare as cmp
-from icdpo_eval.report.leaderboard import CSV_FIELDS
+from icdpo_eval.gates import compare as cmp
+from icdpo_eval.leaderboard import CSV_FIELDS
 
 BASE_ROWS = [
     {"row": "Base", "task": "hh_harmless_mini", "value": -10.0, "ci_low": -14.0, "ci_high": -6.0},

@@ -146,7 +146,7 @@ def shrink(argv: list[str]) -> list[str]:
 
 def prepared(cmd: str) -> tuple[dict[str, str], list[str]]:
     """The command's environment assignments and its argv (embedded paths substituted, repo paths absolute)."""
-    from icdpo_eval import names
+    from icdpo_eval.config import names
 
     cmd = re.sub(r"\$\(icdpo-eval models path (\w+)\)", lambda m: names.resolve(f"embedded:{m.group(1)}"), cmd)
     argv = shlex.split(cmd, comments=True)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from icdpo_eval.gates.exact import compare_documents, load_documents
+from icdpo_eval.leaderboard import load_spec, run_leaderboard
 from icdpo_eval.method.scorers import ContrastiveScorer
-from icdpo_eval.report.exact_gate import compare_documents, load_documents
-from icdpo_eval.report.leaderboard import load_spec, run_leaderboard
 
 pytestmark = [pytest.mark.real, pytest.mark.usefixtures("baseline_threads")]
 

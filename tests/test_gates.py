@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from icdpo_eval.report import compare as C
-from icdpo_eval.report.exact_gate import (
+from icdpo_eval.gates import compare as C
+from icdpo_eval.gates.exact import (
     GateError,
     compare_documents,
     document_rows,
     first_difference,
     load_documents,
 )
-from icdpo_eval.report.leaderboard import load_spec
+from icdpo_eval.leaderboard import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -208,5 +208,10 @@ def test_exact_gate_tolerates_float32_noise_relative_to_a_term_but_not_a_planted
     assert compare_documents({("R", "t", "0"): {**diff_base[("R", "t", "0")], "scores": [1.9493]}}, diff_base)[0] == 1
     assert compare_documents(noisy, base)[0] == 0
     assert compare_documents(noisy, base, rtol=0.0)[0] == 1  # seen red without the relative part
+    # seen on a clean clone whose kernel probe ran under load: ICDPO's sampled term moved by 2.7e-6 of its size
+    small = {("R", "t", "0"): {"response": "a", "reward": 0.5, "scores": [1.0], "index": 0,
+                               "terms": {"plus": [-8.77802171863732]}}}
+    moved = {("R", "t", "0"): {**small[("R", "t", "0")], "terms": {"plus": [-8.778045579121681]}}}
+    assert compare_documents(moved, small)[0] == 0 and compare_documents(moved, small, rtol=2e-6)[0] == 1
     code, report = compare_documents(planted, base)
     assert code == 1 and "candidate scores differ at 1 of 2" in report

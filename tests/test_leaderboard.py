@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from _rm_checks import check_rm_reward, rm_items
 
+from icdpo_eval import leaderboard as lb
 from icdpo_eval.errors import UserError
-from icdpo_eval.report import leaderboard as lb
+from icdpo_eval.leaderboard import board
 
 SPEC = """
 name: toy
@@ -64,8 +65,8 @@ def no_model(monkeypatch: pytest.MonkeyPatch) -> None:
 def no_chart(no_model: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """For the tests that check no chart: the PNG chart and the HTML page (matplotlib, seconds per run) are not
     drawn. test_outputs_layout_total_and_png and test_one_cell_leaderboard draw them."""
-    monkeypatch.setattr(lb, "write_png", lambda *a, **k: None)
-    monkeypatch.setattr(lb, "write_page", lambda *a, **k: None)
+    monkeypatch.setattr(board, "write_png", lambda *a, **k: None)
+    monkeypatch.setattr(board, "write_page", lambda *a, **k: None)
 
 
 @pytest.fixture
@@ -174,7 +175,7 @@ def test_total_is_the_pooled_mean_over_documents(spec: lb.Spec, tmp_path: Path, 
 
 
 def test_embedded_names_reach_a_foreign_model_as_folders(monkeypatch: pytest.MonkeyPatch) -> None:
-    from icdpo_eval import names, preflight
+    from icdpo_eval.config import names, preflight
     from icdpo_eval.data import embedded
 
     monkeypatch.setattr(embedded, "base_model_path", lambda: Path("/cache/gemma"))
@@ -193,6 +194,11 @@ def test_bad_spec(tmp_path: Path) -> None:
         lb.load_spec(p)
     p.write_text("tasks: [t]\nrows:\n  - {name: A, model: icdpo, model_args: {x: '${undefined}'}}\n")
     with pytest.raises(lb.SpecError, match="undefined"):
+        lb.load_spec(p)
+    # an adapter's training options pass the same checks as `icdpo-eval train`'s (one declaration), at load time
+    p.write_text("tasks: [hh_harmless_mini]\nadapters:\n  a: {method: dpo, rank: 0}\n"
+                 "rows:\n  - {name: A, model: dpo, model_args: {adapter: 'trained:a'}}\n")
+    with pytest.raises(lb.SpecError, match="adapter 'a': --rank must be >= 1"):
         lb.load_spec(p)
 
 

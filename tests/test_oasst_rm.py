@@ -176,8 +176,8 @@ def test_fp32_by_default_bf16_on_request(rm_paths, judges):
 
 
 def test_rm_dtype_is_a_task_setting_and_judges_load_once(rm_paths, monkeypatch):
+    from icdpo_eval.config.options import TASK_SETTINGS
     from icdpo_eval.errors import OptionError
-    from icdpo_eval.options import TASK_SETTINGS
 
     monkeypatch.setattr(rmod, "_JUDGES", {})
     cfg = TASK_SETTINGS.parse({"rm": str(rm_paths["last"]), "rm_dtype": "bf16"}, where="task setting")

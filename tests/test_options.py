@@ -1,4 +1,4 @@
-"""One declared configuration: each option is declared once (icdpo_eval.options), the docs' tables are generated
+"""One declared configuration: each option is declared once (icdpo_eval.config.options), the docs' tables are generated
 from the declarations, and the environment variables the package reads are exactly the documented ones."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from icdpo_eval import options, settings
+from icdpo_eval.config import options, settings
 from icdpo_eval.errors import OptionError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,7 +26,7 @@ def _sync_docs():
 
 def test_docs_tables_equal_the_declarations():
     sync = _sync_docs()
-    blocks = options.generated_blocks()
+    blocks = sync.all_blocks()
     seen = set()
     for path in sync.doc_files():
         text = path.read_text(encoding="utf-8")
@@ -35,7 +35,7 @@ def test_docs_tables_equal_the_declarations():
                           "python scripts/sync_docs.py"
         seen |= {m.group("name") for m in sync.BLOCK.finditer(text)}
     # every model's table, the task settings and the environment are in the docs
-    assert {f"options {m}" for m in options.MODELS} | {"task settings", "environment"} <= seen
+    assert {f"options {m}" for m in options.MODELS} | {"task settings", "environment", "train options"} <= seen
 
 
 def test_a_changed_doc_table_is_caught():
@@ -60,9 +60,9 @@ def _env_reads(path: Path) -> list[str]:
 
 def test_the_environment_is_read_in_the_settings_module_only():
     reads = [r for src in SOURCES for p in sorted(src.rglob("*.py")) for r in _env_reads(p)]
-    assert all(r.startswith("icdpo_eval/settings.py:") for r in reads), reads
+    assert all(r.startswith("icdpo_eval/config/settings.py:") for r in reads), reads
     # settings.py reads each variable by name through _get (declared) or check_moved (the moved ones)
-    text = (ROOT / "icdpo_eval" / "settings.py").read_text()
+    text = (ROOT / "icdpo_eval" / "config" / "settings.py").read_text()
     read_by_name = set(re.findall(r'_get\("([A-Z_]+)"\)', text))
     assert read_by_name == settings.NAMES, (read_by_name ^ settings.NAMES)
     assert not set(settings.MOVED) & settings.NAMES

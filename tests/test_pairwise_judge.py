@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from fake_openai_server import FakeOpenAIServer, Reply, shown_pair
 
+from icdpo_eval.config.options import TASK_SETTINGS
 from icdpo_eval.errors import OptionError
 from icdpo_eval.judges.cache import VerdictCache
 from icdpo_eval.judges.pairwise import (
@@ -21,7 +22,6 @@ from icdpo_eval.judges.pairwise import (
     judge_for,
     parse_verdict,
 )
-from icdpo_eval.options import TASK_SETTINGS
 
 KEY = "sk-test-secret-123"
 FAST = {"backoff_base": 0.01, "backoff_cap": 0.05, "timeout": 5.0}

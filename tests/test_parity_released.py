@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import SHARED_DATA, require_shared
 
-from icdpo_eval.report.show_prompt import contexts, load_doc
+from icdpo_eval.diagnostics.show_prompt import contexts, load_doc
 
 TASK = "hh_harmless_mini"
 REFERENCE = SHARED_DATA.parent / "fidelity" / "released_reference.json"

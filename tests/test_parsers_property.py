@@ -22,11 +22,12 @@ import pytest
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
+from icdpo_eval import leaderboard as lb
 from icdpo_eval.data import datasets as D
 from icdpo_eval.data.hh import ASSISTANT, HUMAN, DataError, hh_to_turns, split_dialogue
+from icdpo_eval.gates import compare
+from icdpo_eval.gates import exact as exact_gate
 from icdpo_eval.method.demos import apply_borrowed
-from icdpo_eval.report import compare, exact_gate
-from icdpo_eval.report import leaderboard as lb
 from icdpo_eval.tasks import rank
 
 SETTINGS = settings(max_examples=150, deadline=None, database=None,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from icdpo_eval.data.hh import DataError
-from icdpo_eval.report.ranking import RowJudgment, copeland_order, judge_orders, rank_row
+from icdpo_eval.prepare.rank_set import RowJudgment, copeland_order, judge_orders, rank_row
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
@@ -165,7 +165,7 @@ def test_rank_set_loader_errors(tmp_path, monkeypatch):
 def test_build_rank_set_fails_loudly_when_the_judge_answers_nothing(judge_env, monkeypatch, tmp_path):
     """Every judge answer unparsable: no rank set is written and the command fails naming the counts."""
     from icdpo_eval.judges.pairwise import JudgeError
-    from icdpo_eval.report import ranking
+    from icdpo_eval.prepare import rank_set as ranking
 
     monkeypatch.setattr(ranking, "judge_orders", lambda *a, **k: ([RowJudgment(None, [])] * 2, "bad-judge", 2))
     out = tmp_path / "rank.jsonl"

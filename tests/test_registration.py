@@ -80,7 +80,7 @@ def _fresh_modules(monkeypatch, hook_installed: bool = True):
 
     if not hook_installed:
         monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if not isinstance(f, hook._Finder)])
-    start = {"icdpo_eval", "icdpo_eval._lm_eval_hook", "icdpo_eval.settings", "icdpo_eval.errors"}
+    start = {"icdpo_eval", "icdpo_eval._lm_eval_hook", "icdpo_eval.config.settings", "icdpo_eval.errors"}
     saved = dict(sys.modules)
     hidden = [k for k in saved if k.split(".")[0] in ("lm_eval", "icdpo_eval") and k not in start]
     asked: set[str] = set()
@@ -231,7 +231,7 @@ def test_task_manager_wrapper_binds_the_real_signature():
 def test_entry_point_declared():
     from importlib.metadata import entry_points
 
-    from icdpo_eval.options import MODELS, TARGETS
+    from icdpo_eval.config.options import MODELS, TARGETS
 
     eps = {ep.name: ep.value for ep in entry_points(group="lm_eval.models")}
     assert eps == TARGETS  # pyproject's entry points = the hook's placeholders, name for name

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import in_ci
 
+from icdpo_eval import leaderboard as lb
 from icdpo_eval.report import html, pages
-from icdpo_eval.report import leaderboard as lb
 
 HOSTILE = "<script>window.__pwned = 1</script></textarea><img src=x onerror=\"window.__pwned = 2\">&amp;"
 

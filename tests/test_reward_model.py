@@ -75,7 +75,7 @@ def test_resolve_explicit_name_unchanged(monkeypatch):
 
 
 def test_the_old_rm_variable_is_an_error_naming_the_setting(monkeypatch):
-    from icdpo_eval import settings
+    from icdpo_eval.config import settings
 
     monkeypatch.setenv("ICDPO_RM", "my/rm")
     with pytest.raises(settings.MovedVariableError, match="ICDPO_RM is no longer read.*--metadata '{\"rm\""):
@@ -154,7 +154,7 @@ def test_process_results_and_aggregate(monkeypatch, caplog):
 
 
 def test_aggregate_reads_the_rm_from_the_task_settings(monkeypatch):
-    from icdpo_eval.options import TASK_SETTINGS
+    from icdpo_eval.config.options import TASK_SETTINGS
     from icdpo_eval.tasks import metrics
     from icdpo_eval.tasks.settings import SETTINGS_FIELD, register_settings
 

@@ -11,10 +11,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from icdpo_eval.config.options import BATCH_SIZE, RESUME, SEED, Option, Options
 from icdpo_eval.errors import OptionError
 from icdpo_eval.models import journal as J
 from icdpo_eval.models.base import MethodLM
-from icdpo_eval.options import BATCH_SIZE, RESUME, SEED, Option, Options
 
 ACCELERATE = str(Path(sys.executable).parent / "accelerate")
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from icdpo_eval import preflight
-from icdpo_eval.report import leaderboard as lb
+from icdpo_eval import leaderboard as lb
+from icdpo_eval.config import preflight
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "leaderboards").glob("*.yaml"))

@@ -69,7 +69,7 @@ def test_turn_markers_are_one_list():
     """The YAMLs' `until` lists (lm-eval needs them literally) equal icdpo_eval.method.prompts.TURN_MARKERS."""
     from lm_eval.tasks._yaml_loader import load_yaml
 
-    from icdpo_eval.options import tasks_dir
+    from icdpo_eval.config.options import tasks_dir
 
     for name in ("_icdpo_template.yaml", "synthetic_gpt.yaml"):
         cfg = load_yaml(tasks_dir() / name, resolve_func=False, recursive=False)
@@ -92,6 +92,29 @@ def test_hh_helpful_missing_local_file(tmp_path, monkeypatch):
         _build("hh_helpful").test_docs()
 
 
+def test_our_yaml_reader_reads_every_task_as_lm_eval_does():
+    """preflight reads our task YAMLs without lm-eval's private loader; lm-eval's own (the reference, used here
+    only) reads every file the same way: includes merged, local keys winning, ``!function`` names kept."""
+    from lm_eval.tasks._yaml_loader import load_yaml
+
+    from icdpo_eval._lm_eval_hook import tasks_dir
+    from icdpo_eval.config.preflight import read_task_yaml
+
+    def plain(v):  # lm-eval prefixes an unresolved function's name with the file's folder
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [plain(x) for x in v]
+        return v.removeprefix(f"{tasks_dir()}/") if isinstance(v, str) else v
+
+    paths = sorted(tasks_dir().glob("*.yaml"))
+    assert len(paths) > 10
+    for path in paths:
+        ours, theirs = read_task_yaml(path), plain(load_yaml(path, resolve_func=False))
+        theirs.pop("include", None)
+        assert ours == theirs, path.name
+
+
 def test_generation_lengths_as_released():
     """Released scripts: 128 new tokens for HH-RLHF, 200 for SyntheticGPT; the rest of the kwargs shared."""
     from lm_eval.tasks._yaml_loader import load_yaml
@@ -104,6 +127,10 @@ def test_generation_lengths_as_released():
     syn, hh = gen("synthetic_gpt"), gen("hh_harmless")
     assert syn["max_gen_toks"] == 200 and hh["max_gen_toks"] == 128 and gen("hh_helpful")["max_gen_toks"] == 128
     assert {k: v for k, v in syn.items() if k != "max_gen_toks"} == {k: v for k, v in hh.items() if k != "max_gen_toks"}
+    # the one place the code reads them from (preflight, borrowing, rank sets) agrees with every task's YAML
+    for name in GENERATION_TASKS:
+        limits = D.task_limits(name)
+        assert (gen(name)["max_gen_toks"], gen(name)["top_p"]) == (limits.max_gen_toks, limits.top_p), name
 
 
 # -- the task folder reads like lm-eval's: one loader, one winrate template, one import route ----------------------

@@ -31,11 +31,30 @@ def test_parser_defaults():
     assert tr.DEFAULT_LR == {"sft": 2e-4, "dpo": 5e-5}
 
 
+def test_one_declaration_is_the_cli_and_the_checks():
+    """Every TrainOptions field is a flag (both spellings), with the dataclass's default; the same checks run for
+    the CLI and for a leaderboard spec's adapters."""
+    from dataclasses import MISSING, fields
+
+    a = parse(["sft", "--out", "x", "--max-steps", "3", "--grad_accum", "2", "--targets", "q_proj", "v_proj"])
+    assert (a.max_steps, a.grad_accum, a.targets) == (3, 2, ["q_proj", "v_proj"])
+    d = parse(["sft", "--out", "x"])
+    for f in fields(tr.TrainOptions):
+        if f.name == "out":
+            continue
+        want = f.default_factory() if f.default is MISSING else f.default
+        assert getattr(d, f.name) == want, f.name
+    with pytest.raises(tr.TrainError, match="--rank must be >= 1"):
+        tr.TrainArgs(method="dpo", out="x", rank=0)
+
+
 @pytest.mark.parametrize("extra,match", [
     (["--task", "hh_nope"], "--task 'hh_nope' is not one of: hh, hh_harmless, hh_helpful"),
     (["--demo-pool", "EMPTY"], "training pool .* is empty"),
     (["--out", "FILE/sub"], "is not a writable folder"),
     (["--rank", "0"], "--rank must be >= 1"),
+    (["--dropout", "1.5"], r"--dropout must be in \[0, 1\)"),
+    (["--max_pairs", "0"], "--max-pairs must be >= 1"),
 ])
 def test_clear_errors(tmp_path, capsys, extra, match):
     (tmp_path / "empty.jsonl").write_text("")

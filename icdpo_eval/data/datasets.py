@@ -39,7 +39,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from icdpo_eval import settings
+from icdpo_eval.config import settings
 from icdpo_eval.data.hh import (  # noqa: F401
     ASSISTANT,
     DataError,
@@ -52,7 +52,7 @@ from icdpo_eval.data.hh import (  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-DATA_ENV = "ICDPO_DATA_DIR"  # read through icdpo_eval.settings.data_dir()
+DATA_ENV = "ICDPO_DATA_DIR"  # read through icdpo_eval.config.settings.data_dir()
 MINI_DIR = Path(__file__).parent / "hh_harmless_mini"
 HH_SUBSETS = ("harmless-base", "helpful-base")
 # hub datasets load at a pinned commit (recorded in the tasks' metadata, hence in every results file);
@@ -60,8 +60,29 @@ HH_SUBSETS = ("harmless-base", "helpful-base")
 HUB_REVISIONS: dict[str, str] = {"Anthropic/hh-rlhf": "09be8c5bbc57cb3887f3a9732ad6aa7ec602a1fa"}
 SYNTHETIC_SPLITS = ("train", "dev", "test")
 SYNTHETIC_SEED = 42
-# (max prompt tokens, max response tokens), from the paper
+# The paper's limits per dataset, in one place: the length filters (max prompt / response tokens) and what its
+# tasks sample with (at most `response` new tokens, top-p 0.8). The task YAMLs state the same generation settings
+# (lm-eval reads YAML, not Python): tests/test_tasks.py checks every task's YAML against task_limits().
+TOP_P = 0.8
 LENGTH_LIMITS: dict[str, tuple[int, int]] = {"hh-rlhf": (320, 128), "synthetic-gpt": (128, 200)}
+
+
+class TaskLimits(NamedTuple):
+    prompt: int  # max prompt tokens (length filter)
+    response: int  # max response tokens (length filter) = max new tokens a task samples
+    top_p: float = TOP_P
+
+    @property
+    def max_gen_toks(self) -> int:
+        return self.response
+
+
+def task_limits(task: str | None) -> TaskLimits:
+    """The limits of ``task``'s dataset (:data:`TASK_DEFAULTS`); HH-RLHF's for a task we do not know (the mini set,
+    a user's pool)."""
+    t = TASK_DEFAULTS.get(task or "")
+    dataset = t.dataset if t is not None and t.dataset in LENGTH_LIMITS else "hh-rlhf"
+    return TaskLimits(*LENGTH_LIMITS[dataset])
 
 OnError = Literal["raise", "skip"]
 Row = dict[str, str]

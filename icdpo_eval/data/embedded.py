@@ -9,7 +9,7 @@
 Conversions are cached under ``$ICDPO_CACHE_DIR`` (default ``~/.cache/icdpo_eval``) and reused;
 a file lock keeps two processes from converting at once and a folder is renamed into place only when
 complete (:mod:`icdpo_eval.runtime`). The names users write (``embedded:base`` / ``teacher`` / ``sbert``)
-are in :mod:`icdpo_eval.names`.
+are in :mod:`icdpo_eval.config.names`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from icdpo_eval import settings
+from icdpo_eval.config import settings
 from icdpo_eval.errors import UserError
 from icdpo_eval.runtime import atomic_write, atomic_write_dir, locked
 
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 def cache_dir() -> Path:
-    """The package's cache folder (``$ICDPO_CACHE_DIR``, see :mod:`icdpo_eval.settings`)."""
+    """The package's cache folder (``$ICDPO_CACHE_DIR``, see :mod:`icdpo_eval.config.settings`)."""
     return settings.cache_dir()
 
 

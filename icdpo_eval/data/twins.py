@@ -8,7 +8,7 @@ produce gibberish: they test plumbing, equalities and bookkeeping (cached scores
 every model kind through the CLI, leaderboards, resume), never a method's quality.
 
 ``icdpo-eval models twins DIR`` writes ``DIR/base``, ``DIR/teacher`` and ``DIR/sbert``;
-``ICDPO_EMBEDDED_DIR=DIR`` (:mod:`icdpo_eval.settings`) makes the names ``embedded:base`` / ``teacher`` /
+``ICDPO_EMBEDDED_DIR=DIR`` (:mod:`icdpo_eval.config.settings`) makes the names ``embedded:base`` / ``teacher`` /
 ``sbert`` resolve to them (recorded in every run's results). The tests build them once per session.
 Building needs the real embedded models' configs and tokenizers (converted once, cached); the weights are
 seeded, so the same versions of torch and transformers build the same twins.

@@ -1,9 +1,12 @@
-"""The hot path: prefix-cached sampling and log-probs on one causal LM (:mod:`.engine`), and the sampling
-policy it draws with (:mod:`.sampling`). Imports nothing of icdpo_eval but :mod:`icdpo_eval.runtime` (device
-and dtype resolution)."""
+"""The hot path: prefix-cached sampling and log-probs on one causal LM (:mod:`.engine`), the sampling policy it draws
+with (:mod:`.sampling`), the decode step's kernel strategy it is given (:mod:`.kernels`) and the loading of weights
+and tokenizers it runs on (:mod:`.loading`). Imports nothing of icdpo_eval but :mod:`icdpo_eval.runtime` (device
+and dtype resolution) and :mod:`icdpo_eval.errors`."""
 
-from icdpo_eval.engine.engine import WEIGHTS, Engine, Sample, Session, weights_key
+from icdpo_eval.engine.engine import Engine, Sample, Session
+from icdpo_eval.engine.kernels import DecodeKernels
+from icdpo_eval.engine.loading import WEIGHTS, load_weights, weights_key
 from icdpo_eval.engine.sampling import SamplingParams, row_generator, stable_seed, top_p_choice
 
-__all__ = ["WEIGHTS", "Engine", "Sample", "SamplingParams", "Session", "row_generator", "stable_seed", "top_p_choice",
-           "weights_key"]
+__all__ = ["WEIGHTS", "DecodeKernels", "Engine", "Sample", "SamplingParams", "Session", "load_weights",
+           "row_generator", "stable_seed", "top_p_choice", "weights_key"]

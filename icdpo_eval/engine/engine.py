@@ -23,20 +23,21 @@ score them" over this one class. What it guarantees:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
-import types
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
 
+from icdpo_eval.engine.kernels import DecodeKernels
+from icdpo_eval.engine.loading import CACHE_ARG, WEIGHTS, FastTokenizer, cache_of, load_weights, weights_key
 from icdpo_eval.engine.sampling import SamplingParams, row_generator, stable_seed, top_p_choice
 from icdpo_eval.runtime import resolve_device, resolve_dtype, tokenizer
 
 log = logging.getLogger(__name__)
+
 
 @dataclass
 class Sample:
@@ -115,393 +116,15 @@ def _merge_left_padded(caches: list, width: int):
     return first
 
 
-def _forward_params(fn: Any) -> set[str]:
-    import inspect
-
-    try:
-        return set(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):
-        return set()
-
-
-def _cache_arg() -> str:
-    """transformers >= 5.24 names the KV cache ``cache`` (``past_key_values`` is deprecated, removed in 5.40)."""
-    from transformers.models.llama.modeling_llama import LlamaForCausalLM
-
-    return "cache" if "cache" in _forward_params(LlamaForCausalLM.forward) else "past_key_values"
-
-
-_CACHE_ARG = _cache_arg()
-
-
-def _cache_of(out: Any) -> Any:
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else getattr(out, "past_key_values", None)
-
-
-def _onednn_usable(weight: torch.Tensor) -> bool:
-    """oneDNN's linear kernel applies: fp32 weights on the CPU and a torch built with it."""
-    return (weight.device.type == "cpu" and weight.dtype == torch.float32 and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
-
-
-def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear(x, weight, bias)`` computed by oneDNN (the kernel torch's compiler uses on the CPU)."""
-    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-
-
-def _choices_path(kind: str, ident: str) -> Any:
-    """Where the layout choices measured on this machine (CPU model, cores, threads, torch) are saved."""
-    import hashlib
-    import os
-    import platform
-
-    from icdpo_eval import runtime
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), cpu)
-    except OSError:
-        pass
-    key = f"{cpu}|{os.cpu_count()}|{torch.get_num_threads()}|{torch.__version__}|{ident}"
-    return runtime.cache_path(kind, hashlib.sha256(key.encode()).hexdigest()[:16] + ".json")
-
-
-def _load_choices(kind: str, ident: str) -> dict[int, str]:
-    import json
-
-    try:
-        return {int(k): str(v) for k, v in json.loads(_choices_path(kind, ident).read_text()).items()}
-    except (OSError, ValueError, AttributeError):
-        return {}
-
-
-def _save_choices(kind: str, ident: str, choice: dict[int, str]) -> None:
-    import json
-
-    from icdpo_eval import runtime
-
-    path = _choices_path(kind, ident)
-    with runtime.locked(path):
-        merged = {**_load_choices(kind, ident), **choice}
-        runtime.atomic_write(path, lambda fh: json.dump({str(k): v for k, v in sorted(merged.items())}, fh))
-
-
-_DECODE_KERNEL: Any = None  # the linear kernel of the trunk's layers inside an engine's decode step; None: F.linear
-
-
-def _dispatch_linear(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    """``forward`` of a trunk linear layer (bound to it by :class:`TrunkLinears`)."""
-    kernel = _DECODE_KERNEL
-    if kernel is None:
-        return torch.nn.functional.linear(x, self.weight, self.bias)
-    return kernel(x, self.weight, self.bias)
-
-
-class TrunkLinears:
-    """The trunk's linear layers (attention and MLP projections) on a decode step, in the faster exact kernel for
-    that many rows: BLAS's ``F.linear`` (what transformers calls) or oneDNN's linear on the same weights. Both are
-    timed on this machine the first time a row count is seen (on inputs of the layers' shapes, best of 3) and the
-    choice is saved beside :class:`LMHead`'s. Only the engine's decode steps switch kernel: prefill, scoring,
-    training and HF ``generate`` on the same weights run ``F.linear`` as before. Nothing is copied (the layers'
-    ``forward`` is rebound; a deep copy of the model rebinds to the copy's layers)."""
-
-    KINDS = {"linear": torch.nn.functional.linear, "onednn": _onednn_linear}
-
-    def __init__(self, modules: list[torch.nn.Linear]) -> None:
-        self.modules = modules
-        self.ident = "|".join(f"{tuple(m.weight.shape)}" for m in modules) + f"|{','.join(self.KINDS)}"
-        self.choice: dict[int, str] = _load_choices("trunk_linears", self.ident)
-        self.timings: dict[int, dict[str, float]] = {}
-        for m in modules:
-            m.forward = types.MethodType(_dispatch_linear, m)
-
-    @classmethod
-    def attach(cls, trunk: Any, device: torch.device) -> TrunkLinears | None:
-        """The trunk's :class:`TrunkLinears` (one per model, shared by the engines over it), or None where
-        there is no choice to make (not the CPU, not fp32, no oneDNN, no plain linear layer)."""
-        if device.type != "cpu" or trunk is None:
-            return None
-        if getattr(trunk, "_icdpo_trunk_linears", None) is None:
-            mods = [m for m in trunk.modules() if type(m) is torch.nn.Linear]
-            if not mods or not all(_onednn_usable(m.weight) for m in mods):
-                return None
-            trunk._icdpo_trunk_linears = cls(mods)
-        return trunk._icdpo_trunk_linears
-
-    def _time(self, kernel: Any, xs: dict[int, torch.Tensor]) -> float:
-        import time
-
-        t0 = time.perf_counter()
-        for m in self.modules:
-            kernel(xs[m.in_features], m.weight, m.bias)
-        return time.perf_counter() - t0
-
-    def _choose(self, rows: int) -> str:
-        xs = {m.in_features: torch.randn(rows, 1, m.in_features) for m in self.modules}
-        times: dict[str, float] = {k: float("inf") for k in self.KINDS}
-        for kernel in self.KINDS.values():
-            self._time(kernel, xs)  # warm-up
-        for _ in range(3):
-            for name, kernel in self.KINDS.items():
-                times[name] = min(times[name], self._time(kernel, xs))
-        self.timings[rows] = {k: v * 1000 for k, v in times.items()}
-        return min(times, key=times.__getitem__)
-
-    @contextlib.contextmanager
-    def decode(self, rows: int) -> Any:
-        """Within: the trunk's linear layers run the kernel chosen for ``rows`` rows."""
-        global _DECODE_KERNEL
-        if rows not in self.choice:
-            with torch.inference_mode():
-                self.choice[rows] = self._choose(rows)
-            _save_choices("trunk_linears", self.ident, {rows: self.choice[rows]})
-        prev, _DECODE_KERNEL = _DECODE_KERNEL, self.KINDS[self.choice[rows]]
-        try:
-            yield
-        finally:
-            _DECODE_KERNEL = prev
-
-
-class LMHead:
-    """The vocabulary projection of a decode step (``rows`` hidden states -> ``rows`` x V logits), computed in the
-    fastest exact layout for the row count at hand, chosen by measurement on this machine.
-
-    The layouts are the same products in another memory order or kernel, no approximation: ``linear``
-    (``F.linear(h, W)``, what transformers does), ``wh`` (``W @ h.T``: the head streamed once as the left operand,
-    which BLAS handles well for few rows), both over blocks of 8192 vocabulary rows (views of W, written into one
-    output), and ``onednn`` (oneDNN's linear kernel on the same fp32 weights, where torch has it: on some CPUs,
-    e.g. AMD EPYC, BLAS's few-row product runs far below the memory bandwidth and oneDNN's does not). None
-    copies the weights (extra memory: the logits only). The first time a row count is seen, each layout is timed
-    on the real hidden states (after a warm-up) and the fastest kept; the choice is saved under the cache dir
-    for this machine (CPU, threads, torch, head shape), so later runs compute the same logits without probing again
-    (a choice that differs in the last float bits could otherwise flip a top-p boundary between runs). On CUDA the
-    plain ``F.linear`` is kept (cuBLAS picks its own kernels). :attr:`timings` holds the probe's ms per layout."""
-
-    BLOCK = 8192
-
-    def __init__(self, weight: torch.Tensor, softcap: float | None, probe: bool) -> None:
-        self.weight = weight
-        self.softcap = softcap
-        self.probe = probe
-        self.layouts = {"linear": self._linear, "wh": self._wh, "linear_blocks": self._linear_blocks,
-                        "wh_blocks": self._wh_blocks}
-        if _onednn_usable(weight):
-            self.layouts["onednn"] = self._onednn
-        self.choice: dict[int, str] = self._saved() if probe else {}
-        self.timings: dict[int, dict[str, float]] = {}
-
-    @classmethod
-    def split(cls, model: Any, device: torch.device) -> tuple[Any, LMHead | None]:
-        """(trunk, head) when the model is a decoder trunk + a bias-free linear head (most causal LMs), else
-        (None, None): the engine then calls the whole model."""
-        prefix = getattr(model, "base_model_prefix", "model")
-        trunk = getattr(model, prefix, None)
-        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-        if (trunk is None or not isinstance(head, torch.nn.Linear) or head.bias is not None
-                or type(model).__name__.startswith("Peft") or not isinstance(trunk, torch.nn.Module)):
-            return None, None
-        if "logits_to_keep" not in _forward_params(type(model).forward):  # an unusual head path: the model's own
-            return None, None
-        if getattr(model, "_icdpo_lm_head", None) is None:  # engines sharing weights share the head's measurements
-            softcap = getattr(model.config, "final_logit_softcapping", None)
-            model._icdpo_lm_head = cls(head.weight, softcap, probe=device.type == "cpu")
-        return trunk, model._icdpo_lm_head
-
-    # the layouts -------------------------------------------------------------------------------------------
-    def _linear(self, h: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.linear(h, self.weight)
-
-    def _wh(self, h: torch.Tensor) -> torch.Tensor:
-        return torch.mm(self.weight, h.t()).t()
-
-    def _linear_blocks(self, h: torch.Tensor) -> torch.Tensor:
-        w = self.weight
-        out = torch.empty((h.shape[0], w.shape[0]), dtype=h.dtype, device=h.device)
-        for j in range(0, w.shape[0], self.BLOCK):
-            torch.mm(h, w[j:j + self.BLOCK].t(), out=out[:, j:j + self.BLOCK])
-        return out
-
-    def _onednn(self, h: torch.Tensor) -> torch.Tensor:
-        return _onednn_linear(h, self.weight)
-
-    def _wh_blocks(self, h: torch.Tensor) -> torch.Tensor:
-        w = self.weight
-        out = torch.empty((w.shape[0], h.shape[0]), dtype=h.dtype, device=h.device)
-        ht = h.t().contiguous()
-        for j in range(0, w.shape[0], self.BLOCK):
-            torch.mm(w[j:j + self.BLOCK], ht, out=out[j:j + self.BLOCK])
-        return out.t()
-
-    # the choice --------------------------------------------------------------------------------------------
-    def _ident(self) -> str:
-        return f"{tuple(self.weight.shape)}|{self.weight.dtype}|{','.join(self.layouts)}"
-
-    def _saved(self) -> dict[int, str]:
-        return {k: v for k, v in _load_choices("lm_head", self._ident()).items() if v in self.layouts}
-
-    def _save(self) -> None:
-        _save_choices("lm_head", self._ident(), self.choice)
-
-    def _choose(self, h: torch.Tensor) -> str:
-        import time
-
-        times: dict[str, float] = {}
-        for name, fn in self.layouts.items():
-            fn(h)  # warm-up
-            t0 = time.perf_counter()
-            fn(h)
-            times[name] = (time.perf_counter() - t0) * 1000
-        self.timings[h.shape[0]] = times
-        return min(times, key=times.__getitem__)
-
-    @torch.no_grad()
-    def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
-        """[rows, 1, D] hidden states -> [rows, 1, V] logits (softcapped like the model's own head); sampling
-        only, so never under autograd (the ``out=`` layouts could not be)."""
-        h = hidden[:, -1, :]
-        rows = h.shape[0]
-        if self.probe and rows not in self.choice:
-            self.choice[rows] = self._choose(h)
-            self._save()
-        logits = self.layouts[self.choice.get(rows, "linear")](h)
-        if self.softcap is not None:
-            logits = torch.tanh(logits / self.softcap) * self.softcap
-        return logits[:, None, :]
-
-
-_FAST_TOKENIZERS: dict[str, Any] = {}
-
-
-class _FastTokenizer:
-    """The calls the engine and the retrievers make of a tokenizer, answered by the ``tokenizers`` library from a
-    local ``tokenizer.json`` (no transformers loader): for quick checks, never for scoring."""
-
-    def __init__(self, tk: Any, path: str, config: dict) -> None:
-        self.tk, self.name_or_path = tk, path
-        self.eos_token_id = self._id(config.get("eos_token"))
-        self.bos_token_id = self._id(config.get("bos_token"))
-        self.pad_token_id = self._id(config.get("pad_token"))
-
-    def _id(self, token: Any) -> int | None:
-        token = token.get("content") if isinstance(token, dict) else token
-        return self.tk.token_to_id(token) if isinstance(token, str) else None
-
-    @classmethod
-    def load(cls, pretrained: str) -> _FastTokenizer | None:
-        """The tokenizer of a local folder (once per process), None without a ``tokenizer.json``."""
-        if pretrained not in _FAST_TOKENIZERS:
-            _FAST_TOKENIZERS[pretrained] = cls._load(pretrained)
-        return _FAST_TOKENIZERS[pretrained]
-
-    @classmethod
-    def _load(cls, pretrained: str) -> _FastTokenizer | None:
-        import json
-        from pathlib import Path
-
-        folder = Path(pretrained)
-        if not (folder / "tokenizer.json").is_file():
-            return None
-        try:
-            from tokenizers import Tokenizer
-
-            config = json.loads((folder / "tokenizer_config.json").read_text()) \
-                if (folder / "tokenizer_config.json").is_file() else {}
-            return cls(Tokenizer.from_file(str(folder / "tokenizer.json")), str(folder), config)
-        except Exception:  # noqa: BLE001 - any problem: the transformers tokenizer instead
-            return None
-
-    def __call__(self, text: Any, add_special_tokens: bool = True) -> Any:
-        from types import SimpleNamespace
-
-        if isinstance(text, list):
-            ids = [e.ids for e in self.tk.encode_batch(text, add_special_tokens=add_special_tokens)]
-            return {"input_ids": ids}
-        return SimpleNamespace(input_ids=self.tk.encode(text, add_special_tokens=add_special_tokens).ids)
-
-    def convert_ids_to_tokens(self, ids: Sequence[int]) -> list[str]:
-        return [self.tk.id_to_token(i) for i in ids]
-
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
-        return self.tk.decode(list(ids), skip_special_tokens=skip_special_tokens)
-
-
-def weights_key(pretrained: str, *, device: str | None = None, dtype: Any = "auto", revision: str | None = None,
-                trust_remote_code: bool = False, adapter: str | None = None, merge_adapter: bool = False) -> tuple:
-    """What determines a model's loaded weights (the :data:`WEIGHTS` key): name or folder, dtype, device, revision,
-    remote code, adapter and whether it is merged."""
-    dev = resolve_device(device)
-    return (str(pretrained), str(resolve_dtype(dtype, dev)), str(dev), revision, bool(trust_remote_code), adapter,
-            bool(merge_adapter))
-
-
-def _load_weights(pretrained: str, dt: torch.dtype, dev: torch.device, revision: str | None, trust_remote_code: bool,
-                  adapter: str | None, merge_adapter: bool) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM
-
-    tok = tokenizer(pretrained, revision, trust_remote_code)  # one per process, shared with the length filters
-    model = AutoModelForCausalLM.from_pretrained(pretrained, revision=revision, dtype=dt,
-                                                 trust_remote_code=trust_remote_code)
-    if adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, adapter)
-        if merge_adapter:  # fold the LoRA deltas into the weights: same outputs, half the matmuls per step
-            model = model.merge_and_unload()
-    return model.to(dev).eval(), tok
-
-
-class WeightCache:
-    """Loaded models by what determines them (name, dtype, device, revision, adapter): a process loads each once.
-    Entries beyond :attr:`keep` are dropped least recently used first; the leaderboard keeps what its remaining
-    cells need and releases the rest (:meth:`retain`), so the largest set that must coexist is the peak.
-    :attr:`loads` counts real loads (reported by the leaderboard benchmark)."""
-
-    def __init__(self, keep: int = 2) -> None:
-        from collections import OrderedDict
-
-        self.keep = keep
-        self._entries: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
-        self.loads: list[tuple] = []
-
-    def get(self, key: tuple, load: Any) -> tuple[Any, Any]:
-        if key in self._entries:
-            self._entries.move_to_end(key)
-            return self._entries[key]
-        value = load()
-        self.loads.append(key)
-        self._entries[key] = value
-        while len(self._entries) > self.keep:
-            victim = next((k for k in self._entries if k != key), None)
-            if victim is None:
-                break
-            del self._entries[victim]
-        return value
-
-    def retain(self, keys: set[tuple] | None = None) -> None:
-        """Drop every entry not in ``keys`` (all with None) and free its memory."""
-        import gc
-
-        for k in [k for k in self._entries if keys is None or k not in keys]:
-            del self._entries[k]
-        gc.collect()
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-
-
-WEIGHTS = WeightCache()
-
 
 class Engine:
     """Prefix-cached sampler/scorer over one causal LM (see module docstring)."""
 
     def __init__(self, model, tokenizer, *, device: torch.device, max_rows: int = 24,
-                 max_length: int | None = None, weights_key: tuple | None = None) -> None:
+                 max_length: int | None = None, weights_key: tuple | None = None, kernels: str = "auto") -> None:
         self.model = model.eval()
         self.device = device
-        self.trunk, self.head = LMHead.split(model, device)
-        self.linears = TrunkLinears.attach(self.trunk, device)  # None without a split trunk (trunk None)
+        self.kernels = DecodeKernels.for_model(model, device, kernels)  # the decode step's kernels (kernels.py)
         # what determines the weights (name, dtype, device, revision, adapter): names stored candidates
         self.weights_key = weights_key or (str(getattr(model.config, "_name_or_path", "")), str(model.dtype),
                                            str(device))
@@ -519,12 +142,12 @@ class Engine:
         (seconds faster than transformers' loader; for checks that allow a margin)."""
         from transformers import AutoConfig
 
-        tok = (_FastTokenizer.load(pretrained) if fast else None) or tokenizer(pretrained, revision,
-                                                                                 trust_remote_code)
+        tok = (FastTokenizer.load(pretrained) if fast else None) or tokenizer(pretrained, revision,
+                                                                                trust_remote_code)
         config = AutoConfig.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
         self = cls.__new__(cls)
         self.model, self.device, self.max_rows, self.weights_key = None, torch.device("cpu"), 0, (pretrained,)
-        self.trunk = self.head = self.linears = None
+        self.kernels = None
         self._init_tokens(tok, max_length or getattr(config, "max_position_embeddings", None)
                           or getattr(getattr(config, "text_config", None), "max_position_embeddings", None))
         self.eos_ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
@@ -544,17 +167,19 @@ class Engine:
     @classmethod
     def load(cls, pretrained: str, *, device: str | None = None, dtype: str | None = "auto",
              revision: str | None = None, trust_remote_code: bool = False, adapter: str | None = None,
-             merge_adapter: bool = False, max_rows: int = 24, max_length: int | None = None) -> Engine:
+             merge_adapter: bool = False, max_rows: int = 24, max_length: int | None = None,
+             kernels: str = "auto") -> Engine:
         """An engine over ``pretrained`` (+ the peft ``adapter``, its LoRA deltas folded into the weights with
         ``merge_adapter``). Weights are loaded once per process and shared (:data:`WEIGHTS`); each engine keeps its
-        own ``max_rows`` / ``max_length``."""
+        own ``max_rows`` / ``max_length``; ``kernels``: the decode step's strategy (:class:`DecodeKernels`)."""
         key = weights_key(pretrained, device=device, dtype=dtype, revision=revision,
                           trust_remote_code=trust_remote_code, adapter=adapter, merge_adapter=merge_adapter)
         dev = resolve_device(device)
         dt = resolve_dtype(dtype, dev)
-        model, tok = WEIGHTS.get(key, lambda: _load_weights(pretrained, dt, dev, revision, trust_remote_code,
-                                                            adapter, merge_adapter))
-        return cls(model, tok, device=dev, max_rows=max_rows, max_length=max_length, weights_key=key)
+        model, tok = WEIGHTS.get(key, lambda: load_weights(pretrained, dt, dev, revision, trust_remote_code,
+                                                           adapter, merge_adapter))
+        return cls(model, tok, device=dev, max_rows=max_rows, max_length=max_length, weights_key=key,
+                   kernels=kernels)
 
     def generation_defaults(self) -> tuple[float, int]:
         """(temperature, top_k) the model's own ``generation_config`` asks for, with transformers' defaults
@@ -580,24 +205,21 @@ class Engine:
 
     # ----------------------------------------------------------------- model calls
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache, keep: int):
-        """Logits at the last ``keep`` positions (all with 0) and the updated cache. With a split model (trunk +
-        plain linear head, :class:`LMHead`) the vocabulary projection of a decode step (one position per row)
-        runs in the layout the head measured fastest for that many rows, the trunk's linear layers in the kernel
-        measured fastest (:class:`TrunkLinears`); anything else is the model's forward."""
-        if self.head is not None and keep == 1:
+        """Logits at the last ``keep`` positions (all with 0) and the updated cache. A decode step (one position
+        per row) runs the trunk and the vocabulary projection in the kernels :attr:`kernels` chose for that many
+        rows; anything else is the model's forward."""
+        if self.kernels.active and keep == 1:
             out = self.trunk_step(ids, mask, pos, cache)
-            return self.head(out.last_hidden_state[:, -1:, :]), _cache_of(out)
+            return self.kernels.head(out.last_hidden_state[:, -1:, :]), cache_of(out)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=keep,
-                         **{_CACHE_ARG: cache})
-        return out.logits, _cache_of(out)
+                         **{CACHE_ARG: cache})
+        return out.logits, cache_of(out)
 
     def trunk_step(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache: Any) -> Any:
-        """The trunk (no head) on one decode step, its linear layers in the kernel measured fastest for the row
-        count (:class:`TrunkLinears`)."""
-        ctx = self.linears.decode(ids.shape[0]) if self.linears is not None else contextlib.nullcontext()
-        with ctx:
-            return self.trunk(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                              **{_CACHE_ARG: cache})
+        """The trunk (no head) on one decode step, in the kernels chosen for the row count."""
+        with self.kernels.decode(ids.shape[0]):
+            return self.kernels.trunk(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
+                                      **{CACHE_ARG: cache})
 
     def _prefill(self, contexts: list[list[int]]) -> Rows:
         """Prefill of several contexts as one left-padded batch (:class:`Rows`). Contexts of different lengths

@@ -19,7 +19,7 @@ import os
 import time
 from pathlib import Path
 
-from icdpo_eval import settings
+from icdpo_eval.config import settings
 from icdpo_eval.runtime import SqliteStore
 
 DB_NAME = "verdicts.sqlite"

@@ -36,7 +36,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from icdpo_eval import settings
+from icdpo_eval.config import settings
 from icdpo_eval.judges.pairwise import SYSTEM_PROMPT, ChatJudge, JudgeSettings
 
 log = logging.getLogger("icdpo_eval.judges.listwise")

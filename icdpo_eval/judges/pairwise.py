@@ -47,7 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from icdpo_eval import api_client, settings
+from icdpo_eval import api_client
+from icdpo_eval.config import settings
 from icdpo_eval.errors import OptionError, UserError
 from icdpo_eval.judges.cache import VerdictCache, verdict_key
 
@@ -380,7 +381,7 @@ _JUDGES: dict[tuple[Any, ...], PairwiseJudge] = {}
 @dataclass(frozen=True)
 class JudgeSettings:
     """How the win-rate tasks and ``build-rank-set`` judge: the task settings ``judge_model``, ``judge_protocol``,
-    ``judge_workers``, ``judge_max_tries`` (:data:`icdpo_eval.options.TASK_SETTINGS`)."""
+    ``judge_workers``, ``judge_max_tries`` (:data:`icdpo_eval.config.options.TASK_SETTINGS`)."""
 
     model: str = DEFAULT_MODEL
     protocol: str = "both"

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from icdpo_eval import settings
+from icdpo_eval.config import settings
 from icdpo_eval.runtime import atomic_write, locked
 from icdpo_eval.stats import wilson
 
@@ -132,7 +132,7 @@ class Encoder:
     def __init__(self, device: str | None = None, batch_size: int = 64) -> None:
         from sentence_transformers import SentenceTransformer
 
-        from icdpo_eval.names import SBERT, resolve
+        from icdpo_eval.config.names import SBERT, resolve
 
         self.model = SentenceTransformer(resolve(SBERT), device=device or "cpu")
         self.batch_size = batch_size

@@ -6,7 +6,7 @@
   ``AutoModelForSequenceClassification`` (hub name or local path); the reward is the logit of a
   single-logit head (or ``logits[label_index]``);
 * ``"proxy"``: the offline Bradley-Terry proxy of :mod:`icdpo_eval.judges.proxy_rm`;
-* ``"auto"``: see :func:`resolve_rm_name`; ``embedded:*`` names as everywhere (:mod:`icdpo_eval.names`).
+* ``"auto"``: see :func:`resolve_rm_name`; ``embedded:*`` names as everywhere (:mod:`icdpo_eval.config.names`).
 
 Input formats: OpenAssistant RMs (tokenizer with a ``<|prompter|>`` token, or "oasst" in the
 name) get ``<|prompter|>turn<|endoftext|><|assistant|>turn<|endoftext|>...`` ending with the
@@ -21,7 +21,7 @@ OpenAssistant's ``gpt_neox_reward_model`` checkpoints (the paper's RM) load thro
 Precision: Hugging Face RMs load in **float32** on every device, as the ICDPO release scores them;
 ``RewardModelJudge(..., dtype="bf16")`` (or ``"fp16"``) trades exactness for memory. The ``rm_reward`` metric
 takes the name and the dtype from the task settings ``rm`` and ``rm_dtype`` (``--metadata``, see
-:data:`icdpo_eval.options.TASK_SETTINGS`); ``judge.dtype_name`` records the effective one.
+:data:`icdpo_eval.config.options.TASK_SETTINGS`); ``judge.dtype_name`` records the effective one.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from icdpo_eval.config.names import canonical, check_model_name, is_embedded, looks_local, resolve
 from icdpo_eval.data.hh import hh_to_turns
 from icdpo_eval.errors import OptionError
-from icdpo_eval.names import canonical, check_model_name, is_embedded, looks_local, resolve
 from icdpo_eval.runtime import canonical_dtype, hub_model_available, resolve_device
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from icdpo_eval import settings
+from icdpo_eval.config import settings
 from icdpo_eval.engine import Engine, Sample, SamplingParams
 from icdpo_eval.runtime import SqliteStore
 
@@ -74,7 +74,8 @@ class CandidateStore(SqliteStore):
                seeds: Sequence[int], names: Sequence[str] | None = None,
                stats: dict[str, int] | None = None) -> list[list[Sample]]:
         """``engine.sample(contexts, n, params=params, seeds=seeds)``, drawing only the contexts not stored."""
-        keys = [self.key(engine.weights_key, c, n, s, params) for c, s in zip(contexts, seeds, strict=True)]
+        model = (engine.weights_key, engine.kernels.key())  # the kernels' choices can move the last bits
+        keys = [self.key(model, c, n, s, params) for c, s in zip(contexts, seeds, strict=True)]
         out: list[list[Sample] | None] = [self.get(k) for k in keys]
         todo = [i for i, got in enumerate(out) if got is None or len(got) != n]
         if stats is not None:

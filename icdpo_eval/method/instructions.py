@@ -21,7 +21,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from icdpo_eval import settings
+from icdpo_eval.config import settings
 from icdpo_eval.errors import OptionError
 from icdpo_eval.runtime import atomic_write, locked
 

@@ -49,7 +49,7 @@ from typing import Any, Protocol
 import numpy as np
 from scipy import sparse
 
-from icdpo_eval import names, settings
+from icdpo_eval.config import names, settings
 from icdpo_eval.errors import OptionError
 from icdpo_eval.runtime import SqliteStore, atomic_write, hub_model_available, locked
 

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from icdpo_eval import names
+from icdpo_eval.config import names
 from icdpo_eval.data.hh import hh_to_turns
 from icdpo_eval.engine import Engine, Session, stable_seed
 from icdpo_eval.errors import UserError
@@ -56,9 +56,9 @@ class HFTeacher:
 
     @classmethod
     def load(cls, name: str = names.TEACHER, *, device: str | None = None, dtype: str | None = "auto",
-             max_rows: int = 24) -> HFTeacher:
+             max_rows: int = 24, kernels: str = "auto") -> HFTeacher:
         path = names.resolve(name, names.TEACHER)
-        return cls(Engine.load(path, device=device, dtype=dtype, max_rows=max_rows), name)
+        return cls(Engine.load(path, device=device, dtype=dtype, max_rows=max_rows, kernels=kernels), name)
 
     def context(self, prompt: str) -> str:
         """The teacher's context for a response to ``prompt``: its chat, ending with the generation prompt."""
@@ -139,13 +139,13 @@ Teacher = HFTeacher | APITeacher
 
 
 def load_teacher(name: str | None = None, *, device: str | None = None, dtype: str | None = "auto",
-                 max_rows: int = 24) -> Teacher:
+                 max_rows: int = 24, kernels: str = "auto") -> Teacher:
     name = names.canonical(name) or names.TEACHER
     if name.startswith(API_PREFIX):
         if not name[len(API_PREFIX):]:
             raise TeacherError("teacher 'openai:' needs a model name, e.g. openai:gpt-3.5-turbo")
         return APITeacher(name[len(API_PREFIX):])
-    return HFTeacher.load(name, device=device, dtype=dtype, max_rows=max_rows)
+    return HFTeacher.load(name, device=device, dtype=dtype, max_rows=max_rows, kernels=kernels)
 
 
 def require_scorer(name: str | None) -> None:

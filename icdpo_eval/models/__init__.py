@@ -1,3 +1,3 @@
-"""The lm-eval face: :class:`~.base.MethodLM` (options from :mod:`icdpo_eval.options`, request batching, the
+"""The lm-eval face: :class:`~.base.MethodLM` (options from :mod:`icdpo_eval.config.options`, request batching, the
 length check), ``--model icdpo`` and ``--model rm``, the result journal and data parallel. Builds on ``method/``,
 ``engine/``, ``judges/``; the baselines (``icdpo_eval.baselines``) subclass it."""

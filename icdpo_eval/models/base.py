@@ -2,7 +2,7 @@
 settings, request batching, the length check and demo retrieval.
 
 A method subclasses :class:`MethodLM`, names its options (:data:`OPTIONS`, a declaration of
-:mod:`icdpo_eval.options`) and implements :meth:`validate` (files, adapters: no weights), :meth:`load`
+:mod:`icdpo_eval.config.options`) and implements :meth:`validate` (files, adapters: no weights), :meth:`load`
 (``self.engine``, ``self.scorer``) and ``_generate_batch``. The constructor takes the model_args as keywords,
 parses them with the declaration (an unknown key, a wrong type or a value out of range is one line naming the
 option), validates, then loads; :meth:`MethodLM.preview` stops before the weights (a tokenizer only).
@@ -24,7 +24,10 @@ from typing import Any
 from lm_eval.api.model import LM
 from tqdm import tqdm
 
-from icdpo_eval import names, runtime
+from icdpo_eval import runtime
+from icdpo_eval.config import names
+from icdpo_eval.config.options import DIALOGUE, Config, Options, check_gen_kwargs
+from icdpo_eval.data.datasets import task_limits
 from icdpo_eval.data.hh import prepare_dialogue
 from icdpo_eval.engine import Engine, SamplingParams
 from icdpo_eval.errors import OptionError
@@ -35,7 +38,6 @@ from icdpo_eval.method.scorers import Candidate
 from icdpo_eval.models import details
 from icdpo_eval.models.journal import Journal
 from icdpo_eval.models.parallel import DataParallel
-from icdpo_eval.options import DIALOGUE, Config, Options, check_gen_kwargs
 
 
 def task_of(req) -> str | None:
@@ -168,7 +170,7 @@ class MethodLM(OptionsLM):
         self.engine = Engine.load(
             names.resolve(pretrained or self.pretrained), device=device, dtype=cfg.dtype, revision=cfg.revision,
             trust_remote_code=cfg.trust_remote_code, adapter=adapter, merge_adapter=merge_adapter,
-            max_length=cfg.max_length, max_rows=max(24, self.n * self.batch_size))
+            max_length=cfg.max_length, max_rows=max(24, self.n * self.batch_size), kernels=cfg.decode_kernels)
         return self.engine
 
     # ------------------------------------------------------------------------------------------ prompts
@@ -214,7 +216,7 @@ class MethodLM(OptionsLM):
         temperature = pick("temperature", "temperature", float, temp0, "generation_config", False)
         top_k = pick("top_k", "top_k", int, top_k0, "generation_config", False)
         top_p = pick("top_p", "top_p", float, 1.0, "default", True)
-        max_new = pick("max_new_tokens", "max_gen_toks", int, 128, "default", True)
+        max_new = pick("max_new_tokens", "max_gen_toks", int, task_limits(task).max_gen_toks, "default", True)
         until = gk.get("until") or []
         if isinstance(until, str):
             until = [until]
@@ -241,7 +243,10 @@ class MethodLM(OptionsLM):
         """Resolved values that change results but are not options (hashed into the journal key): the instruction
         lines and, when ``ICDPO_EMBEDDED_DIR`` replaces the embedded models (the tests' twins), which models."""
         out: dict[str, Any] = {"instructions_sha256": self.instructions.info["instructions_sha256"]}
-        from icdpo_eval import settings
+        engine = getattr(self, "engine", None)
+        if getattr(engine, "kernels", None) is not None:  # the machine's saved kernel choices (engine/kernels.py)
+            out["decode_kernels"] = engine.kernels.key()
+        from icdpo_eval.config import settings
 
         if settings.embedded_dir() is not None:
             from icdpo_eval.data.embedded import identity
@@ -257,6 +262,7 @@ class MethodLM(OptionsLM):
         engine = getattr(self, "engine", None)
         if engine is not None and getattr(engine, "model", None) is not None:
             info["dtype"] = str(engine.model.dtype)
+            info["decode_kernels_used"] = engine.kernels.record()
         if "instructions" in self.OPTIONS:
             info.update(self.instructions.info)
         if self.sampling_used:
@@ -400,7 +406,7 @@ class MethodLM(OptionsLM):
 
 class DemoRetrieval:
     """Demo retrieval from a task's pool (``DemoStore`` + one cached retriever per pool), configured by the
-    retrieval options (:data:`icdpo_eval.options.RETRIEVAL`)."""
+    retrieval options (:data:`icdpo_eval.config.options.RETRIEVAL`)."""
 
     cfg: Config
     seed: int

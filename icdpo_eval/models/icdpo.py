@@ -3,7 +3,7 @@
 generate_until: retrieve K demos for the request's dialogue, sample N candidates from the base model
 under the positive in-context prompt, cut them at turn markers, score them with S / Ŝ / ICL, return
 the best (or, for the ablations, a random one / the single sample). The defaults are the released code's
-settings (docs/fidelity.md); every option is declared in :data:`icdpo_eval.options.ICDPO`.
+settings (docs/fidelity.md); every option is declared in :data:`icdpo_eval.config.options.ICDPO`.
 loglikelihood: the configured scorer's value of (context, continuation), so any multiple-choice task
 ranks its choices by S / Ŝ / ICL.
 """
@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import logging
 
+from icdpo_eval.config.options import ICDPO
 from icdpo_eval.method import instructions
 from icdpo_eval.method.best_of_n import sample_and_select
 from icdpo_eval.method.scorers import ContrastiveScorer, negative_context, positive_context
 from icdpo_eval.models.base import DemoRetrieval, MethodLM
-from icdpo_eval.options import ICDPO
 
 log = logging.getLogger(__name__)
 
 
 class ICDPOLM(DemoRetrieval, MethodLM):
-    """ICDPO over one base model. Options: docs/options.md (declared in :data:`icdpo_eval.options.ICDPO`)."""
+    """ICDPO over one base model. Options: docs/options.md (declared in :data:`icdpo_eval.config.options.ICDPO`)."""
 
     method = "icdpo"
     OPTIONS = ICDPO

@@ -3,12 +3,12 @@
 Each finished document is appended (one JSON line, flushed and fsynced, as each batch finishes) to
 ``<journal dir>/<config hash>/rank<r>.jsonl``; a rerun of the same command reads every rank's file of its
 config hash and generates only the documents not there. The config hash covers the options that
-change results (their declaration, :mod:`icdpo_eval.options`), the resolved values that do (SBERT,
+change results (their declaration, :mod:`icdpo_eval.config.options`), the resolved values that do (SBERT,
 instructions, adapter provenance) and the code of the installed package, so a changed option or a changed
 line of code never reuses a stale entry. A document's key is (task, doc id, prompt, generation kwargs).
 
 Journal dir: ``$ICDPO_JOURNAL_DIR``, else ``<cache dir>/journal`` (``$ICDPO_CACHE_DIR``, default
-``~/.cache/icdpo_eval``; :mod:`icdpo_eval.settings`). ``--model_args resume=false`` turns the journal off;
+``~/.cache/icdpo_eval``; :mod:`icdpo_eval.config.settings`). ``--model_args resume=false`` turns the journal off;
 delete the folder to clear it.
 """
 
@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from icdpo_eval import settings
+from icdpo_eval.config import settings
 from icdpo_eval.runtime import atomic_write
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from icdpo_eval import settings
+from icdpo_eval.config import settings
 
 
 def _on_cpu() -> bool:

@@ -2,7 +2,7 @@
 
 ``loglikelihood(context, continuation)`` returns the reward of the response ``continuation`` to the
 dialogue ``context``, so a multiple-choice task (e.g. ``hh_harmless_rank``) ranks choices by the RM.
-Options (:data:`icdpo_eval.options.RM`, docs/options.md): ``rm`` (``auto`` = the paper's OpenAssistant RM when
+Options (:data:`icdpo_eval.config.options.RM`, docs/options.md): ``rm`` (``auto`` = the paper's OpenAssistant RM when
 cached or reachable, else the offline proxy; ``proxy``; or any HF sequence-classification RM name or path),
 ``dtype`` (the RM's precision, float32 as released), ``device``, ``batch_size``.
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from icdpo_eval.config.options import RM
 from icdpo_eval.models.base import OptionsLM
-from icdpo_eval.options import RM
 
 
 class RMScorerLM(OptionsLM):

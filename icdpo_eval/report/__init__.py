@@ -1,2 +1,2 @@
-"""Tools around the harness: leaderboard, compare and the gates, bench, demo NLL, rank-set building, borrowing,
-show-prompt. Any layer may be imported here; nothing outside ``report/`` and ``cli.py`` imports ``report/``."""
+"""The HTML report: the page (:mod:`.html`, its Jinja template in ``templates/``) and ``icdpo-eval report``
+(:mod:`.pages`). Reads finished results only: never imports torch (a test checks it at run time)."""

@@ -279,7 +279,7 @@ def render(data: dict[str, Any], chart_svg: str = "") -> str:
 
 # ------------------------------------------------------------------------------------------ writing
 def table_of(entries: list[Any]) -> list[dict[str, Any]]:
-    """The leaderboard's entries (:class:`icdpo_eval.report.leaderboard.Entry`) as the page's table rows."""
+    """The leaderboard's entries (:class:`icdpo_eval.leaderboard.tables.Entry`) as the page's table rows."""
     return [{"row": e.row, "column": e.column, "value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n,
              "length": e.length, "lc": e.lc, "lc_low": e.lc_low, "lc_high": e.lc_high, "p": e.p_value, "rm": e.rm}
             for e in entries]

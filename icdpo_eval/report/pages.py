@@ -9,8 +9,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from icdpo_eval import leaderboard as lb
 from icdpo_eval.report import html
-from icdpo_eval.report import leaderboard as lb
 
 
 def report(paths: list[Path], out: Path) -> Path:

@@ -74,7 +74,7 @@ def main(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from icdpo_eval import names
+    from icdpo_eval.config import names
     from icdpo_eval.engine import Engine
     from icdpo_eval.method.demos import DemoStore
 

@@ -139,7 +139,7 @@ class Option:
             return v
         v = str(value).strip()
         if kind == "model":
-            from icdpo_eval.names import check_model_name
+            from icdpo_eval.config.names import check_model_name
 
             check_model_name(f"{where} {self.name}", v)
         return v
@@ -259,8 +259,12 @@ RESUME = Option("resume", "bool", True, "the per-document result journal: a reru
 MAX_LENGTH = Option("max_length", "int", None, "context + new tokens limit, checked for every document before any "
                     "sampling (an error names the first document over it)", lo=16, results=False,
                     shown="model's max_position_embeddings")
+DECODE_KERNELS = Option("decode_kernels", "choice", "auto", "the decode step's kernels: auto = on the CPU in fp32, the "
+                        "exact layout / kernel measured fastest on this machine per row count (saved, reused; recorded "
+                        "in the results); off = transformers' own forward (may differ in the last float bits)",
+                        choices=("auto", "off"))
 COMMON = (PRETRAINED, REVISION, TRUST_REMOTE_CODE, DTYPE, DEVICE, BATCH_SIZE, MAX_BATCH_SIZE, SEED, RESUME,
-          MAX_LENGTH)
+          MAX_LENGTH, DECODE_KERNELS)
 COMMON_AUTO_1 = tuple(BATCH_SIZE_AUTO_1 if o is BATCH_SIZE else o for o in COMMON)
 
 N = Option("n", "int", 3, "candidates sampled per prompt", lo=1)
@@ -432,7 +436,7 @@ def markdown_table(options: Options, skip: Iterable[str] = ()) -> str:
 def generated_blocks() -> dict[str, str]:
     """The docs' generated tables by block name (``<!-- generated: NAME -->`` ... ``<!-- end generated -->`` in
     README.md and docs/*.md; ``scripts/sync_docs.py`` writes them, ``tests/test_options.py`` checks them)."""
-    from icdpo_eval import settings
+    from icdpo_eval.config import settings
 
     blocks = {f"options {name}": markdown_table(opts) for name, opts in MODELS.items()}
     blocks["options icdpo (short)"] = markdown_table(ICDPO, skip=[o.name for o in COMMON])

@@ -3,10 +3,10 @@
 :func:`check_run` takes what ``lm_eval.simple_evaluate`` is given (model, model_args, tasks, ``--metadata``,
 ``--gen_kwargs``, ``--limit``) and fails with one line naming the option, setting or document when:
 
-* a variable that became an lm-eval option is still set (:func:`icdpo_eval.settings.check_moved`);
+* a variable that became an lm-eval option is still set (:func:`icdpo_eval.config.settings.check_moved`);
 * a model_arg of one of our models is unknown, of the wrong type or out of range (its declaration,
-  :mod:`icdpo_eval.options`), or names a file, adapter or model folder that is not there;
-* a task setting (:data:`icdpo_eval.options.TASK_SETTINGS`) is bad, or what aggregation will use cannot load:
+  :mod:`icdpo_eval.config.options`), or names a file, adapter or model folder that is not there;
+* a task setting (:data:`icdpo_eval.config.options.TASK_SETTINGS`) is bad, or what aggregation will use cannot load:
   the reward model behind ``rm_reward`` (a local folder without a loadable config, a hub name neither cached
   nor reachable), the judge's API key and base URL for a win-rate task, the rank set of the MRR task;
 * a document's context plus ``max_new_tokens`` exceeds ``max_length`` (the model's own limit by default): the
@@ -24,9 +24,10 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
-from icdpo_eval import names, options, settings
+from icdpo_eval.config import names, options, settings
 from icdpo_eval.errors import OptionError
 
 log = logging.getLogger(__name__)
@@ -35,16 +36,31 @@ log = logging.getLogger(__name__)
 LENGTH_MARGIN = 8
 
 
+def read_task_yaml(path: Path) -> dict[str, Any]:
+    """One of our task YAMLs as lm-eval reads it, without lm-eval's private loader: ``include:`` files (relative to
+    the file; a list: later ones win) under the file's own keys, ``!function`` tags kept as their dotted names."""
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    _Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+    cfg = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}  # noqa: S506 - a SafeLoader subclass
+    includes = cfg.pop("include", None)
+    merged: dict[str, Any] = {}
+    for inc in [includes] if isinstance(includes, str) else includes or []:
+        merged.update(read_task_yaml(path.parent / inc))
+    return {**merged, **cfg}
+
+
 @functools.cache
 def our_tasks() -> dict[str, dict[str, Any]]:
     """Our task YAMLs, by task name (includes merged, ``!function`` tags unresolved)."""
-    from lm_eval.tasks._yaml_loader import load_yaml
-
-    from icdpo_eval.options import tasks_dir
+    from icdpo_eval.config.options import tasks_dir
 
     out = {}
     for path in sorted(tasks_dir().glob("*.yaml")):
-        cfg = load_yaml(path, resolve_func=False)
+        cfg = read_task_yaml(path)
         if isinstance(cfg.get("task"), str):
             out[cfg["task"]] = cfg
     return out
@@ -134,6 +150,8 @@ def check_lengths(model: str, model_args: dict[str, Any], tasks: Sequence[str], 
                   gen_kwargs: dict[str, Any], limit: Any) -> None:
     """Every document's contexts + max_new_tokens within max_length, for our models on our tasks (a tokenizer,
     no weights)."""
+    from icdpo_eval.data.datasets import task_limits
+
     work = []
     for task in tasks:
         tcfg = our_tasks().get(task)
@@ -160,7 +178,7 @@ def check_lengths(model: str, model_args: dict[str, Any], tasks: Sequence[str], 
             gk = {**(tcfg.get("generation_kwargs") or {}), **(gen_kwargs or {})}
             cfg = preview.cfg
             max_new = cfg["max_new_tokens"] if "max_new_tokens" in preview.OPTIONS and cfg["max_new_tokens"] \
-                else int(gk.get("max_gen_toks", 128))
+                else int(gk.get("max_gen_toks", task_limits(task).max_gen_toks))
             exclude = False
         # bm25_sbert's re-ranker is a model: here only the plain contexts, the model checks its demos' before sampling
         plain = getattr(preview, "retriever_kind", "random") == "bm25_sbert"

@@ -21,7 +21,7 @@ import json
 import logging
 from pathlib import Path
 
-from icdpo_eval import names
+from icdpo_eval.config import names
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output JSONL (appended to; existing ids are skipped)")
     p.add_argument("--demo-pool", default=None, help="JSONL file or dataset spec instead of the task's pool")
     p.add_argument("--limit", type=int, default=None, help="only the first N pool rows")
-    p.add_argument("--max-new-tokens", type=int, default=128)
+    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the task's (HH 128, SyntheticGPT 200)")
     p.add_argument("--batch-size", type=int, default=8, help="prompts generated together (and per flush)")
     p.add_argument("--top-p", type=float, default=None, help="sample with this top-p (default: greedy)")
     p.add_argument("--temperature", type=float, default=1.0)
@@ -67,6 +67,7 @@ def generate(args: argparse.Namespace, pool: list[dict], out: Path) -> tuple[int
     """Write the teacher's responses for the pool rows not yet in ``out``; (written, empty) counts."""
     from tqdm import tqdm
 
+    from icdpo_eval.data.datasets import task_limits
     from icdpo_eval.method.teacher import load_teacher
 
     done = read_done(out)
@@ -75,6 +76,7 @@ def generate(args: argparse.Namespace, pool: list[dict], out: Path) -> tuple[int
     if not todo:
         return 0, 0
     teacher = load_teacher(args.teacher, device=args.device, dtype=args.dtype)
+    max_new = args.max_new_tokens if args.max_new_tokens is not None else task_limits(args.task).max_gen_toks
     written = empty = 0
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists() and out.stat().st_size and not (raw := out.read_bytes()).endswith(b"\n"):
@@ -85,7 +87,7 @@ def generate(args: argparse.Namespace, pool: list[dict], out: Path) -> tuple[int
     with open(out, "a") as fh, tqdm(total=len(todo), desc=f"borrow ({teacher.name})") as bar:
         for s in range(0, len(todo), bs):
             rows = todo[s:s + bs]
-            texts = teacher.generate([r["prompt"] for r in rows], max_new_tokens=args.max_new_tokens,
+            texts = teacher.generate([r["prompt"] for r in rows], max_new_tokens=max_new,
                                      do_sample=args.top_p is not None, top_p=args.top_p or 1.0,
                                      temperature=args.temperature, seed=args.seed)
             for r, t in zip(rows, texts):

@@ -50,6 +50,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from icdpo_eval.data.datasets import TOP_P
 from icdpo_eval.errors import OptionError
 from icdpo_eval.judges.pairwise import JudgeError
 from icdpo_eval.runtime import atomic_write
@@ -165,7 +166,7 @@ def judge_orders(judge: str, prompts: list[str], candidates: list[list[str]],
     pairwise, or ``rm[:NAME]``; the judge's settings are the task settings ``settings``, e.g.
     ``judge_protocol``); returns (one :class:`RowJudgment` per prompt, judge name, number of unparsable judge
     answers)."""
-    from icdpo_eval.options import TASK_SETTINGS
+    from icdpo_eval.config.options import TASK_SETTINGS
 
     cfg = TASK_SETTINGS.parse(settings or {}, where="--metadata task setting")
     kind, _, name = judge.partition(":")
@@ -182,7 +183,7 @@ def judge_orders(judge: str, prompts: list[str], candidates: list[list[str]],
 
 
 def build_rank_set(task: str, out: str, *, model_args: dict | None = None, judge: str = "openai", n_docs: int = 200,
-                   max_new_tokens: int | None = None, top_p: float = 0.8, batch_size: int = 1,
+                   max_new_tokens: int | None = None, top_p: float = TOP_P, batch_size: int = 1,
                    protocol: str = DEFAULT_PROTOCOL, settings: dict | None = None,
                    min_judged: float = DEFAULT_MIN_JUDGED) -> Path:
     """Sample 3 candidates per prompt exactly as ``--model icdpo`` with ``model_args`` does (its retriever,
@@ -190,7 +191,7 @@ def build_rank_set(task: str, out: str, *, model_args: dict | None = None, judge
     128 for HH, 200 for SyntheticGPT) and have ``judge`` rank them; fail when fewer than ``min_judged`` of the
     rows get an order."""
     from icdpo_eval import __version__
-    from icdpo_eval.data.datasets import TASK_DEFAULTS, eval_rows
+    from icdpo_eval.data.datasets import TASK_DEFAULTS, eval_rows, task_limits
     from icdpo_eval.engine import stable_seed
     from icdpo_eval.method.prompts import postprocess
     from icdpo_eval.method.scorers import positive_context
@@ -206,14 +207,13 @@ def build_rank_set(task: str, out: str, *, model_args: dict | None = None, judge
         from icdpo_eval.judges.pairwise import require_api_key
 
         require_api_key()  # fail before any model work when no key is set
-    t = TASK_DEFAULTS[task]
     args = {**(model_args or {}), "n": N_CANDIDATES}
     ICDPOLM.OPTIONS.parse(args, where="--model_args")  # one line naming a bad option, before anything loads
     rows = eval_rows(task, str(args.get("dialogue", "pro")))[:n_docs]
     if not rows:
         raise OptionError(f"task {task} has no rows")
     if max_new_tokens is None:
-        max_new_tokens = 200 if t.dataset == "synthetic-gpt" else 128
+        max_new_tokens = task_limits(task).max_gen_toks
     icdpo = ICDPOLM(**args)
     params = icdpo.sampling_params({"max_gen_toks": max_new_tokens, "top_p": top_p, "do_sample": True}, task)
     tpl = icdpo.template(task)
@@ -273,7 +273,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "'{\"judge_protocol\": \"paper\", \"judge_workers\": 4}' (docs/options.md)")
     p.add_argument("--n-docs", type=int, default=200)
     p.add_argument("--max-new-tokens", type=int, default=None, help="default: the task's (HH 128, SyntheticGPT 200)")
-    p.add_argument("--top-p", type=float, default=0.8)
+    p.add_argument("--top-p", type=float, default=TOP_P, help="(%(default)s: the tasks' own)")
     p.add_argument("--batch-size", type=int, default=1, help="prompts decoded together")
     p.add_argument("--min-judged", type=float, default=DEFAULT_MIN_JUDGED,
                    help="fail (and write nothing) when fewer than this share of rows get a judge order "

@@ -11,9 +11,10 @@ interval. ``icdpo-eval leaderboard`` writes ``DIR/documents.jsonl``, one line pe
 (``scores`` / ``index`` / ``terms``: every candidate's score, the chosen candidate and each scorer term per
 candidate, for the methods that select among candidates; absent for the others) and ``icdpo-eval compare DIR
 BASELINE_DOCS.jsonl --exact`` compares it with the committed file: responses byte for byte, rewards, candidate
-scores and scorer terms to ``--atol`` plus ``--rtol`` times their size (defaults 1e-6 and 2e-6: a term is a
-float32 sum of log-probs, whose last bits move with the decode kernel a machine chose; seen: RM-BoN's teacher terms
-moved by up to 6e-7 of their size on a fresh cache; a score, a difference of terms, is held to its largest term's
+scores and scorer terms to ``--atol`` plus ``--rtol`` times their size (defaults 1e-6 and 1e-5: a term is a
+float32 sum of log-probs, whose last bits move with the decode kernels a machine measured and chose; seen on fresh
+caches: RM-BoN's teacher terms moved by up to 6e-7 of their size, ICDPO's sampled term -8.77802 by 2.7e-6 of its
+size (a clean clone probing its kernels under load); a score, a difference of terms, is held to its largest term's
 size: Ŝ of 1.948 moved by 1.9e-5 when its terms of about -40 moved by 5e-7 of theirs), the chosen index exactly.
 So a change to one scorer term
 that flips no choice still fails. It exits 1 naming the row, task, document and the first differing token (or
@@ -121,7 +122,7 @@ def _check_computed(d: dict[str, Any]) -> None:
         d["terms"] = {str(k): _numbers(v, f"terms.{k}") for k, v in d["terms"].items()}
 
 
-RTOL = 2e-6  # ~16 float32 ulps: the default relative tolerance of candidate scores and scorer terms
+RTOL = 1e-5  # ~80 float32 ulps: the default relative tolerance of candidate scores and scorer terms
 
 
 def _close(a: float, b: float, atol: float, rtol: float = 0.0) -> bool:

@@ -24,7 +24,7 @@ given the baseline's standard error (``(1.96 + 0.84) x SE``, SE from the 95% CI:
 is tens of points cannot gate small regressions.
 
 ``--exact`` (NEW a leaderboard folder, BASELINE a ``documents.jsonl``): the exactness gate of
-:mod:`icdpo_eval.report.exact_gate` instead (responses byte for byte, rewards to ``--atol``). Which gate when:
+:mod:`icdpo_eval.gates.exact` instead (responses byte for byte, rewards to ``--atol``). Which gate when:
 ``docs/leaderboard.md``.
 """
 
@@ -311,13 +311,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "the per-document difference below which two rewards tie (float noise, not a drop)")
     p.add_argument("--rtol", type=float, default=None,
                    help="--exact: relative tolerance of candidate scores and scorer terms, on top of --atol "
-                   "(default 2e-6: float32 sums of log-probs move in their last bits with a machine's decode kernel)")
+                   "(default 1e-5: float32 sums of log-probs move in their last bits with a machine's decode kernels)")
     p.set_defaults(func=main)
     return p
 
 
 def main(args: argparse.Namespace) -> int:
-    from icdpo_eval.report.exact_gate import RTOL, GateError, compare_documents, load_documents
+    from icdpo_eval.gates.exact import RTOL, GateError, compare_documents, load_documents
 
     if args.exact:
         try:

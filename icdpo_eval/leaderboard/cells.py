@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from icdpo_eval import names, settings
+from icdpo_eval.config import names, settings
 
 
 # ------------------------------------------------------------------------------------------ processes
@@ -70,7 +70,7 @@ def _dtype_given(args: dict[str, Any]) -> str | None:
 def weight_keys(cell: Any, device: str | None) -> list[tuple]:
     """The weights ``cell`` loads, without loading anything: our models say it from their options; an ``hf`` row
     with an explicit ``dtype`` shares our base model's weights (any other model: nothing planned)."""
-    from icdpo_eval.options import TARGETS, model_class
+    from icdpo_eval.config.options import TARGETS, model_class
 
     args = {k: v for k, v in cell.model_args.items()}
     if cell.model in TARGETS:
@@ -86,7 +86,7 @@ def weight_keys(cell: Any, device: str | None) -> list[tuple]:
 
 
 def uses_reward_model(cell: Any) -> bool:
-    from icdpo_eval.preflight import our_tasks
+    from icdpo_eval.config.preflight import our_tasks
 
     cfg = our_tasks().get(cell.task, {})
     return any(isinstance(m, dict) and m.get("metric") == "rm_reward" for m in cfg.get("metric_list", []))
@@ -116,12 +116,11 @@ def hf_lm(cell: Any, key: tuple) -> Any:
     """An lm-eval ``HFLM`` over the shared weights of ``key`` (the ``hf`` "Base" row)."""
     from lm_eval.models.huggingface import HFLM
 
-    from icdpo_eval.engine import WEIGHTS
-    from icdpo_eval.engine.engine import _load_weights
+    from icdpo_eval.engine import WEIGHTS, load_weights
     from icdpo_eval.runtime import resolve_device, resolve_dtype
 
     dev = resolve_device(key[2])
-    model, tok = WEIGHTS.get(key, lambda: _load_weights(key[0], resolve_dtype(_dtype_given(cell.model_args), dev),
+    model, tok = WEIGHTS.get(key, lambda: load_weights(key[0], resolve_dtype(_dtype_given(cell.model_args), dev),
                                                         dev, key[3], False, None, False))
     return HFLM(pretrained=model, tokenizer=tok, batch_size=cell.batch_size)
 
@@ -129,7 +128,7 @@ def hf_lm(cell: Any, key: tuple) -> Any:
 def run_cell(cell: Any, *, isolate: bool = False, shared_hf: bool = True) -> dict[str, Any] | None:
     """Run one cell through lm-eval in this process: lm-eval's results dict with samples (None on ranks > 0)."""
     import icdpo_eval
-    from icdpo_eval.options import MODELS
+    from icdpo_eval.config.options import MODELS
 
     device = cell.device
     if device == "auto":

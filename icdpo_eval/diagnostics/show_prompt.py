@@ -7,7 +7,7 @@
 Prints the retrieved demos, the positive in-context prompt (d+, x) the candidates are sampled under,
 the reference context of the scorer (zero-shot x for S, the negative prompt (d-, x) for Ŝ, none for
 ICL) and how a candidate y is appended (``" " + y`` plus EOS when ``score_eos`` is on). It takes the
-same ``--model_args`` as ``lm_eval --model icdpo`` (the same declaration, :data:`icdpo_eval.options.ICDPO`) and
+same ``--model_args`` as ``lm_eval --model icdpo`` (the same declaration, :data:`icdpo_eval.config.options.ICDPO`) and
 builds the demos exactly as a run does (same retriever, seed, pool, dialogue preparation and instruction
 lines), loading only the base model's tokenizer, never its weights. ``--repr`` prints each context as a Python
 string literal, so every newline and space is visible; ``--json`` prints one JSON object (every context, the

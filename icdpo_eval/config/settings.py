@@ -3,7 +3,7 @@
 Environment variables are kept for what lm-eval has no channel for: secrets, endpoints, cache and data
 locations, and the switches of the launcher and of the registration hook. Everything that changes a number
 (the reward model, the judge and its protocol, the win-rate sample, the rank set) is a model_arg or a task
-setting (``--metadata``), declared in :mod:`icdpo_eval.options`. :data:`VARIABLES` is the table
+setting (``--metadata``), declared in :mod:`icdpo_eval.config.options`. :data:`VARIABLES` is the table
 ``docs/options.md`` shows; ``tests/test_options.py`` checks that the package reads no other variable.
 
 A variable that was moved to a task setting (:data:`MOVED`) is an error when it is set, naming the setting
@@ -77,7 +77,7 @@ class MovedVariableError(UserError):
 
 
 def _get(name: str) -> str:
-    assert name in NAMES, f"{name} is not declared in icdpo_eval.settings.VARIABLES"
+    assert name in NAMES, f"{name} is not declared in icdpo_eval.config.settings.VARIABLES"
     return os.environ.get(name, "").strip()
 
 

@@ -1,0 +1,286 @@
+"""A leaderboard spec: its YAML read and validated (rows, tasks, limit, seed, gen_kwargs, metadata,
+model_defaults, adapters), and the cells (row x task) it asks for. Format: ``docs/leaderboard.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from icdpo_eval.errors import UserError
+
+LABELS = {"hh_harmless": "Harmless", "hh_helpful": "Helpful", "synthetic_gpt": "SyntheticGPT",
+          "hh_harmless_mini": "Harmless (mini)"}
+TOTAL_TASK = "hh_harmless+hh_helpful"  # the paper's "Total": mean over both tasks' documents pooled
+
+
+class SpecError(UserError):
+    """A malformed leaderboard spec."""
+
+
+# ----------------------------------------------------------------------------------------- spec
+@dataclass(frozen=True)
+class Row:
+    name: str
+    model: str
+    model_args: dict[str, Any]
+
+
+@dataclass
+class Spec:
+    name: str
+    tasks: list[str]
+    rows: list[Row]
+    limit: int | float | None = None
+    seed: int = 1234
+    gen_kwargs: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)  # task settings (rm, judge_model, ...), as --metadata
+    batch_size: int = 1
+    device: str = "auto"
+    metric: str = "rm_reward"
+    reference: str | None = None
+    columns: dict[str, str] = field(default_factory=dict)
+    adapters: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> TrainArgs fields (+ method)
+
+
+@dataclass(frozen=True)
+class Cell:
+    row: str
+    model: str
+    model_args: dict[str, Any]
+    task: str
+    limit: int | float | None
+    seed: int
+    gen_kwargs: dict[str, Any]
+    metadata: dict[str, Any]
+    batch_size: int
+    metric: str
+    device: str = "auto"
+
+    def config(self) -> dict[str, Any]:
+        from icdpo_eval import __version__
+
+        return {"model": self.model, "model_args": self.model_args, "task": self.task, "limit": self.limit,
+                "seed": self.seed, "gen_kwargs": self.gen_kwargs, "metadata": self.metadata,
+                "batch_size": self.batch_size, "device": self.device, "metric": self.metric,
+                "icdpo_eval": __version__}
+
+    def key(self) -> str:
+        blob = json.dumps(self.config(), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def parse_kv(text: str | dict[str, Any] | None) -> dict[str, Any]:
+    """``"a=1,b=x"`` (lm-eval's own ``simple_parse_args_string``) or a mapping -> dict."""
+    if not text:
+        return {}
+    if isinstance(text, dict):
+        return dict(text)
+    from lm_eval.utils import simple_parse_args_string
+
+    try:
+        return simple_parse_args_string(str(text))
+    except ValueError:
+        raise SpecError(f"expected key=value,... got {text!r}") from None
+
+
+def kv_string(args: dict[str, Any]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(args.items()))
+
+
+def _substitute(obj: Any, variables: dict[str, str]) -> Any:
+    if isinstance(obj, str):
+        def repl(m: re.Match[str]) -> str:
+            if m.group(1) not in variables:
+                raise SpecError(f"unknown variable ${{{m.group(1)}}} (define it under vars: or --set)")
+            return str(variables[m.group(1)])
+        return re.sub(r"\$\{(\w+)\}", repl, obj)
+    if isinstance(obj, dict):
+        return {k: _substitute(v, variables) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_substitute(v, variables) for v in obj]
+    return obj
+
+
+def _read_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"{path}: no such spec file; give a leaderboard YAML (e.g. leaderboards/mini.yaml)")
+    try:
+        raw = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        raise SpecError(f"{where}: not valid YAML ({e.problem or e}); fix the spec") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise SpecError(f"{path}: not valid YAML ({' '.join(str(e).split())}); fix the spec") from None
+    if not isinstance(raw, dict) or not raw.get("rows") or not raw.get("tasks"):
+        raise SpecError(f"{path}: a spec needs `tasks:` and `rows:` (see leaderboards/mini.yaml)")
+    return raw
+
+
+def _typed(path: str | Path, raw: dict[str, Any], key: str, conv: Callable[[Any], Any], what: str,
+           default: Any = None) -> Any:
+    """``conv(raw[key])`` or ``default``; a value of the wrong kind is a SpecError naming the key."""
+    value = raw.get(key)
+    if value is None:
+        return default
+    try:
+        return conv(value)
+    except (TypeError, ValueError, AttributeError):
+        raise SpecError(f"{path}: `{key}: {value!r}` must be {what}") from None
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError
+    return {str(k): v for k, v in value.items()}
+
+
+def _limit(value: Any) -> int | float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError
+    return int(value) if value >= 1 else float(value)
+
+
+def load_spec(path: str | Path, overrides: dict[str, str] | None = None) -> Spec:
+    """Parse and check a spec file (shape and types; :func:`validate_spec` checks names against lm-eval)."""
+    raw = _read_yaml(path)
+    if "env" in raw:
+        raise SpecError(f"{path}: `env:` is no longer read (environment variables are for secrets and paths only); "
+                        "put task settings such as the reward model under `metadata:` (e.g. metadata: {rm: proxy})")
+    variables = {str(k): str(v) for k, v in _typed(path, raw, "vars", _mapping, "a mapping", {}).items()}
+    variables.update(overrides or {})
+    raw = _substitute({k: v for k, v in raw.items() if k != "vars"}, variables)
+    defaults = _typed(path, raw, "model_defaults", _mapping, "a mapping of model name to model_args", {})
+    if not isinstance(raw["rows"], list):
+        raise SpecError(f"{path}: `rows:` must be a list of {{name, model, model_args}}")
+    rows, seen = [], set()
+    for i, r in enumerate(raw["rows"]):
+        if not isinstance(r, dict) or "name" not in r or "model" not in r:
+            raise SpecError(f"{path}: row {i + 1}: every row needs `name` and `model`, got {r!r}")
+        name = str(r["name"])
+        if name in seen:
+            raise SpecError(f"{path}: duplicate row name {name!r}")
+        seen.add(name)
+        try:
+            args = {**parse_kv(defaults.get(str(r["model"]))), **parse_kv(r.get("model_args"))}
+        except SpecError as e:
+            raise SpecError(f"{path}: row {name!r}: model_args: {e}") from None
+        rows.append(Row(name, str(r["model"]), args))
+    adapters = _adapter_specs(path, raw.get("adapters"))
+    for row in rows:
+        for k, v in row.model_args.items():
+            adapter = str(v).removeprefix(TRAINED_PREFIX)
+            if str(v).startswith(TRAINED_PREFIX) and adapter not in adapters:
+                raise SpecError(f"{path}: row {row.name!r}: {k}={v} names no adapter under `adapters:` "
+                                f"({', '.join(adapters) or 'none defined'})")
+    tasks = _typed(path, raw, "tasks", lambda t: t.split(",") if isinstance(t, str) else [str(x) for x in t],
+                   "a list of task names")
+    spec = Spec(name=str(raw.get("name", Path(path).stem)), tasks=tasks, rows=rows,
+                limit=_typed(path, raw, "limit", _limit, "a positive number of documents (or a fraction < 1)"),
+                seed=_typed(path, raw, "seed", int, "an integer", 1234),
+                gen_kwargs=_typed(path, raw, "gen_kwargs", parse_kv, "a mapping or key=value,... string", {}),
+                metadata=_typed(path, raw, "metadata", _mapping, "a mapping of task settings (docs/options.md)", {}),
+                batch_size=_typed(path, raw, "batch_size", int, "an integer", 1),
+                device=str(raw.get("device", "auto")), metric=str(raw.get("metric", "rm_reward")),
+                reference=None if raw.get("reference") is None else str(raw["reference"]),
+                columns={k: str(v) for k, v in _typed(path, raw, "columns", _mapping, "a mapping", {}).items()},
+                adapters=adapters)
+    if spec.reference is not None and spec.reference not in seen:
+        raise SpecError(f"{path}: reference {spec.reference!r} is not a row name ({', '.join(seen)})")
+    return spec
+
+
+def validate_spec(spec: Spec, path: str | Path = "spec") -> None:
+    """Check every row and task against lm-eval and every cell the way a run checks itself, before any cell runs:
+    model names, model_args (their declarations, :mod:`icdpo_eval.config.options`), tasks, task settings and what
+    aggregation will use (:func:`icdpo_eval.config.preflight.check_run`)."""
+    from icdpo_eval._lm_eval_hook import install
+
+    install()
+    from lm_eval.api.registry import get_model
+    from lm_eval.tasks import TaskManager
+
+    from icdpo_eval.config import options, preflight
+
+    for row in spec.rows:
+        try:
+            get_model(row.model)
+        except (ValueError, KeyError):
+            raise SpecError(f"{path}: row {row.name!r}: unknown model {row.model!r}; use a name of `lm_eval --model`: "
+                            f"{', '.join(model_names())}") from None
+        decl = options.MODELS.get(row.model)
+        if decl is not None:
+            args = {k: v for k, v in row.model_args.items() if not str(v).startswith(TRAINED_PREFIX)}
+            try:
+                decl.parse(args)
+            except UserError as e:
+                raise SpecError(f"{path}: row {row.name!r}: {e}") from None
+    known = set(TaskManager().all_tasks)
+    unknown = [t for t in spec.tasks if t not in known]
+    if unknown:
+        raise SpecError(f"{path}: unknown task(s) {', '.join(unknown)}; `lm_eval ls tasks` lists them (ours: "
+                        f"{', '.join(sorted(preflight.our_tasks()))})")
+    try:
+        options.TASK_SETTINGS.parse(spec.metadata, where="metadata")
+    except UserError as e:
+        raise SpecError(f"{path}: {e}") from None
+    for row in spec.rows:
+        if any(str(v).startswith(TRAINED_PREFIX) for v in row.model_args.values()):
+            continue  # its adapter is trained before the row runs; the row checks itself then
+        try:
+            preflight.check_run(row.model, row.model_args, spec.tasks, spec.metadata, spec.gen_kwargs, spec.limit)
+        except UserError as e:
+            raise SpecError(f"{path}: row {row.name!r}: {e}") from None
+
+
+def model_names() -> list[str]:
+    """Every model name lm-eval's registry knows (ours included), from the registry itself."""
+    from lm_eval.api.registry import model_registry
+
+    return sorted(dict(model_registry.items()))
+
+
+TRAINED_PREFIX = "trained:"  # a model_arg value "trained:NAME" = the adapter NAME of the spec's `adapters:`
+
+
+def _adapter_specs(path: str | Path, raw: Any) -> dict[str, dict[str, Any]]:
+    """Validate ``adapters:``: ``NAME: {method: sft|dpo, <icdpo-eval train options>}``."""
+    if not raw:
+        return {}
+    from dataclasses import fields
+
+    from icdpo_eval.baselines.train import METHODS, TrainArgs, TrainError
+
+    allowed = {f.name for f in fields(TrainArgs)} - {"out", "resume"}
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: `adapters:` must map names to training options")
+    out = {}
+    for name, opts in raw.items():
+        if not isinstance(opts, dict) or opts.get("method") not in METHODS:
+            raise SpecError(f"{path}: adapter {name!r} needs `method: sft` or `method: dpo`")
+        bad = sorted(set(opts) - allowed)
+        if bad:
+            raise SpecError(f"{path}: adapter {name!r}: unknown training option(s) {', '.join(bad)}; "
+                            f"allowed: {', '.join(sorted(allowed))}")
+        try:  # the training options' own checks (TrainOptions.__post_init__), before anything trains
+            TrainArgs(out="-", **opts)
+        except (TrainError, TypeError) as exc:
+            raise SpecError(f"{path}: adapter {name!r}: {exc}") from None
+        out[str(name)] = dict(opts)
+    return out
+
+
+def cells_of(spec: Spec) -> list[Cell]:
+    return [Cell(r.name, r.model, r.model_args, t, spec.limit, spec.seed, spec.gen_kwargs, spec.metadata,
+                 spec.batch_size, spec.metric, spec.device) for r in spec.rows for t in spec.tasks]
+
+
