@@ -26,11 +26,12 @@ import json
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from icdpo_eval.config import names
+from icdpo_eval.config import declared, names
+from icdpo_eval.config.declared import opt, required
 from icdpo_eval.data import datasets as data
 from icdpo_eval.errors import UserError
 from icdpo_eval.method.prompts import as_continuation
@@ -52,58 +53,35 @@ class TrainError(UserError):
     """A bad training request (task, pool, output folder...)."""
 
 
-def _opt(default: Any, help: str) -> Any:
-    """A declared option: its default and its help (the CLI's ``--help``, docs/training.md's generated table)."""
-    meta = {"help": help}
-    if callable(default) and not isinstance(default, str):
-        return field(default_factory=default, metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-def options_table() -> str:
-    """docs/training.md's table of the options, from :class:`TrainOptions` (``scripts/sync_docs.py`` writes it)."""
-    from dataclasses import MISSING
-
-    lines = ["| option | default | meaning |", "|---|---|---|"]
-    for f in fields(TrainOptions):
-        default = f.default_factory() if f.default is MISSING and f.default_factory is not MISSING else f.default
-        shown = SHOWN.get(f.name) or ("required" if default is MISSING else "–" if default is None
-                                            else " ".join(default) if isinstance(default, list)
-                                            else str(default).lower() if isinstance(default, bool) else str(default))
-        text = f.metadata["help"].replace(" (%(default)s)", "").replace("%(default)s; ", "").replace("|", "\\|")
-        lines.append(f"| `--{f.name.replace('_', '-')}` | {shown} | {text} |")
-    return "\n".join(lines)
-
-
 @dataclass
 class TrainOptions:
     """Every option of ``icdpo-eval train``, declared once: this dataclass is the CLI (through transformers'
     ``HfArgumentParser``: ``--max-steps`` and ``--max_steps`` alike), its validation (``__post_init__``) and, with
     the method, the leaderboard spec's ``adapters:`` entries."""
 
-    out: str = field(metadata={"help": "folder for checkpoints and the final adapter"})
-    base: str = _opt(names.BASE, "base model: hub name, folder or embedded:base (%(default)s)")
-    task: str = _opt(DEFAULT_TASK, "training data: hh (default, the paper's mix: hh_harmless + hh_helpful default "
+    out: str = required("folder for checkpoints and the final adapter")
+    base: str = opt(names.BASE, "base model: hub name, folder or embedded:base (%(default)s)")
+    task: str = opt(DEFAULT_TASK, "training data: hh (default, the paper's mix: hh_harmless + hh_helpful default "
                      "pools) or one task's demo pool (a task with a default pool)")
-    demo_pool: str | None = _opt(None, "training pairs instead of the task's pool: JSONL or dataset:subset:split")
-    rank: int = _opt(8, "LoRA rank (%(default)s)")
-    alpha: int = _opt(16, "LoRA alpha (%(default)s)")
-    dropout: float = _opt(0.05, "LoRA dropout (%(default)s)")
-    targets: list[str] = _opt(lambda: list(LORA_TARGETS), "modules LoRA adapts (%(default)s)")
-    lr: float | None = _opt(None, "AdamW learning rate, cosine schedule (3% warm-up when training by epochs); default: "
+    demo_pool: str | None = opt(None, "training pairs instead of the task's pool: JSONL or dataset:subset:split")
+    rank: int = opt(8, "LoRA rank (%(default)s)")
+    alpha: int = opt(16, "LoRA alpha (%(default)s)")
+    dropout: float = opt(0.05, "LoRA dropout (%(default)s)")
+    targets: list[str] = opt(lambda: list(LORA_TARGETS), "modules LoRA adapts (%(default)s)")
+    lr: float | None = opt(None, "AdamW learning rate, cosine schedule (3% warm-up when training by epochs); default: "
                             "sft 2e-4, dpo 5e-5")
-    epochs: float = _opt(1.0, "epochs (%(default)s)")
-    max_steps: int = _opt(-1, "stop after N optimizer steps (overrides --epochs; -1: epochs decide)")
-    batch_size: int = _opt(4, "pairs per device step (%(default)s)")
-    grad_accum: int = _opt(1, "gradient accumulation (%(default)s)")
-    max_pairs: int | None = _opt(None, "train on the first N pairs of the pool (of a mixed pool: an equal share "
+    epochs: float = opt(1.0, "epochs (%(default)s)")
+    max_steps: int = opt(-1, "stop after N optimizer steps (overrides --epochs; -1: epochs decide)")
+    batch_size: int = opt(4, "pairs per device step (%(default)s)")
+    grad_accum: int = opt(1, "gradient accumulation (%(default)s)")
+    max_pairs: int | None = opt(None, "train on the first N pairs of the pool (of a mixed pool: an equal share "
                                  "of each)")
-    max_length: int = _opt(512, "max prompt + response tokens (%(default)s; the paper's filters: 320 + 128)")
-    beta: float = _opt(0.1, "DPO beta (%(default)s; DPO only)")
-    save_steps: int = _opt(50, "checkpoint every N steps (%(default)s; OUT/checkpoint-N, the last 2 kept)")
-    logging_steps: int = _opt(1, "log the loss every N steps (%(default)s)")
-    seed: int = _opt(1234, "seed of the shuffle, LoRA init and dropout (%(default)s)")
-    resume: bool = _opt(False, "continue from the last checkpoint in --out (optimizer, schedule, RNG and data "
+    max_length: int = opt(512, "max prompt + response tokens (%(default)s; the paper's filters: 320 + 128)")
+    beta: float = opt(0.1, "DPO beta (%(default)s; DPO only)")
+    save_steps: int = opt(50, "checkpoint every N steps (%(default)s; OUT/checkpoint-N, the last 2 kept)")
+    logging_steps: int = opt(1, "log the loss every N steps (%(default)s)")
+    seed: int = opt(1234, "seed of the shuffle, LoRA init and dropout (%(default)s)")
+    resume: bool = opt(False, "continue from the last checkpoint in --out (optimizer, schedule, RNG and data "
                         "position restored); without it an existing run in --out is an error")
 
     def __post_init__(self) -> None:
@@ -131,6 +109,11 @@ class TrainArgs(TrainOptions):
         if self.method not in METHODS:
             raise TrainError(f"method {self.method!r} is not one of: {', '.join(METHODS)}")
         super().__post_init__()
+
+
+def options_table() -> str:
+    """docs/training.md's table of the options, from :class:`TrainOptions` (``scripts/sync_docs.py`` writes it)."""
+    return declared.options_table(TrainOptions, SHOWN)
 
 
 def train_sft(out: str, **kwargs: Any) -> dict:
@@ -300,19 +283,15 @@ def train(a: TrainArgs) -> dict:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add ``train`` (``train sft|dpo ...``) to an argparse subparsers object: the method, then every field of
-    :class:`TrainOptions` (transformers' ``HfArgumentParser`` reads them off the dataclass)."""
-    from transformers import HfArgumentParser
-
-    options = HfArgumentParser(TrainOptions, add_help=False)
-    p = subparsers.add_parser("train", help="train SFT+LoRA / DPO+LoRA adapters with TRL + peft", parents=[options],
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    :class:`TrainOptions` (:mod:`icdpo_eval.config.declared`)."""
+    p = declared.add_parser(subparsers, "train", TrainOptions, description=__doc__,
+                            help="train SFT+LoRA / DPO+LoRA adapters with TRL + peft")
     p.add_argument("method", choices=METHODS, help="sft (SFTTrainer on prompt+chosen) or dpo (DPOTrainer)")
     return p
 
 
 def main(args: argparse.Namespace) -> int:
-    options = {f.name: getattr(args, f.name) for f in fields(TrainOptions)}
-    prov = train(TrainArgs(method=args.method, **options))  # errors: one line from icdpo_eval.cli
+    prov = train(declared.from_args(TrainArgs, args))  # errors: one line from icdpo_eval.cli
     print(f"{args.method} adapter saved in {args.out} (step {prov['global_step']}, final loss "
           f"{prov['final_loss']}, {prov['train_seconds']} s); evaluate it with:\n"
           f"  lm_eval --model {'sft_lora' if args.method == 'sft' else 'dpo'} "

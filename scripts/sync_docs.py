@@ -38,13 +38,17 @@ def sync(text: str, blocks: dict[str, str]) -> tuple[str, list[str]]:
 
 
 def all_blocks() -> dict[str, str]:
-    """Every generated block: the options' (:func:`icdpo_eval.config.options.generated_blocks`) and the training
-    options' (:func:`icdpo_eval.baselines.train.options_table`, from its dataclass)."""
+    """Every generated block: the options' (:func:`icdpo_eval.config.options.generated_blocks`) and the commands'
+    declared as dataclasses (train, borrow, build-rank-set: :mod:`icdpo_eval.config.declared`)."""
     sys.path.insert(0, str(ROOT))
     from icdpo_eval.baselines.train import options_table
+    from icdpo_eval.config.declared import options_table as table
     from icdpo_eval.config.options import generated_blocks
+    from icdpo_eval.prepare.borrow import BorrowOptions
+    from icdpo_eval.prepare.rank_set import RankSetOptions
 
-    return {**generated_blocks(), "train options": options_table()}
+    return {**generated_blocks(), "train options": options_table(), "borrow options": table(BorrowOptions),
+            "build-rank-set options": table(RankSetOptions)}
 
 
 def main(argv: list[str]) -> int:

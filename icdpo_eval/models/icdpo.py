@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 
 from icdpo_eval.config.options import ICDPO
+from icdpo_eval.engine import SamplingParams
 from icdpo_eval.method import instructions
 from icdpo_eval.method.best_of_n import sample_and_select
 from icdpo_eval.method.scorers import ContrastiveScorer, negative_context, positive_context
@@ -68,14 +69,21 @@ class ICDPOLM(DemoRetrieval, MethodLM):
             log.warning("icdpo: %d of %d documents returned an empty response", self.stats["empty"], len(requests))
         return out
 
+    def choices(self, task: str | None, prompts: list[str], params: SamplingParams, *, select: str | None = None,
+                names: list[str] | None = None) -> list:
+        """ICDPO on ``prompts`` (already prepared): K demos each, N candidates under the positive prompt, scored and
+        selected (``select``: this model's unless given; ``random`` / ``single`` score nothing). The one sampling
+        path of the method: generation and ``build-rank-set`` (which keeps every candidate) call it."""
+        demos = self.retrieve(task, prompts)
+        tpl = self.template(task)
+        return sample_and_select(
+            self.engine, self.scorer, prompts, [positive_context(p, d, tpl) for p, d in zip(prompts, demos)], demos,
+            n=self.n, params=params, select=select or self.select, seed=self.seed, empty=self.cfg.empty,
+            template=tpl, names=names, store=self.candidate_store(), stats=self.stats)
+
     def _generate_batch(self, task: str | None, reqs: list, gk: dict) -> list:
         params = self.sampling_params(gk, task)
         prompts = [self.prepare(task, r.args[0]) for r in reqs]
-        demos = self.retrieve(task, prompts)
-        tpl = self.template(task)
-        choices = sample_and_select(
-            self.engine, self.scorer, prompts, [positive_context(p, d, tpl) for p, d in zip(prompts, demos)], demos,
-            n=self.n, params=params, select=self.select, seed=self.seed, empty=self.cfg.empty, template=tpl,
-            names=[f"{task} doc {r.doc_id}" for r in reqs], store=self.candidate_store(), stats=self.stats)
+        choices = self.choices(task, prompts, params, names=[f"{task} doc {r.doc_id}" for r in reqs])
         self.stats["empty"] += sum(not c.text for c in choices)
         return choices

@@ -19,31 +19,49 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
-from icdpo_eval.config import names
+from icdpo_eval.config import declared, names
+from icdpo_eval.config.declared import opt, required
+from icdpo_eval.errors import OptionError
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class BorrowOptions:
+    """Every option of ``icdpo-eval borrow``, declared once (:mod:`icdpo_eval.config.declared`)."""
+
+    out: str = required("output JSONL (appended to; existing ids are skipped)")
+    teacher: str = opt("embedded:teacher", "HF causal LM (hub name / path / embedded:teacher) or openai:<model>")
+    task: str = opt("hh_harmless_mini", "task whose default demo pool is used (%(default)s)")
+    demo_pool: str | None = opt(None, "JSONL file or dataset spec instead of the task's pool")
+    limit: int | None = opt(None, "only the first N pool rows")
+    max_new_tokens: int | None = opt(None, "default: the task's (HH 128, SyntheticGPT 200)")
+    batch_size: int = opt(8, "prompts generated together (and per flush; %(default)s)")
+    top_p: float | None = opt(None, "sample with this top-p (default: greedy)")
+    temperature: float = opt(1.0, "sampling temperature, with --top-p (%(default)s)")
+    seed: int = opt(1234, "sampling seed (%(default)s)")
+    device: str | None = opt(None, "auto (default), cpu, cuda, ...")
+    dtype: str = opt("auto", "weights dtype of an HF teacher (%(default)s)")
+    report: bool = opt(False, "print the RM score of teacher vs raw demos (Table 1)")
+    rm: str = opt("auto", "the reward model of --report (auto, proxy, a hub name or folder)")
+
+    def __post_init__(self) -> None:
+        for name in ("limit", "max_new_tokens", "batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise OptionError(f"--{name.replace('_', '-')} must be >= 1 (got {value})")
+        if self.top_p is not None and not 0.0 < self.top_p <= 1.0:
+            raise OptionError(f"--top-p must be in (0, 1] (got {self.top_p})")
+        if self.temperature <= 0:
+            raise OptionError(f"--temperature must be > 0 (got {self.temperature})")
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("borrow", help="regenerate the demo pool's chosen responses with a teacher LLM",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--teacher", default="embedded:teacher",
-                   help="HF causal LM (hub name / path / embedded:teacher) or openai:<model>")
-    p.add_argument("--task", default="hh_harmless_mini", help="task whose default demo pool is used")
-    p.add_argument("--out", required=True, help="output JSONL (appended to; existing ids are skipped)")
-    p.add_argument("--demo-pool", default=None, help="JSONL file or dataset spec instead of the task's pool")
-    p.add_argument("--limit", type=int, default=None, help="only the first N pool rows")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the task's (HH 128, SyntheticGPT 200)")
-    p.add_argument("--batch-size", type=int, default=8, help="prompts generated together (and per flush)")
-    p.add_argument("--top-p", type=float, default=None, help="sample with this top-p (default: greedy)")
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, ...")
-    p.add_argument("--dtype", default="auto")
-    p.add_argument("--report", action="store_true", help="print the RM score of teacher vs raw demos (Table 1)")
-    p.add_argument("--rm", default="auto", help="the reward model of --report (auto, proxy, a hub name or folder)")
+    p = declared.add_parser(subparsers, "borrow", BorrowOptions, description=__doc__,
+                            help="regenerate the demo pool's chosen responses with a teacher LLM")
     p.set_defaults(func=main)
     return p
 
@@ -63,7 +81,7 @@ def read_done(path: Path) -> set[str]:
     return done
 
 
-def generate(args: argparse.Namespace, pool: list[dict], out: Path) -> tuple[int, int]:
+def generate(args: BorrowOptions, pool: list[dict], out: Path) -> tuple[int, int]:
     """Write the teacher's responses for the pool rows not yet in ``out``; (written, empty) counts."""
     from tqdm import tqdm
 
@@ -133,6 +151,7 @@ def report(path: Path, rm: str = "auto") -> list[tuple[str, int, float]]:
 def main(args: argparse.Namespace) -> int:
     from icdpo_eval.data import datasets as data
 
+    args = declared.from_args(BorrowOptions, args)  # the declared checks: one line from icdpo_eval.cli
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     names.check_model_name("--teacher", args.teacher)
     if args.report:

@@ -50,6 +50,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from icdpo_eval.config import declared
+from icdpo_eval.config.declared import opt, required
 from icdpo_eval.data.datasets import TOP_P
 from icdpo_eval.errors import OptionError
 from icdpo_eval.judges.pairwise import JudgeError
@@ -192,9 +194,6 @@ def build_rank_set(task: str, out: str, *, model_args: dict | None = None, judge
     rows get an order."""
     from icdpo_eval import __version__
     from icdpo_eval.data.datasets import TASK_DEFAULTS, eval_rows, task_limits
-    from icdpo_eval.engine import stable_seed
-    from icdpo_eval.method.prompts import postprocess
-    from icdpo_eval.method.scorers import positive_context
     from icdpo_eval.models.icdpo import ICDPOLM
 
     if task not in TASK_DEFAULTS:
@@ -216,16 +215,11 @@ def build_rank_set(task: str, out: str, *, model_args: dict | None = None, judge
         max_new_tokens = task_limits(task).max_gen_toks
     icdpo = ICDPOLM(**args)
     params = icdpo.sampling_params({"max_gen_toks": max_new_tokens, "top_p": top_p, "do_sample": True}, task)
-    tpl = icdpo.template(task)
     prompts = [icdpo.prepare(task, r["prompt"]) for r in rows]
     candidates: list[list[str]] = []
     for s in tqdm(range(0, len(rows), batch_size), desc="rank set: sampling candidates"):
-        chunk = prompts[s:s + batch_size]
-        demos = icdpo.retrieve(task, chunk)
-        samples = icdpo.engine.sample([positive_context(p, d, tpl) for p, d in zip(chunk, demos)], N_CANDIDATES,
-                                      params=params, seeds=[stable_seed(icdpo.seed, p) for p in chunk],
-                                      docs_per_batch=len(chunk))
-        candidates += [[postprocess(x.text) for x in ss] for ss in samples]
+        # the method's own sampling (ICDPOLM.choices), every candidate kept: nothing selected, nothing scored
+        candidates += [c.candidates for c in icdpo.choices(task, prompts[s:s + batch_size], params, select="single")]
     judged, judge_name, errors = judge_orders(judge, [r["prompt"] for r in rows], candidates, protocol, settings)
     failed = sum(j.order is None for j in judged)
     tied = sum(j.best_tied for j in judged)
@@ -255,34 +249,50 @@ def rank_row(doc_id: str, prompt: str, candidates: list[str], j: RowJudgment, ta
             "provenance": provenance}
 
 
+@dataclass
+class RankSetOptions:
+    """Every option of ``icdpo-eval build-rank-set``, declared once (:mod:`icdpo_eval.config.declared`)."""
+
+    task: str = required("hh_harmless | hh_helpful | synthetic_gpt | hh_harmless_mini")
+    out: str = required("output JSONL (then: lm_eval ... --tasks hh_harmless_rank --metadata "
+                        "'{\"rank_set\": \"FILE\"}')")
+    model_args: str = opt("", "--model icdpo's options for sampling the candidates (pretrained, k, retriever, seed, "
+                          "demo_pool, dialogue, ...; docs/options.md)")
+    judge: str = opt("openai", "openai[:MODEL] (LLM judge, OPENAI_* env) or rm[:NAME] (reward model; rm = the task "
+                     "setting rm, auto)")
+    protocol: str = opt(DEFAULT_PROTOCOL, "how the openai judge orders the 3 candidates: listwise (default, the "
+                        "paper's: one request sorts them) or pairwise (3 pairs, Copeland points)")
+    metadata: str = opt("", "task settings of the judge as JSON, e.g. '{\"judge_protocol\": \"paper\", "
+                        "\"judge_workers\": 4}' (docs/options.md)")
+    n_docs: int = opt(200, "the first N rows of the task (%(default)s)")
+    max_new_tokens: int | None = opt(None, "default: the task's (HH 128, SyntheticGPT 200)")
+    top_p: float = opt(TOP_P, "(%(default)s: the tasks' own)")
+    batch_size: int = opt(1, "prompts decoded together (%(default)s)")
+    min_judged: float = opt(DEFAULT_MIN_JUDGED, "fail (and write nothing) when fewer than this share of rows get a "
+                            "judge order (%(default)s)")
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise OptionError(f"--protocol {self.protocol!r}: use one of {', '.join(PROTOCOLS)}")
+        if not 0.0 < self.min_judged <= 1.0:
+            raise OptionError(f"--min-judged {self.min_judged}: must be in (0, 1]")
+        for name in ("n_docs", "batch_size", "max_new_tokens"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise OptionError(f"--{name.replace('_', '-')} must be >= 1 (got {value})")
+        if not 0.0 < self.top_p <= 1.0:
+            raise OptionError(f"--top-p must be in (0, 1] (got {self.top_p})")
+
+
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("build-rank-set", help="sample 3 ICL candidates per prompt and have a judge rank them "
-                       "(the MRR task's data)", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True, help="hh_harmless | hh_helpful | synthetic_gpt | hh_harmless_mini")
-    p.add_argument("--out", required=True, help="output JSONL (then: lm_eval ... --tasks hh_harmless_rank "
-                   "--metadata '{\"rank_set\": \"FILE\"}')")
-    p.add_argument("--model_args", default="", help="--model icdpo's options for sampling the candidates "
-                   "(pretrained, k, retriever, seed, demo_pool, dialogue, ...; docs/options.md)")
-    p.add_argument("--judge", default="openai", help="openai[:MODEL] (LLM judge, OPENAI_* env) or "
-                   "rm[:NAME] (reward model; rm = the task setting rm, auto)")
-    p.add_argument("--protocol", default=DEFAULT_PROTOCOL, choices=PROTOCOLS,
-                   help="how the openai judge orders the 3 candidates: listwise (default, the paper's: one "
-                   "request sorts them) or pairwise (3 pairs, Copeland points)")
-    p.add_argument("--metadata", default="", help="task settings of the judge as JSON, e.g. "
-                   "'{\"judge_protocol\": \"paper\", \"judge_workers\": 4}' (docs/options.md)")
-    p.add_argument("--n-docs", type=int, default=200)
-    p.add_argument("--max-new-tokens", type=int, default=None, help="default: the task's (HH 128, SyntheticGPT 200)")
-    p.add_argument("--top-p", type=float, default=TOP_P, help="(%(default)s: the tasks' own)")
-    p.add_argument("--batch-size", type=int, default=1, help="prompts decoded together")
-    p.add_argument("--min-judged", type=float, default=DEFAULT_MIN_JUDGED,
-                   help="fail (and write nothing) when fewer than this share of rows get a judge order "
-                   "(%(default)s)")
+    declared.add_parser(sub, "build-rank-set", RankSetOptions, description=__doc__,
+                        help="sample 3 ICL candidates per prompt and have a judge rank them (the MRR task's data)")
 
 
 def main(args: argparse.Namespace) -> int:
     from lm_eval.utils import simple_parse_args_string
 
+    args = declared.from_args(RankSetOptions, args)  # the declared checks: one line from icdpo_eval.cli
     try:
         metadata = json.loads(args.metadata) if args.metadata else {}
     except ValueError as e:
