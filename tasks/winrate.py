@@ -122,9 +122,9 @@ def winrate_aggregate(items: Sequence[dict[str, Any]]) -> float:
 
 
 def _lc(items: Sequence[dict[str, Any]]):
-    """The length-controlled win rate of the judged items (:mod:`icdpo_eval.judges.length_control`), computed
+    """The length-controlled win rate of the judged items (:func:`icdpo_eval.stats.lc_winrate`), computed
     once per item list from the same cached verdicts as ``winrate``."""
-    from icdpo_eval.judges.length_control import lc_winrate
+    from icdpo_eval.stats import lc_winrate
 
     judge_items(items)
     judged = [it for it in items if it["score"] is not None]

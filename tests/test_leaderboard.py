@@ -195,6 +195,10 @@ def test_bad_spec(tmp_path: Path) -> None:
     p.write_text("tasks: [t]\nrows:\n  - {name: A, model: icdpo, model_args: {x: '${undefined}'}}\n")
     with pytest.raises(lb.SpecError, match="undefined"):
         lb.load_spec(p)
+    # a typo of a setting is an error naming it, never a silently ignored key (the spec's keys are declared once)
+    p.write_text("tasks: [hh_harmless_mini]\nlimt: 5\nrows:\n  - {name: A, model: icdpo}\n")
+    with pytest.raises(lb.SpecError, match="unknown key\\(s\\) limt; a spec has: name, tasks"):
+        lb.load_spec(p)
     # an adapter's training options pass the same checks as `icdpo-eval train`'s (one declaration), at load time
     p.write_text("tasks: [hh_harmless_mini]\nadapters:\n  a: {method: dpo, rank: 0}\n"
                  "rows:\n  - {name: A, model: dpo, model_args: {adapter: 'trained:a'}}\n")

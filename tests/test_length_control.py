@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from icdpo_eval.judges.length_control import lc_reward, lc_winrate
+from icdpo_eval.stats import lc_reward, lc_winrate
 
 
 def lengths(n: int, shift: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

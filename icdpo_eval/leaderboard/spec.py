@@ -8,7 +8,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -150,12 +150,35 @@ def _limit(value: Any) -> int | float:
     return int(value) if value >= 1 else float(value)
 
 
+# the spec's settings: key -> (parser, what it must be); absent keys take :class:`Spec`'s own defaults
+SETTINGS: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "limit": (_limit, "a positive number of documents (or a fraction < 1)"),
+    "seed": (int, "an integer"),
+    "gen_kwargs": (parse_kv, "a mapping or key=value,... string"),
+    "metadata": (_mapping, "a mapping of task settings (docs/options.md)"),
+    "batch_size": (int, "an integer"),
+    "device": (str, "a device name (auto, cpu, cuda, ...)"),
+    "metric": (str, "a metric name"),
+    "columns": (lambda v: {k: str(x) for k, x in _mapping(v).items()}, "a mapping of column name to task(s)"),
+}
+KEYS = ("name", "tasks", "rows", "reference", "adapters", "vars", "model_defaults", *SETTINGS)
+
+
+def _default(f: Any) -> Any:
+    return f.default_factory() if f.default is MISSING else f.default
+
+
 def load_spec(path: str | Path, overrides: dict[str, str] | None = None) -> Spec:
-    """Parse and check a spec file (shape and types; :func:`validate_spec` checks names against lm-eval)."""
+    """Parse and check a spec file (shape and types; :func:`validate_spec` checks names against lm-eval). Its keys
+    are :data:`KEYS`: an unknown one (a typo) is an error, never a silently ignored setting."""
     raw = _read_yaml(path)
     if "env" in raw:
         raise SpecError(f"{path}: `env:` is no longer read (environment variables are for secrets and paths only); "
                         "put task settings such as the reward model under `metadata:` (e.g. metadata: {rm: proxy})")
+    unknown = sorted(str(k) for k in raw if k not in KEYS)
+    if unknown:
+        raise SpecError(f"{path}: unknown key(s) {', '.join(unknown)}; a spec has: {', '.join(KEYS)} "
+                        "(docs/leaderboard.md)")
     variables = {str(k): str(v) for k, v in _typed(path, raw, "vars", _mapping, "a mapping", {}).items()}
     variables.update(overrides or {})
     raw = _substitute({k: v for k, v in raw.items() if k != "vars"}, variables)
@@ -184,16 +207,12 @@ def load_spec(path: str | Path, overrides: dict[str, str] | None = None) -> Spec
                                 f"({', '.join(adapters) or 'none defined'})")
     tasks = _typed(path, raw, "tasks", lambda t: t.split(",") if isinstance(t, str) else [str(x) for x in t],
                    "a list of task names")
+    declared = {f.name: f for f in fields(Spec)}
+    settings = {key: _typed(path, raw, key, conv, what, _default(declared[key]))
+                for key, (conv, what) in SETTINGS.items()}
     spec = Spec(name=str(raw.get("name", Path(path).stem)), tasks=tasks, rows=rows,
-                limit=_typed(path, raw, "limit", _limit, "a positive number of documents (or a fraction < 1)"),
-                seed=_typed(path, raw, "seed", int, "an integer", 1234),
-                gen_kwargs=_typed(path, raw, "gen_kwargs", parse_kv, "a mapping or key=value,... string", {}),
-                metadata=_typed(path, raw, "metadata", _mapping, "a mapping of task settings (docs/options.md)", {}),
-                batch_size=_typed(path, raw, "batch_size", int, "an integer", 1),
-                device=str(raw.get("device", "auto")), metric=str(raw.get("metric", "rm_reward")),
-                reference=None if raw.get("reference") is None else str(raw["reference"]),
-                columns={k: str(v) for k, v in _typed(path, raw, "columns", _mapping, "a mapping", {}).items()},
-                adapters=adapters)
+                reference=None if raw.get("reference") is None else str(raw["reference"]), adapters=adapters,
+                **settings)
     if spec.reference is not None and spec.reference not in seen:
         raise SpecError(f"{path}: reference {spec.reference!r} is not a row name ({', '.join(seen)})")
     return spec

@@ -69,11 +69,11 @@ def pooled_value(cells: list[CellResult]) -> float:
 
 def length_controlled(spec: Spec, cells: list[CellResult],
                       ref: list[CellResult] | None) -> tuple[float, float, float]:
-    """``rm_reward_lc`` of a column against the reference row (:func:`icdpo_eval.judges.length_control.lc_reward`,
+    """``rm_reward_lc`` of a column against the reference row (:func:`icdpo_eval.stats.lc_reward`,
     our extension): NaN without a reference, for non-reward metrics, or without per-document lengths."""
     if ref is None or spec.metric != "rm_reward":
         return math.nan, math.nan, math.nan
-    from icdpo_eval.judges.length_control import lc_reward
+    from icdpo_eval.stats import lc_reward
 
     def paired(cs: list[CellResult]) -> dict[str, tuple[float, float]]:
         return {f"{c.cell.task}/{i}": (v, c.lengths[i]) for c in cs for i, v in c.scores.items() if i in c.lengths}
