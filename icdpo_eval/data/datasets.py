@@ -80,9 +80,8 @@ class TaskLimits(NamedTuple):
 def task_limits(task: str | None) -> TaskLimits:
     """The limits of ``task``'s dataset (:data:`TASK_DEFAULTS`); HH-RLHF's for a task we do not know (the mini set,
     a user's pool)."""
-    t = TASK_DEFAULTS.get(task or "")
-    dataset = t.dataset if t is not None and t.dataset in LENGTH_LIMITS else "hh-rlhf"
-    return TaskLimits(*LENGTH_LIMITS[dataset])
+    return TaskLimits(*pool_limits(task)[1])
+
 
 OnError = Literal["raise", "skip"]
 Row = dict[str, str]
