@@ -176,7 +176,7 @@ def patch_evaluator(evaluator_module) -> None:
             raise
         a["model_args"] = preflight.resolve_foreign(a["model"], a.get("model_args"))
         preflight.before_run()
-        with runtime.run_gen_kwargs(preflight._as_dict(a.get("gen_kwargs"))):
+        with runtime.run_gen_kwargs(preflight._as_dict(a.get("gen_kwargs")), metadata):
             results = original(*bound.args, **bound.kwargs)
         preflight.after_run(results, info)
         return results

@@ -148,25 +148,34 @@ def atomic_write_dir(path: str | os.PathLike[str], build: Callable[[Path], None]
     tmp.rename(p)
 
 
-# the current lm-eval run's explicit --gen_kwargs (set by the registration hook's wrapper of simple_evaluate), so
-# that a model tells the user's settings from the task's defaults: an explicit setting always wins
+# the current lm-eval run's explicit --gen_kwargs and --metadata (set by the registration hook's wrapper of
+# simple_evaluate), so that a model tells the user's settings from the task's defaults (an explicit setting always
+# wins) and reads a task setting it depends on (ARGS's guiding RM is the task's rm)
 _RUN_GEN_KWARGS: dict[str, Any] = {}
+_RUN_METADATA: dict[str, Any] = {}
 
 
 def explicit_gen_kwargs() -> dict[str, Any]:
     return dict(_RUN_GEN_KWARGS)
 
 
+def run_metadata() -> dict[str, Any]:
+    return dict(_RUN_METADATA)
+
+
 @contextmanager
-def run_gen_kwargs(gen_kwargs: dict[str, Any] | None) -> Iterator[None]:
-    saved = dict(_RUN_GEN_KWARGS)
+def run_gen_kwargs(gen_kwargs: dict[str, Any] | None, metadata: dict[str, Any] | None = None) -> Iterator[None]:
+    saved = dict(_RUN_GEN_KWARGS), dict(_RUN_METADATA)
     _RUN_GEN_KWARGS.clear()
     _RUN_GEN_KWARGS.update(gen_kwargs or {})
+    _RUN_METADATA.clear()
+    _RUN_METADATA.update(metadata or {})
     try:
         yield
     finally:
-        _RUN_GEN_KWARGS.clear()
-        _RUN_GEN_KWARGS.update(saved)
+        for store, old in zip((_RUN_GEN_KWARGS, _RUN_METADATA), saved):
+            store.clear()
+            store.update(old)
 
 
 class SqliteStore:

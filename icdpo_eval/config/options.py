@@ -21,9 +21,11 @@ Imports nothing heavy (no torch, no lm_eval).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from icdpo_eval.errors import OptionError
@@ -337,6 +339,53 @@ DPO = Options("dpo", ADAPTER,
                      "DPO implicit reward) | s_hat (best of N by Ŝ on the DPO policy)",
                      choices=("none", "implicit", "s_hat")),
               N, *RETRIEVAL, *CONTRASTIVE, DIALOGUE, *SAMPLING, _ADAPTER_BASE, *COMMON_AUTO_1[1:])
+# ---- the inference-time alignment methods ICDPO is compared with today (docs/w2s.md, docs/urial.md, docs/args.md)
+W2S = Options(
+    "w2s",
+    Option("tuned", "str", None, "the tuned half of the guide: a LoRA adapter folder (`icdpo-eval train dpo|sft`, "
+           "`trained:NAME` in a spec) or a hub name / local model folder", shown="required"),
+    Option("untuned", "model", None, "the untuned half: a hub name / local model folder", shown="the adapter's base "
+           "(its adapter disabled)"),
+    Option("beam_width", "int", 2, "W: partial responses kept after each chunk", lo=1),
+    Option("successors", "int", 2, "K: chunks sampled from each kept partial response", lo=1),
+    Option("chunk_length", "int", 30, "L: tokens per chunk (L >= max_new_tokens with W = 1: best-of-K under the "
+           "guide)", lo=1),
+    DIALOGUE,
+    TOP_P.with_default(1.0, shown="1.0 (released)"),
+    TOP_K.with_default(50, shown="50 (released)"),
+    TEMPERATURE.with_default(0.7, shown="0.7 (paper)"),
+    MAX_NEW_TOKENS, *COMMON_AUTO_1,
+)
+URIAL = Options(
+    "urial",
+    Option("urial_prompt", "str", "ours", "the alignment prefix: ours (our system text and 3 examples), released "
+           "(the authors' inst_1k_v4.help at the pinned commit, fetched and sha-checked at run time, cached) or a "
+           "UTF-8 text file", check=_nonempty("urial_prompt")),
+    Option("urial_format", "choice", "auto", "how a prompt follows the prefix: dialogue (the task's "
+           "Human:/Assistant: turns) | query (the query/answer blocks of the authors' prompt files) | auto (query "
+           "when the prefix has `# Query:` blocks, else dialogue)", choices=("auto", "dialogue", "query")),
+    Option("repetition_penalty", "float", 1.1, "HF's repetition penalty over the context and the response (paper: "
+           "1.1)", lo=1.0, hi=10.0),
+    DIALOGUE,
+    TOP_P.with_default(1.0, shown="1.0 (paper)"),
+    TOP_K.with_default(0, shown="0 (off, paper)"),
+    TEMPERATURE.with_default(0.3, shown="0.3 (paper)"),
+    MAX_NEW_TOKENS, *COMMON_AUTO_1,
+)
+ARGS = Options(
+    "args",
+    Option("guide_rm", "model", "task", "the reward model that guides decoding: task (the task's `rm` setting, "
+           "the one rm_reward uses: the row is then marked), proxy, or a sequence-classification RM name / "
+           "folder"),
+    Option("args_k", "int", 10, "k: the base model's top-k next tokens scored at each step", lo=1),
+    Option("args_w", "float", 1.5, "w: weight of the reward term (released runs: 1.5)", lo=0.0),
+    Option("args_mode", "choice", "greedy", "greedy (the best of the k) | sample (softmax of the k scores / "
+           "temperature)", choices=("greedy", "sample")),
+    DIALOGUE,
+    TEMPERATURE.with_default(0.7, shown="0.7 (released; args_mode=sample only)"),
+    MAX_NEW_TOKENS, *COMMON_AUTO_1,
+)
+
 # options of dpo that only mean something with rescore=s_hat
 DPO_S_HAT_ONLY = tuple(o.name for o in (*RETRIEVAL, *CONTRASTIVE) if o.name != "preset")
 RM = Options("rm",
@@ -348,7 +397,8 @@ RM = Options("rm",
                              doc="(context, response) pairs scored at once"),
              MAX_BATCH_SIZE, TRUST_REMOTE_CODE)
 
-MODELS: dict[str, Options] = {o.owner: o for o in (ICDPO, RM_BON, RM_AUG, LENGTH_BON, SFT_LORA, DPO, RM)}
+MODELS: dict[str, Options] = {o.owner: o for o in (ICDPO, RM_BON, RM_AUG, LENGTH_BON, SFT_LORA, DPO, W2S, URIAL,
+                                                    ARGS, RM)}
 # lm-eval model name -> "module:Class" (the registration hook's lazy placeholders; kept equal to
 # [project.entry-points."lm_eval.models"] in pyproject.toml, tests/test_registration.py checks it)
 TARGETS: dict[str, str] = {
@@ -358,6 +408,9 @@ TARGETS: dict[str, str] = {
     "rm_aug": "icdpo_eval.baselines.rm_aug:RMAugLM",
     "sft_lora": "icdpo_eval.baselines.sft_lora:SFTLoRALM",
     "dpo": "icdpo_eval.baselines.dpo:DPOLM",
+    "w2s": "icdpo_eval.baselines.w2s:WeakToStrongLM",
+    "urial": "icdpo_eval.baselines.urial:URIALLM",
+    "args": "icdpo_eval.baselines.args:ARGSLM",
     "rm": "icdpo_eval.models.rm:RMScorerLM",
 }
 
@@ -415,6 +468,43 @@ TASK_SETTINGS = Options(
     DIALOGUE.with_default("pro", doc="how the evaluation rows are length-filtered (the model's own `dialogue` "
                           "model_arg, which lm-eval passes to the task too)"),
 )
+
+
+def read_task_yaml(path: Path) -> dict[str, Any]:
+    """One of our task YAMLs as lm-eval reads it, without lm-eval's private loader: ``include:`` files (relative to
+    the file; a list: later ones win) under the file's own keys, ``!function`` tags kept as their dotted names."""
+    import yaml
+
+    class _Loader(yaml.SafeLoader):
+        pass
+
+    _Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+    cfg = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}  # noqa: S506 - a SafeLoader subclass
+    includes = cfg.pop("include", None)
+    merged: dict[str, Any] = {}
+    for inc in [includes] if isinstance(includes, str) else includes or []:
+        merged.update(read_task_yaml(path.parent / inc))
+    return {**merged, **cfg}
+
+
+@functools.cache
+def our_tasks() -> dict[str, dict[str, Any]]:
+    """Our task YAMLs, by task name (includes merged, ``!function`` tags unresolved)."""
+    out = {}
+    for path in sorted(tasks_dir().glob("*.yaml")):
+        cfg = read_task_yaml(path)
+        if isinstance(cfg.get("task"), str):
+            out[cfg["task"]] = cfg
+    return out
+
+
+def task_settings(task: str, model_args: dict[str, Any], metadata: dict[str, Any] | None) -> Config:
+    """The effective task settings of ``task``: its YAML's ``metadata:``, then the model_args, then
+    ``--metadata`` (lm-eval's own merge order), over the declared defaults."""
+    cfg = our_tasks().get(task, {})
+    meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
+    return TASK_SETTINGS.parse({**meta, **model_args, **(metadata or {})}, where="task setting",
+                                       ignore_unknown=True)
 
 
 def markdown_table(options: Options, skip: Iterable[str] = ()) -> str:

@@ -21,49 +21,18 @@ into the local folder here. :func:`record` is what the registration hook adds to
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from icdpo_eval.config import names, options, settings
+from icdpo_eval.config.options import our_tasks, read_task_yaml, task_settings  # noqa: F401 (re-exported)
 from icdpo_eval.errors import OptionError
 
 log = logging.getLogger(__name__)
 # the quick check counts with the tokenizers library and fails only beyond this many tokens over the limit; the
 # model's exact check (transformers' tokenizer) runs again before its first sample
 LENGTH_MARGIN = 8
-
-
-def read_task_yaml(path: Path) -> dict[str, Any]:
-    """One of our task YAMLs as lm-eval reads it, without lm-eval's private loader: ``include:`` files (relative to
-    the file; a list: later ones win) under the file's own keys, ``!function`` tags kept as their dotted names."""
-    import yaml
-
-    class _Loader(yaml.SafeLoader):
-        pass
-
-    _Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-    cfg = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader) or {}  # noqa: S506 - a SafeLoader subclass
-    includes = cfg.pop("include", None)
-    merged: dict[str, Any] = {}
-    for inc in [includes] if isinstance(includes, str) else includes or []:
-        merged.update(read_task_yaml(path.parent / inc))
-    return {**merged, **cfg}
-
-
-@functools.cache
-def our_tasks() -> dict[str, dict[str, Any]]:
-    """Our task YAMLs, by task name (includes merged, ``!function`` tags unresolved)."""
-    from icdpo_eval.config.options import tasks_dir
-
-    out = {}
-    for path in sorted(tasks_dir().glob("*.yaml")):
-        cfg = read_task_yaml(path)
-        if isinstance(cfg.get("task"), str):
-            out[cfg["task"]] = cfg
-    return out
 
 
 def _as_dict(model_args: Any) -> dict[str, Any]:
@@ -82,15 +51,6 @@ def _task_list(tasks: Any) -> list[str]:
     if isinstance(tasks, str):
         return [t for t in tasks.split(",") if t]
     return [t for t in tasks if isinstance(t, str)]
-
-
-def task_settings(task: str, model_args: dict[str, Any], metadata: dict[str, Any] | None) -> options.Config:
-    """The effective task settings of ``task``: its YAML's ``metadata:``, then the model_args, then
-    ``--metadata`` (lm-eval's own merge order), over the declared defaults."""
-    cfg = our_tasks().get(task, {})
-    meta = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
-    return options.TASK_SETTINGS.parse({**meta, **model_args, **(metadata or {})}, where="task setting",
-                                       ignore_unknown=True)
 
 
 def _metrics(task_cfg: dict[str, Any]) -> set[str]:

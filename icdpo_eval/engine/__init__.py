@@ -3,10 +3,11 @@ with (:mod:`.sampling`), the decode step's kernel strategy it is given (:mod:`.k
 and tokenizers it runs on (:mod:`.loading`). Imports nothing of icdpo_eval but :mod:`icdpo_eval.runtime` (device
 and dtype resolution) and :mod:`icdpo_eval.errors`."""
 
-from icdpo_eval.engine.engine import Engine, Sample, Session
+from icdpo_eval.engine.engine import Choose, Engine, Prefix, Sample, Session
 from icdpo_eval.engine.kernels import DecodeKernels
 from icdpo_eval.engine.loading import WEIGHTS, load_weights, weights_key
 from icdpo_eval.engine.sampling import SamplingParams, row_generator, stable_seed, top_p_choice
 
-__all__ = ["WEIGHTS", "DecodeKernels", "Engine", "Sample", "SamplingParams", "Session", "load_weights",
+__all__ = ["WEIGHTS", "Choose", "DecodeKernels", "Engine", "Prefix",
+           "Sample", "SamplingParams", "Session", "load_weights",
            "row_generator", "stable_seed", "top_p_choice", "weights_key"]

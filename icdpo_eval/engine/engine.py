@@ -17,6 +17,10 @@ score them" over this one class. What it guarantees:
   batched;
 * each sampling step also records log p(EOS | context, tokens so far), so a candidate scored with its
   EOS appended (as the released scorer does) still reuses the sampling pass;
+* a :class:`Prefix` (text every context of a run starts with, e.g. URIAL's alignment prefix) is prefilled once and its
+  cache copied under each context that extends it: ``sample_ids`` / ``logprobs_ids`` take the suffixes;
+* a ``choose`` callback may replace the sampler's draw (reward-guided decoding: ARGS) in the same loop;
+* :attr:`Engine.counts` counts every forward call and the positions it processed (one place, for every method);
 * :class:`Session` keeps ONE growing sequence's cache for blockwise methods (RM-Aug): sample N blocks from
   it, score blocks over it, continue with the chosen one, never re-encoding the prefix.
 """
@@ -25,7 +29,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -66,6 +71,15 @@ class Sample:
         return float(sum(self.token_logprobs[:n]) + self.eos_logprobs[n])
 
 
+class Prefix(NamedTuple):
+    """Token ids every context of a run starts with, prefilled once (:meth:`Engine.prefix`): its cache (one row)
+    and the next-token logits after it. Copied, never changed, by each prefill that extends it."""
+
+    ids: list[int]
+    cache: Any
+    logits: torch.Tensor
+
+
 class Rows(NamedTuple):
     """Batch rows over one KV cache: next-token logits [B, V], the cache, the attention mask [B, T] (left
     padding = 0) and each row's next position [B]. What a prefill returns and decoding / scoring consume."""
@@ -87,6 +101,11 @@ class Rows(NamedTuple):
         """The rows ``sel`` (indices, repeats allowed); the cache is narrowed in place."""
         self.cache.batch_select_indices(sel)
         return Rows(self.logits[sel], self.cache, self.mask[sel], self.next_pos[sel])
+
+
+# (draw logits [B, V], row index of each batch slot, each row's tokens so far, every row's generator) -> next token
+# per slot [B]: a decoding rule that replaces the sampler's draw inside the one decode loop (ARGS)
+Choose = Callable[[torch.Tensor, list[int], list[list[int]], list[torch.Generator]], torch.Tensor]
 
 
 def _merge_left_padded(caches: list, width: int):
@@ -129,6 +148,8 @@ class Engine:
         self.weights_key = weights_key or (str(getattr(model.config, "_name_or_path", "")), str(model.dtype),
                                            str(device))
         self.max_rows = max_rows
+        # forward calls and positions fed (padding included), prefix prefills: what the model spent
+        self.counts: Counter[str] = Counter()
         self._init_tokens(tokenizer, max_length or getattr(model.config, "max_position_embeddings", None))
         eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
@@ -147,7 +168,7 @@ class Engine:
         config = AutoConfig.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
         self = cls.__new__(cls)
         self.model, self.device, self.max_rows, self.weights_key = None, torch.device("cpu"), 0, (pretrained,)
-        self.kernels = None
+        self.kernels, self.counts = None, Counter()
         self._init_tokens(tok, max_length or getattr(config, "max_position_embeddings", None)
                           or getattr(getattr(config, "text_config", None), "max_position_embeddings", None))
         self.eos_ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
@@ -208,6 +229,8 @@ class Engine:
         """Logits at the last ``keep`` positions (all with 0) and the updated cache. A decode step (one position
         per row) runs the trunk and the vocabulary projection in the kernels :attr:`kernels` chose for that many
         rows; anything else is the model's forward."""
+        self.counts["forward_calls"] += 1
+        self.counts["forward_tokens"] += ids.numel()
         if self.kernels.active and keep == 1:
             out = self.trunk_step(ids, mask, pos, cache)
             return self.kernels.head(out.last_hidden_state[:, -1:, :]), cache_of(out)
@@ -221,17 +244,45 @@ class Engine:
             return self.kernels.trunk(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
                                       **{CACHE_ARG: cache})
 
-    def _prefill(self, contexts: list[list[int]]) -> Rows:
+    def prefix(self, text_or_ids: str | Sequence[int]) -> Prefix:
+        """Prefill the run's shared prefix once (text encoded like :meth:`encode_context`, or token ids)."""
+        ids = self.encode_context(text_or_ids) if isinstance(text_or_ids, str) else list(text_or_ids)
+        self._check_length(len(ids), 0, "prefix")
+        with torch.inference_mode():
+            logits, cache = self._prefill_padded([ids])
+        self.counts["prefix_prefills"] += 1
+        return Prefix(ids, cache, logits)
+
+    def _extend(self, prefix: Prefix, suffix: list[int]) -> tuple[torch.Tensor, Any]:
+        """One row: a copy of ``prefix``'s cache with ``suffix`` fed after it (next-token logits, cache)."""
+        cache = copy.deepcopy(prefix.cache)
+        if not suffix:
+            return prefix.logits, cache
+        n0, total = len(prefix.ids), len(prefix.ids) + len(suffix)
+        mask = torch.ones((1, total), dtype=torch.long, device=self.device)
+        pos = torch.arange(n0, total, device=self.device)[None, :]
+        logits, cache = self._forward(torch.tensor([suffix], device=self.device), mask, pos, cache, keep=1)
+        return logits[:, -1, :], cache
+
+    def _prefill(self, contexts: list[list[int]], prefix: Prefix | None = None) -> Rows:
         """Prefill of several contexts as one left-padded batch (:class:`Rows`). Contexts of different lengths
         are encoded one by one (no compute spent on padding: prefill is compute-bound) and their caches merged,
-        left-padded, when the cache layout allows it."""
-        width = max(len(c) for c in contexts)
+        left-padded, when the cache layout allows it. With ``prefix``, ``contexts`` are what follows it: each row
+        starts from a copy of the prefix's cache."""
+        full = [len(c) for c in contexts] if prefix is None else [len(prefix.ids) + len(c) for c in contexts]
+        width = max(full)
         mask = torch.zeros((len(contexts), width), dtype=torch.long)
-        for r, c in enumerate(contexts):
-            mask[r, width - len(c):] = 1
+        for r, n in enumerate(full):
+            mask[r, width - n:] = 1
         mask = mask.to(self.device)
-        lengths = torch.tensor([len(c) for c in contexts], device=self.device)
-        if len(contexts) > 1 and len(set(map(len, contexts))) > 1:
+        lengths = torch.tensor(full, device=self.device)
+        if prefix is not None:
+            parts = [self._extend(prefix, c) for c in contexts]
+            merged = parts[0][1] if len(parts) == 1 else _merge_left_padded([p[1] for p in parts], width)
+            if merged is not None:
+                return Rows(torch.cat([p[0] for p in parts]), merged, mask, lengths)
+            contexts = [prefix.ids + c for c in contexts]  # a cache layout we cannot merge: encode in full
+        elif len(contexts) > 1 and len(set(full)) > 1:
             parts = [self._prefill_padded([c]) for c in contexts]
             merged = _merge_left_padded([p[1] for p in parts], width)
             if merged is not None:
@@ -271,27 +322,40 @@ class Engine:
         p = params or SamplingParams(max_new_tokens=max_new_tokens, top_p=top_p, top_k=top_k,
                                     temperature=temperature, do_sample=do_sample, stop=tuple(stop))
         seeds = list(seeds) if seeds is not None else [stable_seed(c) for c in contexts]
-        ids = [self.encode_context(c) for c in contexts]
-        for i, c in enumerate(ids):
-            self._check_length(len(c), p.max_new_tokens, names[i] if names else f"context {i}")
+        return self.sample_ids([self.encode_context(c) for c in contexts], n, p, seeds, docs_per_batch=docs_per_batch,
+                               names=names, forced=forced)
+
+    @torch.inference_mode()
+    def sample_ids(self, ctx_ids: list[list[int]], n: int, p: SamplingParams, seeds: Sequence[int], *,
+                   docs_per_batch: int | None = None, names: Sequence[str] | None = None,
+                   forced: Sequence[Sequence[int]] | None = None, prefix: Prefix | None = None,
+                   choose: Choose | None = None) -> list[list[Sample]]:
+        """:meth:`sample` on token ids (``prefix``: the ids follow this prefilled :class:`Prefix`); ``choose``
+        replaces the draw (see :data:`Choose`)."""
+        n0 = len(prefix.ids) if prefix is not None else 0
+        for i, c in enumerate(ctx_ids):
+            self._check_length(n0 + len(c), p.max_new_tokens, names[i] if names else f"context {i}")
         per = docs_per_batch or max(1, self.max_rows // max(n, 1))
         out: list[list[Sample]] = []
-        for s in range(0, len(ids), per):
-            out += self._sample_batch(ids[s:s + per], seeds[s:s + per], n, p,
-                                      None if forced is None else forced[s * n:(s + per) * n])
+        for s in range(0, len(ctx_ids), per):
+            batch = ctx_ids[s:s + per]
+            rows = self._prefill(batch, prefix).repeat(n)
+            gens = [row_generator(seed, j) for seed in seeds[s:s + per] for j in range(n)]
+            seen = None
+            if p.repetition_penalty != 1.0:  # every token of the row's context counts as seen (as in HF)
+                seen = [(prefix.ids if prefix is not None else []) + c for c in batch for _ in range(n)]
+            samples, _ = self._decode(rows, gens, p, None if forced is None else forced[s * n:(s + per) * n],
+                                      choose=choose, seen=seen)
+            out += [samples[d * n:(d + 1) * n] for d in range(len(batch))]
         return out
 
-    def _sample_batch(self, ctx_ids: list[list[int]], seeds: Sequence[int], n: int, p: SamplingParams,
-                      forced: Sequence[Sequence[int]] | None = None) -> list[list[Sample]]:
-        rows = self._prefill(ctx_ids).repeat(n)
-        gens = [row_generator(seed, j) for seed in seeds for j in range(n)]
-        samples, _ = self._decode(rows, gens, p, forced)
-        return [samples[d * n:(d + 1) * n] for d in range(len(ctx_ids))]
-
     def _decode(self, start: Rows, gens: list[torch.Generator], p: SamplingParams,
-                forced: Sequence[Sequence[int]] | None = None):
+                forced: Sequence[Sequence[int]] | None = None, *, choose: Choose | None = None,
+                seen: list[list[int]] | None = None):
         """The decode loop shared by :meth:`sample` and :class:`Session`: row r starts in batch slot r of
-        ``start`` and draws from ``gens[r]``; finished rows leave the batch.
+        ``start`` and draws from ``gens[r]`` (or takes ``choose``'s token); finished rows leave the batch.
+        ``seen[r]``: row r's context ids, for ``p.repetition_penalty`` (applied to the draw only: the recorded
+        log-probs stay the model's).
 
         Returns the samples and ``(cache, active)``: the cache of the rows still in the batch at the end
         (``active[slot]`` = row), holding each such row's tokens except the last one sampled (never fed).
@@ -304,6 +368,11 @@ class Engine:
         eos_lps: list[list[float]] = [[] for _ in range(rows)]
         reason = ["length"] * rows
         active = list(range(rows))  # row index of each batch slot
+        penalised = None
+        if seen is not None:  # [rows, V]: tokens already in the row (HF's RepetitionPenaltyLogitsProcessor)
+            penalised = torch.zeros((rows, logits.shape[-1]), dtype=torch.bool, device=logits.device)
+            for r, ids in enumerate(seen):
+                penalised[r, ids] = True
         for step in range(p.max_new_tokens):
             if step < p.min_new_tokens and self.eos_ids:
                 logits = logits.clone()
@@ -313,12 +382,22 @@ class Engine:
                 eos_id = min(self.eos_ids)
                 nxt = torch.tensor([forced[r][step] if step < len(forced[r]) else eos_id for r in active],
                                    device=logits.device)
-            elif not p.greedy:
-                u = torch.stack([torch.rand((), generator=gens[r]) for r in active])
-                scaled = logits if p.temperature == 1.0 else logits.float() / p.temperature
-                nxt = top_p_choice(scaled, p.top_p, u.to(logits.device), p.top_k)
             else:
-                nxt = logits.argmax(-1)
+                draw = logits
+                if penalised is not None:
+                    pen = penalised[active]
+                    draw = torch.where(pen, torch.where(logits > 0, logits / p.repetition_penalty,
+                                                        logits * p.repetition_penalty), logits)
+                if choose is not None:
+                    nxt = choose(draw, active, [toks[r] for r in active], gens)
+                elif not p.greedy:
+                    u = torch.stack([torch.rand((), generator=gens[r]) for r in active])
+                    scaled = draw if p.temperature == 1.0 else draw.float() / p.temperature
+                    nxt = top_p_choice(scaled, p.top_p, u.to(logits.device), p.top_k)
+                else:
+                    nxt = draw.argmax(-1)
+                if penalised is not None:
+                    penalised[torch.tensor(active, device=logits.device), nxt] = True
             chosen_lp = logp.gather(-1, nxt[:, None]).squeeze(-1).tolist()
             eos_lp = logp[:, self.score_eos_id].tolist() if self.score_eos_id is not None else None
             nxt_list = nxt.tolist()
@@ -366,10 +445,12 @@ class Engine:
 
     @torch.inference_mode()
     def logprobs_ids(self, ctx_ids: list[list[int]], cont_ids: list[list[list[int]]],
-                     names: Sequence[str] | None = None) -> list[list[float]]:
+                     names: Sequence[str] | None = None, prefix: Prefix | None = None) -> list[list[float]]:
+        """:meth:`logprobs` on token ids (``prefix``: the contexts follow this prefilled :class:`Prefix`)."""
+        n0 = len(prefix.ids) if prefix is not None else 0
         for i, (c, conts) in enumerate(zip(ctx_ids, cont_ids)):
             longest = max((len(x) for x in conts), default=0)
-            self._check_length(len(c), longest, names[i] if names else f"context {i}")
+            self._check_length(n0 + len(c), longest, names[i] if names else f"context {i}")
         results: list[list[float]] = [[0.0] * len(conts) for conts in cont_ids]
         # group contexts so that one pass holds at most max_rows continuation rows
         group: list[int] = []
@@ -377,15 +458,15 @@ class Engine:
         for i, conts in enumerate(cont_ids):
             m = sum(1 for x in conts if x)
             if group and rows + m > self.max_rows:
-                self._score_group(group, ctx_ids, cont_ids, results)
+                self._score_group(group, ctx_ids, cont_ids, results, prefix)
                 group, rows = [], 0
             group.append(i)
             rows += m
         if group:
-            self._score_group(group, ctx_ids, cont_ids, results)
+            self._score_group(group, ctx_ids, cont_ids, results, prefix)
         return results
 
-    def _score_group(self, group, ctx_ids, cont_ids, results) -> None:
+    def _score_group(self, group, ctx_ids, cont_ids, results, prefix: Prefix | None = None) -> None:
         items = [(gi, j, cont_ids[i][j]) for gi, i in enumerate(group) for j in range(len(cont_ids[i]))
                  if cont_ids[i][j]]
         if not items:
@@ -393,7 +474,7 @@ class Engine:
         for s in range(0, len(items), self.max_rows):
             chunk = items[s:s + self.max_rows]
             sel = torch.tensor([gi for gi, _, _ in chunk], device=self.device)
-            rows = self._prefill([ctx_ids[i] for i in group]).select(sel)
+            rows = self._prefill([ctx_ids[i] for i in group], prefix).select(sel)
             tot = self._score_cached(rows, [c for _, _, c in chunk])
             for r, (gi, j, _) in enumerate(chunk):
                 results[group[gi]][j] = float(tot[r])

@@ -27,6 +27,7 @@ class SamplingParams:
     do_sample: bool = True
     stop: tuple[str, ...] = ()
     min_new_tokens: int = 0  # EOS is masked before this many new tokens (HF's min_new_tokens; benchmarks)
+    repetition_penalty: float = 1.0  # HF's: a seen token's logit divided (> 0) or multiplied (< 0) by it (URIAL)
 
     @property
     def greedy(self) -> bool:

@@ -40,6 +40,18 @@ class Choice:
                 "demos": [{k: d[k] for k in ("id", "prompt", "chosen", "rejected") if k in d} for d in self.demos]}
 
 
+@dataclass
+class Answer:
+    """One response of a method that selects no candidate (URIAL, ARGS) and what it did to get it (``internals``:
+    in the journal, each lm-eval sample and the report)."""
+
+    text: str
+    internals: dict = field(default_factory=dict)
+
+    def record(self) -> dict:
+        return {"internals": self.internals}
+
+
 def sample_and_select(
     engine: Engine,
     scorer,

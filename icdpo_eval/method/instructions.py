@@ -125,14 +125,20 @@ def _extract(source: str, line: int, where: str) -> str:
     return value
 
 
-def _fetch(path: str) -> str:
-    url = RAW_URL.format(repo=RELEASED_REPO, commit=RELEASED_COMMIT, path=path)
+def fetch_pinned(repo: str, commit: str, path: str, what: str, hint: str) -> str:
+    """The UTF-8 text of ``path`` in github ``repo`` at ``commit`` (the caller checks its sha256 and caches it).
+    Unreachable: one line naming ``what`` and the file to pass instead (``hint``)."""
+    url = RAW_URL.format(repo=repo, commit=commit, path=path)
     try:
         with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as resp:  # noqa: S310 - a fixed https URL
             return resp.read().decode("utf-8")
     except (OSError, ValueError) as e:
-        raise OptionError(f"instructions=released: could not fetch {url} ({type(e).__name__}: {e}); offline, "
-                          f"pass instructions=FILE with {FILE_HINT}") from None
+        raise OptionError(f"{what}: could not fetch {url} ({type(e).__name__}: {e}); offline, pass {hint}") from None
+
+
+def _fetch(path: str) -> str:
+    return fetch_pinned(RELEASED_REPO, RELEASED_COMMIT, path, "instructions=released",
+                        f"instructions=FILE with {FILE_HINT}")
 
 
 def released() -> Instructions:

@@ -191,7 +191,8 @@ class MethodLM(OptionsLM):
     # ------------------------------------------------------------------------------------------ sampling
     def sampling_params(self, gk: dict, task: str | None = None) -> SamplingParams:
         """The request's sampling settings and where each comes from (recorded per task in ``sampling``). An
-        explicit user setting always wins: a model_arg, then lm-eval's ``--gen_kwargs``; then, as the released
+        explicit user setting always wins: a model_arg, then lm-eval's ``--gen_kwargs``; then the method's declared
+        default where it declares one (w2s, URIAL, ARGS: their papers' settings); then, as the released
         code samples (HF ``generate``), temperature and top_k come from the base model's generation_config
         (transformers' defaults 1.0 / 50 where it sets none) while top_p / max_gen_toks / do_sample come from
         the task's generation_kwargs."""
@@ -202,10 +203,13 @@ class MethodLM(OptionsLM):
         used: dict[str, list] = {}
 
         def pick(option: str, gen_key: str, conv: Any, fallback: Any, fallback_from: str, task_ok: bool) -> Any:
-            if option in self.OPTIONS and cfg[option] is not None:
-                used[option] = [cfg[option], "model_args"]
+            declared = cfg[option] if option in self.OPTIONS else None
+            if declared is not None and cfg.given(option):
+                used[option] = [declared, "model_args"]
             elif gen_key in explicit and gen_key in gk:
                 used[option] = [conv(gk[gen_key]), "--gen_kwargs"]
+            elif declared is not None:  # the method's own declared default (its paper's setting)
+                used[option] = [declared, f"{self.method} default"]
             elif task_ok and gen_key in gk:
                 used[option] = [conv(gk[gen_key]), "task"]
             else:
@@ -367,6 +371,10 @@ class MethodLM(OptionsLM):
                   "sampled; reuse_candidates=false to sample afresh", file=sys.stderr)
         return out
 
+    def scorer_for(self, task: str | None) -> Any:
+        """What ``loglikelihood`` scores ``task``'s requests with (``self.scorer``; ARGS: the task's RM)."""
+        return self.scorer
+
     def loglikelihood(self, requests, disable_tqdm: bool = False) -> list[tuple[float, bool]]:
         """The scorer's value of each continuation given its context (each context encoded once)."""
         groups_idx: dict[tuple, list[int]] = defaultdict(list)
@@ -392,7 +400,7 @@ class MethodLM(OptionsLM):
                 tpl = self.template(task)
                 groups = [[Candidate(p, requests[i].args[1], d, template=tpl) for i in groups_idx[key]]
                           for key, p, d in zip(tkeys, prompts, demos)]
-                for key, sc in zip(tkeys, self.scorer.score(groups)):
+                for key, sc in zip(tkeys, self.scorer_for(task).score(groups)):
                     for i, v in zip(groups_idx[key], sc):
                         out[i] = (v, False)
                     bar.update(len(sc))
