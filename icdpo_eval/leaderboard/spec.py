@@ -268,6 +268,19 @@ def model_names() -> list[str]:
     return sorted(dict(model_registry.items()))
 
 
+def guided_by_metric_rm(spec: Spec, row: Row) -> bool:
+    """An ARGS row guided by the reward model that scores the table (its ``guide_rm`` is the task's ``rm``, the
+    default, or names the spec's ``rm`` setting): its rm_reward measures optimisation against the metric."""
+    if row.model != "args":
+        return False
+    guide = str(row.model_args.get("guide_rm", "task")).strip()  # the spec's model_defaults are merged in
+    return guide == "task" or guide == str(spec.metadata.get("rm", "auto")).strip()
+
+
+GUIDED_MARK = " †"
+GUIDED_NOTE = ("† guided by the reward model that scores this table: its rm_reward measures optimisation against "
+               "the metric, not alignment (docs/args.md).")
+
 TRAINED_PREFIX = "trained:"  # a model_arg value "trained:NAME" = the adapter NAME of the spec's `adapters:`
 
 

@@ -13,12 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from icdpo_eval.leaderboard.run import CellResult
-from icdpo_eval.leaderboard.spec import LABELS, TOTAL_TASK, Spec, kv_string
+from icdpo_eval.leaderboard.spec import (
+    GUIDED_MARK,
+    GUIDED_NOTE,
+    LABELS,
+    TOTAL_TASK,
+    Spec,
+    guided_by_metric_rm,
+    kv_string,
+)
 from icdpo_eval.stats import TIE, bootstrap_ci, paired_wilcoxon
 
 CSV_FIELDS = ["row", "column", "task", "metric", "value", "ci_low", "ci_high", "n", "p_value", "reference",
               "higher_is_better", "rm", "model", "model_args", "limit", "seed", "gen_kwargs",
-              "length", "lc_value", "lc_low", "lc_high"]
+              "length", "lc_value", "lc_low", "lc_high", "guided_by_metric_rm"]
 
 
 # ---------------------------------------------------------------------------------- statistics
@@ -38,6 +46,7 @@ class Entry:
     lc: float = math.nan  # rm_reward_lc: the reference's value + the gain at zero length difference
     lc_low: float = math.nan
     lc_high: float = math.nan
+    guided: bool = False  # an ARGS row guided by the RM that scores the table (spec.guided_by_metric_rm)
 
 
 def columns_of(spec: Spec) -> list[tuple[str, list[str]]]:
@@ -106,7 +115,8 @@ def build_entries(spec: Spec, results: dict[tuple[str, str], CellResult]) -> lis
                                    if spec.reference else None)
             entries.append(Entry(row.name, label, "+".join(tasks), value, lo, hi,
                                  sum(len(c.scores) for c in cells), p, rm, cells[0].higher_is_better,
-                                 sum(lengths) / len(lengths) if lengths else math.nan, *lc))
+                                 sum(lengths) / len(lengths) if lengths else math.nan, *lc,
+                                 guided_by_metric_rm(spec, row)))
     return entries
 
 
@@ -116,6 +126,9 @@ def _fmt(x: float, nd: int = 2) -> str:
 
 
 def write_md(spec: Spec, entries: list[Entry], path: Path) -> None:
+    def label(row: Any) -> str:
+        return row.name + (GUIDED_MARK if guided_by_metric_rm(spec, row) else "")
+
     cols = [c for c, _ in columns_of(spec)]
     by = {(e.row, e.column): e for e in entries}
     hib = all(e.higher_is_better for e in entries)
@@ -128,7 +141,7 @@ def write_md(spec: Spec, entries: list[Entry], path: Path) -> None:
              "| Method | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for row in spec.rows:
         cells = [by[(row.name, c)] for c in cols]
-        lines.append(f"| {row.name} | " + " | ".join(
+        lines.append(f"| {label(row)} | " + " | ".join(
             f"{_fmt(e.value)} [{_fmt(e.ci_low)}, {_fmt(e.ci_high)}]" for e in cells) + " |")
     if spec.reference:
         lines += ["", f"Paired Wilcoxon signed-rank test vs **{spec.reference}** (per-document values, "
@@ -136,24 +149,26 @@ def write_md(spec: Spec, entries: list[Entry], path: Path) -> None:
                   "| Method | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
         for row in spec.rows:
             cells = [by[(row.name, c)] for c in cols]
-            lines.append(f"| {row.name} | " + " | ".join(
+            lines.append(f"| {label(row)} | " + " | ".join(
                 "ref" if row.name == spec.reference else _fmt(e.p_value, 3) for e in cells) + " |")
     lines += ["", "Mean response length (tokens of the embedded Gemma-3 tokenizer, the same for every model; for a "
                   "`*_pairs` task the length difference chosen − rejected; docs/length.md):", "",
               "| Method | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
     for row in spec.rows:
-        lines.append(f"| {row.name} | " + " | ".join(_fmt(by[(row.name, c)].length, 1) for c in cols) + " |")
+        lines.append(f"| {label(row)} | " + " | ".join(_fmt(by[(row.name, c)].length, 1) for c in cols) + " |")
     if spec.reference and spec.metric == "rm_reward":
         lines += ["", f"rm_reward_lc: the reward at zero length difference to **{spec.reference}** (per-document "
                       "reward difference regressed on length difference, reference + intercept, [95% CI]; our "
                       "extension, not the paper's metric; docs/length.md):", "",
                   "| Method | " + " | ".join(cols) + " |", "|---|" + "---:|" * len(cols)]
         for row in spec.rows:
-            lines.append(f"| {row.name} | " + " | ".join(
+            lines.append(f"| {label(row)} | " + " | ".join(
                 "ref" if row.name == spec.reference else
                 f"{_fmt(e.lc)} [{_fmt(e.lc_low)}, {_fmt(e.lc_high)}]" for e in (by[(row.name, c)] for c in cols))
                 + " |")
     rms = sorted({e.rm for e in entries if e.rm})
+    if any(e.guided for e in entries):
+        lines += ["", GUIDED_NOTE]
     lines += ["", f"Reward model: {', '.join(rms) or 'n/a'}"
               + (" (offline proxy: not comparable with the paper's numbers)"
                  if any(r.startswith("proxy") for r in rms) else "") + ".", ""]
@@ -175,7 +190,8 @@ def write_csv(spec: Spec, entries: list[Entry], path: Path) -> None:
                         "limit": spec.limit, "seed": spec.seed, "gen_kwargs": kv_string(spec.gen_kwargs),
                         "length": "" if math.isnan(e.length) else f"{e.length:.3f}",
                         **{k: "" if math.isnan(v) else f"{v:.6f}"
-                           for k, v in (("lc_value", e.lc), ("lc_low", e.lc_low), ("lc_high", e.lc_high))}})
+                           for k, v in (("lc_value", e.lc), ("lc_low", e.lc_low), ("lc_high", e.lc_high))},
+                        "guided_by_metric_rm": e.guided})
 
 
 def write_png(spec: Spec, entries: list[Entry], path: Any, fmt: str = "png") -> None:

@@ -252,6 +252,8 @@ def page_data(runs: list[Run], table: list[dict[str, Any]], columns: list[str], 
                     ids.append(key)
                 entry["details"] = {"candidates": det.get("candidates"), "scores": det.get("scores"),
                                     "index": det.get("index"), "terms": det.get("terms") or {}, "demos": ids}
+                if isinstance(det.get("internals"), dict):  # w2s's beams, ARGS's steps, URIAL's prefix
+                    entry["internals"] = det["internals"]
             mine[did] = entry
     return _clean({"title": title, "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds"), "warning": CONTENT_WARNING, "notes": notes, "columns": columns, "table": table,
@@ -281,7 +283,8 @@ def render(data: dict[str, Any], chart_svg: str = "") -> str:
 def table_of(entries: list[Any]) -> list[dict[str, Any]]:
     """The leaderboard's entries (:class:`icdpo_eval.leaderboard.tables.Entry`) as the page's table rows."""
     return [{"row": e.row, "column": e.column, "value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n,
-             "length": e.length, "lc": e.lc, "lc_low": e.lc_low, "lc_high": e.lc_high, "p": e.p_value, "rm": e.rm}
+             "length": e.length, "lc": e.lc, "lc_low": e.lc_low, "lc_high": e.lc_high, "p": e.p_value, "rm": e.rm,
+             "guided": bool(getattr(e, "guided", False))}
             for e in entries]
 
 
