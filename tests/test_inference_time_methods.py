@@ -206,6 +206,11 @@ def test_each_method_through_the_stock_cli(model, tmp_path_factory, tmp_path):
     if model == "urial":
         assert cfg["prefix_prefills"] == 1  # generation and the pairs' scoring share the one prefill
         assert all(i["prefix_sha256"] == cfg["urial_prefix_sha256"] for i in internals)
+        again = lm_eval("--model", model, "--model_args", args, "--tasks", "hh_harmless_mini", "--limit", "2",
+                        "--metadata", '{"rm": "proxy"}', "--output_path", str(tmp_path / "again"),
+                        "--log_samples").ok()  # the same journal: resumed, internals kept
+        assert "2 of 2 documents resumed" in again.out
+        assert [s["icdpo_eval"]["internals"] for s in again.samples["hh_harmless_mini"]] == internals
     if model == "w2s":
         assert all(len(i["chunks"]) == 2 and len(i["chunks"][0]["candidates"]) == 4 for i in internals)
         assert cfg["guide"]["untuned"].endswith("(the adapter disabled)")

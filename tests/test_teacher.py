@@ -114,7 +114,7 @@ def test_session_blocks_on_base_model_past_sliding_window(base_engine):
     s = eng.session(ctx, seed=9)
     # temperature: the twin's flat distribution made as peaked as a trained model's (test_engine.PEAKED)
     first = s.sample(2, 4, top_p=0.9, temperature=0.02)
-    ref = eng._sample_batch([ctx], [9], 2, SamplingParams(max_new_tokens=4, top_p=0.9, temperature=0.02))[0]
+    ref = eng.sample_ids([ctx], 2, SamplingParams(max_new_tokens=4, top_p=0.9, temperature=0.02), [9])[0]
     assert [x.token_ids for x in first] == [x.token_ids for x in ref] and first[0].token_ids != first[1].token_ids
     s.accept(1)
     second = s.sample(2, 6, top_p=0.9, temperature=0.02)

@@ -17,16 +17,20 @@ from icdpo_eval.leaderboard.spec import TRAINED_PREFIX, Row, Spec
 
 def adapter_dir(name: str, opts: dict[str, Any]) -> Path:
     """Where the spec's adapter ``name`` is cached: the cache dir, keyed by its training options, the package
-    version and the training code (a change to any of them trains a new adapter)."""
+    version, the training code and, when ``ICDPO_EMBEDDED_DIR`` replaces the embedded models, which ones (a change
+    to any of them trains a new adapter)."""
     import inspect
 
     from icdpo_eval import __version__
     from icdpo_eval.baselines import train as train_mod
     from icdpo_eval.data import embedded
 
-    blob = json.dumps({"opts": opts, "version": __version__,
-                       "code": hashlib.sha256(inspect.getsource(train_mod).encode()).hexdigest()},
-                      sort_keys=True, default=str)
+    key = {"opts": opts, "version": __version__,
+           "code": hashlib.sha256(inspect.getsource(train_mod).encode()).hexdigest()}
+    if settings.embedded_dir() is not None:  # other embedded models (the tests' twins): other adapters
+        key["embedded"] = {kind: embedded.identity(kind) for kind in ("base", "teacher")
+                           if (settings.embedded_dir() / kind).is_dir()}
+    blob = json.dumps(key, sort_keys=True, default=str)
     return embedded.cache_dir() / "adapters" / f"{name}-{hashlib.sha256(blob.encode()).hexdigest()[:16]}"
 
 
