@@ -23,6 +23,7 @@ from typing import Any
 
 from icdpo_eval.config import settings
 from icdpo_eval.errors import UserError
+from icdpo_eval.runtime import METER
 
 log = logging.getLogger("icdpo_eval.api_client")
 
@@ -114,6 +115,10 @@ def make_client(
     policy = retry if retry is not None else RetryPolicy()
 
     class Client(openai.OpenAI):
+        def request(self, *args: Any, **kwargs: Any) -> Any:  # one request (its retries inside it): counted once
+            METER.add(f"api:{self.base_url.host}", api_calls=1)
+            return super().request(*args, **kwargs)
+
         # the one hook the openai client offers for the wait between its retries
         def _calculate_retry_timeout(self, remaining_retries: int, options: Any,
                                      response_headers: Any = None) -> float:

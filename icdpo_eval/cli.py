@@ -6,6 +6,8 @@
     icdpo-eval models twins DIR                                      # their tiny random twins (ICDPO_EMBEDDED_DIR=DIR)
     icdpo-eval leaderboard SPEC.yaml --out DIR                       # many models x tasks -> md/CSV/PNG
     icdpo-eval compare NEW BASELINE [--tolerance X] [--ci]           # regression gate (exit 1 on a drop)
+    icdpo-eval compare-at-budget DIR --at ICDPO                      # each method's reward at ICDPO's compute
+    icdpo-eval score OUTPUTS... --task hh_harmless --out DIR         # saved responses scored, no policy loaded
     icdpo-eval borrow --teacher X --task hh_harmless --out demos.jsonl
     icdpo-eval train sft|dpo --base X --task hh_harmless --out DIR
     icdpo-eval build-rank-set --task hh_harmless --out rank.jsonl    # data of the MRR task
@@ -30,6 +32,8 @@ from icdpo_eval.errors import OptionError, UserError
 SUBCOMMANDS = {
     "leaderboard": "icdpo_eval.leaderboard.board",
     "compare": "icdpo_eval.gates.compare",
+    "compare-at-budget": "icdpo_eval.leaderboard.budget",
+    "score": "icdpo_eval.outputs.score",
     "borrow": "icdpo_eval.prepare.borrow",
     "train": "icdpo_eval.baselines.train",
     "build-rank-set": "icdpo_eval.prepare.rank_set",

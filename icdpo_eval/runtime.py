@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -202,3 +203,61 @@ class SqliteStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+class Meter:
+    """What this process's models spend, in one place (the engine, the reward models and the API client add to it;
+    :mod:`icdpo_eval.models.compute` turns a span of it into a document's record). Per model label, counters:
+
+    * ``calls``: forward passes; ``prefill_tokens`` / ``decode_tokens`` / ``score_tokens``: the positions those passes
+      processed (a prefill feeds a context, a decode step one position per batch row, a scoring pass the
+      continuations), padding included, and ``padding_tokens`` how many of them were padding;
+    * ``cached_tokens``: context positions a row read from a KV cache it did not compute (a context prefilled once and
+      expanded over r rows counts (r - 1) x its length; a copied shared prefix counts its length per copy);
+    * ``generated_tokens``: tokens drawn (one per row and decode step, EOS included);
+    * ``rm_calls``: responses a reward model scored; ``api_calls``: requests to an OpenAI-compatible API;
+    * ``reused_*``: what candidates served from the candidate store cost when they were drawn (not spent here).
+    """
+
+    def __init__(self) -> None:
+        self.counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
+
+    def add(self, model: str, **n: int) -> None:
+        c = self.counts[model]
+        for k, v in n.items():
+            if v:
+                c[k] += v
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        return {m: dict(c) for m, c in self.counts.items()}
+
+    def since(self, snap: dict[str, dict[str, int]]) -> dict[str, dict[str, int]]:
+        """What was added after ``snap`` (:meth:`snapshot`), per model; models with nothing added are left out."""
+        out = {}
+        for m, c in self.counts.items():
+            old = snap.get(m, {})
+            d = {k: v - old.get(k, 0) for k, v in c.items() if v != old.get(k, 0)}
+            if d:
+                out[m] = d
+        return out
+
+
+METER = Meter()
+
+
+def count_forwards(module: Any, label: str) -> Any:
+    """Count every forward pass of a torch ``module`` that is not one of the engine's (a reward model's) in
+    :data:`METER` under ``label``: a call, its ``input_ids`` positions as scoring positions, the padding apart. Returns
+    the hook's handle (``.remove()``)."""
+
+    def hook(_module: Any, args: tuple, kwargs: dict) -> None:
+        if args and hasattr(args[0], "get") and "input_ids" in args[0]:  # sentence-transformers: forward(features)
+            kwargs = args[0]
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None or not hasattr(ids, "numel"):
+            return
+        mask = kwargs.get("attention_mask")
+        pad = int(ids.numel() - mask.sum()) if mask is not None and hasattr(mask, "sum") else 0
+        METER.add(label, calls=1, score_tokens=int(ids.numel()), padding_tokens=pad)
+
+    return module.register_forward_pre_hook(hook, with_kwargs=True)

@@ -77,7 +77,7 @@ FOUNDATION_DEPS = {
     "names": {"errors", "data"},  # resolve() converts embedded models (data.embedded), lazily
     "options": {"errors", "names", "settings"},
     "declared": set(),
-    "api_client": {"settings", "errors"},
+    "api_client": {"settings", "errors", "runtime"},
     "stats": set(),
 }
 LOWER = {"models", "baselines", "method", "engine", "data", "judges", "tasks"}
@@ -96,7 +96,9 @@ LAYERS = {
     "report": {"report", "leaderboard", "models.details", "errors"},
     "prepare": {"prepare", "preflight", "icdpo_eval"} | LOWER | FOUNDATION,  # icdpo_eval: __version__
     "diagnostics": {"diagnostics", "preflight"} | LOWER | FOUNDATION,
-    "leaderboard": {"leaderboard", "gates", "report", "preflight", "_lm_eval_hook", "icdpo_eval"} | LOWER | FOUNDATION,
+    "leaderboard": {"leaderboard", "gates", "report", "outputs", "preflight", "_lm_eval_hook", "icdpo_eval"} | LOWER
+    | FOUNDATION,
+    "outputs": {"outputs", "preflight", "_lm_eval_hook", "icdpo_eval"} | LOWER | FOUNDATION,
 }
 # the package root: its doors and a few cross-cutting helpers, nothing else
 ROOT_MODULES = {"icdpo_eval", "icdpo_eval.cli", "icdpo_eval._lm_eval_hook", "icdpo_eval.errors", "icdpo_eval.runtime",
@@ -104,7 +106,7 @@ ROOT_MODULES = {"icdpo_eval", "icdpo_eval.cli", "icdpo_eval._lm_eval_hook", "icd
 # rooms only the CLI (and the report's page command, for the leaderboard) may import
 TOOLS = {"leaderboard": {"cli", "leaderboard", "report"}, "gates": {"cli", "gates", "leaderboard"},
          "prepare": {"cli", "prepare"}, "diagnostics": {"cli", "diagnostics"},
-         "report": {"cli", "report", "leaderboard"}}
+         "report": {"cli", "report", "leaderboard"}, "outputs": {"cli", "outputs", "leaderboard"}}
 
 
 def layer_of(module: str) -> str:
@@ -170,7 +172,7 @@ def test_the_rules_are_the_documented_ones():
     doc = (ROOT / "docs" / "architecture.md").read_text()
     for lay in [*LAYERS, *FOUNDATION]:
         assert f"`{lay}" in doc or f"/{lay}" in doc or f"{lay}.py" in doc, f"docs/architecture.md does not name {lay}"
-    for room in ("leaderboard/", "gates/", "report/", "prepare/", "diagnostics/", "config/"):
+    for room in ("leaderboard/", "gates/", "report/", "prepare/", "diagnostics/", "outputs/", "config/"):
         assert f"`icdpo_eval/{room}`" in doc, room
 
 

@@ -5,11 +5,12 @@ tests/test_scale_out.py::test_a_leaderboard_on_two_processes_equals_one."""
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 from types import SimpleNamespace
 
 from icdpo_eval import leaderboard as lb
-from icdpo_eval.engine import Sample, SamplingParams
+from icdpo_eval.engine import Engine, Sample, SamplingParams
 from icdpo_eval.leaderboard import cells as C
 from icdpo_eval.method.candidates import CandidateStore
 
@@ -41,8 +42,17 @@ class FakeEngine:
     weights_key = ("fake", "torch.float32", "cpu")
     kernels = SimpleNamespace(key=lambda: "auto@this-machine")  # the decode kernels' choice (engine/kernels.py)
 
+    draw_cost = staticmethod(Engine.draw_cost)
+
     def __init__(self) -> None:
         self.calls: list[list[str]] = []
+        self.counted: Counter[str] = Counter()
+
+    def encode_context(self, text: str) -> list[int]:
+        return [ord(ch) for ch in text]
+
+    def count(self, **n: int) -> None:
+        self.counted.update(n)
 
     def sample(self, contexts, n, *, params, seeds, docs_per_batch=None, names=None):
         self.calls.append(list(contexts))
@@ -58,9 +68,20 @@ def test_candidates_are_drawn_once_and_keyed_by_what_determines_them(tmp_path):
     assert eng.calls == [["a", "b"], ["c"]]  # only the new context is drawn
     assert again[1] == first[0] and again[0] == first[1]  # the same samples, log-probs included
     assert stats == {"candidates_reused": 2, "candidates_sampled": 3}
-    # anything that determines the draw is part of the key: N, the seed, a sampling setting, the model
-    for kwargs in ({"n": 2}, {"seeds": [9]}, {"params": SamplingParams(max_new_tokens=8, top_p=0.9, top_k=50)}):
-        store.sample(eng, ["a"], kwargs.get("n", 3), params=kwargs.get("params", p), seeds=kwargs.get("seeds", [1]))
+    # a smaller N is the first N of the stored draw (candidate j has its own generator): served, counted at its cost
+    assert eng.counted["reused_calls"] > 0
+    before = dict(eng.counted)
+    two = store.sample(eng, ["a"], 2, params=p, seeds=[1], stats=stats)
+    assert two == [first[0][:2]] and len(eng.calls) == 2 and stats["candidates_reused"] == 3
+    cost = Engine.draw_cost(1, first[0][:2])
+    assert {k: eng.counted[k] - before.get(k, 0) for k in eng.counted if eng.counted[k] != before.get(k, 0)} == \
+        {f"reused_{k}": v for k, v in cost.items() if v}
+    # a larger N is drawn afresh (and replaces the smaller draw)
+    store.sample(eng, ["a"], 4, params=p, seeds=[1])
+    assert eng.calls[-1] == ["a"] and len(eng.calls) == 3
+    # anything else that determines the draw is part of the key: the seed, a sampling setting, the model
+    for kwargs in ({"seeds": [9]}, {"params": SamplingParams(max_new_tokens=8, top_p=0.9, top_k=50)}):
+        store.sample(eng, ["a"], 3, params=kwargs.get("params", p), seeds=kwargs.get("seeds", [1]))
         assert eng.calls[-1] == ["a"]
     eng.weights_key = ("another model",)
     store.sample(eng, ["a"], 3, params=p, seeds=[1])
@@ -70,8 +91,8 @@ def test_candidates_are_drawn_once_and_keyed_by_what_determines_them(tmp_path):
     store.sample(eng, ["a"], 3, params=p, seeds=[1])
     assert eng.calls[-1] == ["a"] and len(eng.calls) == 7
     # a second process (another connection) sees the stored candidates
-    key = store.key((FakeEngine.weights_key, FakeEngine.kernels.key()), "a", 3, 1, p)
-    assert CandidateStore(tmp_path / "c.sqlite").get(key) == first[0]
+    key = store.key((FakeEngine.weights_key, FakeEngine.kernels.key()), "b", 2, p)
+    assert CandidateStore(tmp_path / "c.sqlite").get(key) == first[1]
 
 
 def _spec(tmp_path: Path, rows: str, head: str = "") -> Path:

@@ -211,9 +211,23 @@ def test_each_method_through_the_stock_cli(model, tmp_path_factory, tmp_path):
                         "--log_samples").ok()  # the same journal: resumed, internals kept
         assert "2 of 2 documents resumed" in again.out
         assert [s["icdpo_eval"]["internals"] for s in again.samples["hh_harmless_mini"]] == internals
+        # a resumed document keeps what it cost when it was generated; the run says how many were resumed
+        assert [s["icdpo_eval"]["compute"] for s in again.samples["hh_harmless_mini"]] == \
+            [s["icdpo_eval"]["compute"] for s in res.samples["hh_harmless_mini"]]
+        assert again.results["config"]["icdpo_eval"]["compute"]["hh_harmless_mini"]["documents_resumed"] == 2
+        # the prefix's prefill is paid once per process, outside every document: a document feeds only its prompt
+        for smp in res.samples["hh_harmless_mini"]:
+            prefill = sum(m.get("prefill_tokens", 0) for m in smp["icdpo_eval"]["compute"]["models"].values())
+            assert prefill < cfg["prefix_tokens"]
     if model == "w2s":
         assert all(len(i["chunks"]) == 2 and len(i["chunks"][0]["candidates"]) == 4 for i in internals)
         assert cfg["guide"]["untuned"].endswith("(the adapter disabled)")
     if model == "args":
         assert cfg["guided_by_metric_rm"] is True  # guided by the proxy that rm_reward reports
         assert all(len(i["steps"][0]["tokens"]) == 3 for i in internals)
+        # every step's k reward calls are counted, and the reward model's forward passes with them
+        for smp, i in zip(res.samples["hh_harmless_mini"], internals):
+            comp = smp["icdpo_eval"]["compute"]
+            assert comp["rm_calls"] == 3 * len(i["steps"])
+            rm = [m for name, m in comp["models"].items() if name.startswith("rm:")]
+            assert len(rm) == 1 and rm[0]["rm_calls"] == comp["rm_calls"] and rm[0]["score_tokens"] > 0

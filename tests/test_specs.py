@@ -2,8 +2,9 @@
 
 The offline specs (embedded models) are validated exactly as ``icdpo-eval leaderboard`` validates them before
 any cell runs (models, model_args, tasks, task settings, each cell's preflight on the tokenizer). The hub specs
-(``paper_table2.yaml``, ``scorers_paper.yaml``) name models this machine cannot download: everything but the
-per-cell preflight (which reads the hub models' tokenizers) is checked, and the preflight is asked for every row.
+(``paper_table2.yaml``, ``scorers_paper.yaml``, ``scaling.yaml``) name models this machine cannot download:
+everything but the per-cell preflight (which reads the hub models' tokenizers) is checked, and the preflight is asked
+for every row.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from icdpo_eval.config import preflight
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = sorted((ROOT / "leaderboards").glob("*.yaml"))
-HUB = {"paper_table2.yaml", "scorers_paper.yaml"}
+HUB = {"paper_table2.yaml", "scorers_paper.yaml", "scaling.yaml"}
 
 
 def test_the_committed_specs_are_the_ones_checked_here():
-    assert {p.name for p in SPECS} >= {"mini.yaml", "scorers_mini.yaml", *HUB}
+    assert {p.name for p in SPECS} >= {"mini.yaml", "scorers_mini.yaml", "scaling_mini.yaml", *HUB}
 
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.name for p in SPECS])

@@ -20,7 +20,9 @@ score them" over this one class. What it guarantees:
 * a :class:`Prefix` (text every context of a run starts with, e.g. URIAL's alignment prefix) is prefilled once and its
   cache copied under each context that extends it: ``sample_ids`` / ``logprobs_ids`` take the suffixes;
 * a ``choose`` callback may replace the sampler's draw (reward-guided decoding: ARGS) in the same loop;
-* :attr:`Engine.counts` counts every forward call and the positions it processed (one place, for every method);
+* every forward call, the positions it processed (prefill, decode, scoring; padding apart), the context positions
+  served from a copied or expanded KV cache and the tokens drawn are counted here, in :attr:`Engine.counts` and the
+  process's :data:`icdpo_eval.runtime.METER` under the engine's :attr:`Engine.label` (one place, for every method);
 * :class:`Session` keeps ONE growing sequence's cache for blockwise methods (RM-Aug): sample N blocks from
   it, score blocks over it, continue with the chosen one, never re-encoding the prefix.
 """
@@ -32,6 +34,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
@@ -39,7 +42,7 @@ import torch
 from icdpo_eval.engine.kernels import DecodeKernels
 from icdpo_eval.engine.loading import CACHE_ARG, WEIGHTS, FastTokenizer, cache_of, load_weights, weights_key
 from icdpo_eval.engine.sampling import SamplingParams, row_generator, stable_seed, top_p_choice
-from icdpo_eval.runtime import resolve_device, resolve_dtype, tokenizer
+from icdpo_eval.runtime import METER, resolve_device, resolve_dtype, tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +139,15 @@ def _merge_left_padded(caches: list, width: int):
 
 
 
+def model_label(key: tuple) -> str:
+    """A model's name in the counts: its hub name, or its folder's name (+ its adapter's folder name)."""
+    name = str(key[0]).rstrip("/")
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        name = Path(name).name
+    adapter = key[5] if len(key) > 5 else None
+    return name + (f"+{Path(str(adapter)).name}" if adapter else "")
+
+
 class Engine:
     """Prefix-cached sampler/scorer over one causal LM (see module docstring)."""
 
@@ -148,8 +160,9 @@ class Engine:
         self.weights_key = weights_key or (str(getattr(model.config, "_name_or_path", "")), str(model.dtype),
                                            str(device))
         self.max_rows = max_rows
-        # forward calls and positions fed (padding included), prefix prefills: what the model spent
+        # forward calls and positions fed (padding included), prefix prefills: what the model spent (also in METER)
         self.counts: Counter[str] = Counter()
+        self.label = model_label(self.weights_key)
         self._init_tokens(tokenizer, max_length or getattr(model.config, "max_position_embeddings", None))
         eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
@@ -168,7 +181,7 @@ class Engine:
         config = AutoConfig.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
         self = cls.__new__(cls)
         self.model, self.device, self.max_rows, self.weights_key = None, torch.device("cpu"), 0, (pretrained,)
-        self.kernels, self.counts = None, Counter()
+        self.kernels, self.counts, self.label = None, Counter(), model_label(self.weights_key)
         self._init_tokens(tok, max_length or getattr(config, "max_position_embeddings", None)
                           or getattr(getattr(config, "text_config", None), "max_position_embeddings", None))
         self.eos_ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
@@ -225,12 +238,20 @@ class Engine:
         return self.tok.decode(list(ids), skip_special_tokens=True)
 
     # ----------------------------------------------------------------- model calls
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache, keep: int):
+    def count(self, **n: int) -> None:
+        """Add to this engine's counts and the process's :data:`~icdpo_eval.runtime.METER` (see :class:`Meter`)."""
+        self.counts.update({k: v for k, v in n.items() if v})
+        METER.add(self.label, **n)
+
+    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache, keep: int, *,
+                 kind: str = "prefill", padding: int = 0):
         """Logits at the last ``keep`` positions (all with 0) and the updated cache. A decode step (one position
         per row) runs the trunk and the vocabulary projection in the kernels :attr:`kernels` chose for that many
-        rows; anything else is the model's forward."""
+        rows; anything else is the model's forward. ``kind`` (prefill | decode | score) and ``padding`` (positions
+        of ``ids`` that are padding) are what the call is counted as."""
         self.counts["forward_calls"] += 1
         self.counts["forward_tokens"] += ids.numel()
+        METER.add(self.label, calls=1, **{f"{kind}_tokens": ids.numel()}, padding_tokens=padding)
         if self.kernels.active and keep == 1:
             out = self.trunk_step(ids, mask, pos, cache)
             return self.kernels.head(out.last_hidden_state[:, -1:, :]), cache_of(out)
@@ -256,6 +277,7 @@ class Engine:
     def _extend(self, prefix: Prefix, suffix: list[int]) -> tuple[torch.Tensor, Any]:
         """One row: a copy of ``prefix``'s cache with ``suffix`` fed after it (next-token logits, cache)."""
         cache = copy.deepcopy(prefix.cache)
+        self.count(cached_tokens=len(prefix.ids))
         if not suffix:
             return prefix.logits, cache
         n0, total = len(prefix.ids), len(prefix.ids) + len(suffix)
@@ -299,7 +321,7 @@ class Engine:
             mask[r, width - len(c):] = 1
         pos = (mask.cumsum(-1) - 1).clamp_min(0)
         ids, mask, pos = ids.to(self.device), mask.to(self.device), pos.to(self.device)
-        logits, cache = self._forward(ids, mask, pos, None, keep=1)
+        logits, cache = self._forward(ids, mask, pos, None, keep=1, padding=int(ids.numel() - mask.sum()))
         return logits[:, -1, :], cache
 
     def _check_length(self, n_ctx: int, n_new: int, what: str) -> None:
@@ -340,6 +362,7 @@ class Engine:
         for s in range(0, len(ctx_ids), per):
             batch = ctx_ids[s:s + per]
             rows = self._prefill(batch, prefix).repeat(n)
+            self.count(cached_tokens=(n - 1) * sum(n0 + len(c) for c in batch))
             gens = [row_generator(seed, j) for seed in seeds[s:s + per] for j in range(n)]
             seen = None
             if p.repetition_penalty != 1.0:  # every token of the row's context counts as seen (as in HF)
@@ -348,6 +371,18 @@ class Engine:
                                       choose=choose, seen=seen)
             out += [samples[d * n:(d + 1) * n] for d in range(len(batch))]
         return out
+
+    @staticmethod
+    def draw_cost(ctx_len: int, samples: Sequence[Sample]) -> dict[str, int]:
+        """What :meth:`sample_ids` spends drawing ``samples`` from one context of ``ctx_len`` tokens, as the decode
+        loop below counts it: one prefill of the context, its cache expanded over the rows, then one decode position
+        per row and step for every drawn token that is fed back (a row ending with EOS feeds all its tokens; one
+        stopped by a stop string or the token limit, all but its last). What a reused draw is counted at
+        (:mod:`icdpo_eval.method.candidates`)."""
+        fed = [len(x.token_ids) if x.stop_reason == "eos" else max(0, len(x.token_ids) - 1) for x in samples]
+        return {"calls": 1 + max(fed, default=0), "prefill_tokens": ctx_len, "decode_tokens": sum(fed),
+                "cached_tokens": (len(samples) - 1) * ctx_len,
+                "generated_tokens": sum(len(x.token_ids) + (x.stop_reason == "eos") for x in samples)}
 
     def _decode(self, start: Rows, gens: list[torch.Generator], p: SamplingParams,
                 forced: Sequence[Sequence[int]] | None = None, *, choose: Choose | None = None,
@@ -398,6 +433,7 @@ class Engine:
                     nxt = draw.argmax(-1)
                 if penalised is not None:
                     penalised[torch.tensor(active, device=logits.device), nxt] = True
+            self.count(generated_tokens=len(active))
             chosen_lp = logp.gather(-1, nxt[:, None]).squeeze(-1).tolist()
             eos_lp = logp[:, self.score_eos_id].tolist() if self.score_eos_id is not None else None
             nxt_list = nxt.tolist()
@@ -423,7 +459,7 @@ class Engine:
                 mask, next_pos, nxt = mask[sel], next_pos[sel], nxt[sel]
                 active = [active[s] for s in keep_slots]
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
-            logits, cache = self._forward(nxt[:, None], mask, next_pos[:, None], cache, keep=1)
+            logits, cache = self._forward(nxt[:, None], mask, next_pos[:, None], cache, keep=1, kind="decode")
             logits = logits[:, -1, :]
             next_pos = next_pos + 1
         samples = [Sample(toks[r], lps[r], self.decode(toks[r]), reason[r], eos_lps[r]) for r in range(rows)]
@@ -475,6 +511,10 @@ class Engine:
             chunk = items[s:s + self.max_rows]
             sel = torch.tensor([gi for gi, _, _ in chunk], device=self.device)
             rows = self._prefill([ctx_ids[i] for i in group], prefix).select(sel)
+            n0 = len(prefix.ids) if prefix is not None else 0
+            firsts = {gi for gi, _, _ in chunk}  # each context's first row reads its own prefill; the others copies
+            self.count(cached_tokens=sum(n0 + len(ctx_ids[group[gi]]) for gi, _, _ in chunk)
+                       - sum(n0 + len(ctx_ids[group[gi]]) for gi in firsts))
             tot = self._score_cached(rows, [c for _, _, c in chunk])
             for r, (gi, j, _) in enumerate(chunk):
                 results[group[gi]][j] = float(tot[r])
@@ -498,7 +538,7 @@ class Engine:
             inp, tgt, valid = inp.to(self.device), tgt.to(self.device), valid.to(self.device)
             m = torch.cat([mask, valid.long()], dim=-1)
             pos = next_pos[:, None] + torch.arange(width - 1, device=self.device)[None, :]
-            lg, _ = self._forward(inp, m, pos, cache, keep=0)
+            lg, _ = self._forward(inp, m, pos, cache, keep=0, kind="score", padding=int(valid.numel() - valid.sum()))
             lp = torch.log_softmax(lg.float(), -1).gather(-1, tgt[..., None]).squeeze(-1)
             tot = tot + (lp * valid).sum(-1)
         return tot
@@ -589,6 +629,7 @@ class Session:
         self._cache = None  # the rows' branches replace it (accept() keeps one)
         one = Rows(logits, cache, torch.ones((1, len(self.ids)), dtype=torch.long, device=eng.device),
                    torch.full((1,), len(self.ids), dtype=torch.long, device=eng.device))
+        eng.count(cached_tokens=(n - 1) * len(self.ids))
         samples, (cache, active) = eng._decode(one.repeat(n), self._gens[:n], p)
         self._branch = (cache, active, samples)
         return samples
@@ -624,6 +665,7 @@ class Session:
             chunk = todo[s:s + eng.max_rows]
             cache = copy.deepcopy(self._cache)
             cache.batch_select_indices(torch.zeros(len(chunk), dtype=torch.long, device=eng.device))
+            eng.count(cached_tokens=len(chunk) * len(self.ids))
             rows = Rows(self._logits.expand(len(chunk), -1), cache,
                         torch.ones((len(chunk), len(self.ids)), dtype=torch.long, device=eng.device),
                         torch.full((len(chunk),), len(self.ids), dtype=torch.long, device=eng.device))

@@ -35,7 +35,7 @@ from typing import Any
 from icdpo_eval.config.names import canonical, check_model_name, is_embedded, looks_local, resolve
 from icdpo_eval.data.hh import hh_to_turns
 from icdpo_eval.errors import OptionError
-from icdpo_eval.runtime import canonical_dtype, hub_model_available, resolve_device
+from icdpo_eval.runtime import METER, canonical_dtype, count_forwards, hub_model_available, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +141,9 @@ class RewardModelJudge:
         else:
             self._load_hf(resolved, trust_remote_code)
             self.resolved_name = resolved
+        # its forward passes in the meter, as the engine counts the policy's (ARGS's guide: compute per document)
+        count_forwards(self.proxy.encoder.model[0] if self.proxy is not None else self.model,
+                       f"rm:{self.resolved_name}")
 
     def _load_hf(self, name: str, trust_remote_code: bool) -> None:
         import torch
@@ -201,6 +204,7 @@ class RewardModelJudge:
         if len(prompts) != len(responses):
             raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
         progress = len(prompts) > 4 * self.batch_size
+        METER.add(f"rm:{self.resolved_name}", rm_calls=len(responses))
         if self.proxy is not None:
             return self.proxy.score(prompts, responses, progress=progress)
         import torch

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from icdpo_eval.config import settings
-from icdpo_eval.leaderboard.spec import TRAINED_PREFIX, Row, Spec
+from icdpo_eval.leaderboard.spec import TRAINED_PREFIX, Spec
 
 
 def adapter_dir(name: str, opts: dict[str, Any]) -> Path:
@@ -77,6 +77,6 @@ def with_adapters(spec: Spec, paths: dict[str, Path]) -> Spec:
     def sub(v: Any) -> Any:
         return str(paths[str(v).removeprefix(TRAINED_PREFIX)]) if str(v).startswith(TRAINED_PREFIX) else v
 
-    return replace(spec, rows=[Row(r.name, r.model, {k: sub(v) for k, v in r.model_args.items()}) for r in spec.rows])
+    return replace(spec, rows=[replace(r, model_args={k: sub(v) for k, v in r.model_args.items()}) for r in spec.rows])
 
 

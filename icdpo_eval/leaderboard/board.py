@@ -44,7 +44,7 @@ def run_leaderboard(spec: Spec, out: Path, runner: Callable[[Cell], dict[str, An
     # cells run with the adapters' folders; the tables keep the spec's own model_args ("trained:NAME")
     paths = prepare_adapters(spec) if procs.main else None
     procs.barrier()
-    cells = cells_of(with_adapters(spec, procs.agree(paths)))
+    cells = largest_n_first(spec, cells_of(with_adapters(spec, procs.agree(paths))))
 
     def ensure(cell: Cell, run: bool, runner: Callable | None = None) -> CellResult | None:
         return ensure_cell(cell, out, user_runner or runner, rerun, run=run)
@@ -70,6 +70,24 @@ def run_leaderboard(spec: Spec, out: Path, runner: Callable[[Cell], dict[str, An
     write_page(spec, entries, [r for r in html.runs_of_leaderboard(out)[0] if r.row in names and r.task in spec.tasks],
                out / "index.html", f"Leaderboard: {spec.name}")
     return entries
+
+
+def largest_n_first(spec: Spec, cells: list[Cell]) -> list[Cell]:
+    """The cells of a sweep over ``n`` in the order largest N first (each in the place of one of them): a document's
+    draw of N candidates then holds every smaller N's (the candidate store serves the first N), so it is drawn
+    once. The tables keep the spec's order."""
+    rows = {r.name: r for r in spec.rows}
+    groups: dict[tuple, list[int]] = {}
+    for i, c in enumerate(cells):
+        r = rows.get(c.row)
+        if r is not None and r.sweep and r.sweep[0] == "n":
+            groups.setdefault((r.group, c.task), []).append(i)
+    out = list(cells)
+    for idxs in groups.values():
+        ordered = sorted((cells[i] for i in idxs), key=lambda c: -int(rows[c.row].sweep[1]))  # type: ignore[index]
+        for i, c in zip(idxs, ordered, strict=True):
+            out[i] = c
+    return out
 
 
 # ------------------------------------------------------------------------------------------ CLI

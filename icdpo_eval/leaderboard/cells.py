@@ -23,7 +23,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,16 +142,74 @@ def run_cell(cell: Any, *, isolate: bool = False, shared_hf: bool = True) -> dic
         for opt in ("reuse_candidates", "resume"):
             if opt in MODELS[cell.model]:
                 args[opt] = False
-    if shared_hf and not isolate and settings.world_size() <= 1:
+    counted = None
+    if shared_hf and settings.world_size() <= 1:  # (isolated: the weights were freed before the cell: loaded afresh)
         keys = weight_keys(cell, device)
         if cell.model in ("hf", "hf-auto", "huggingface") and keys:
             model, args = hf_lm(cell, keys[0]), ""
+            counted = keys[0]
     seed = cell.seed
-    return icdpo_eval.evaluate(
-        model, [cell.task], args, limit=cell.limit, log_samples=True,
-        gen_kwargs=",".join(f"{k}={v}" for k, v in sorted(cell.gen_kwargs.items())) or None,
-        metadata=dict(cell.metadata) or None, batch_size=cell.batch_size, device=device, random_seed=seed,
-        numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed, bootstrap_iters=0)
+    with counting_hf(model, counted) as spent:
+        res = icdpo_eval.evaluate(
+            model, [cell.task], args, limit=cell.limit, log_samples=True,
+            gen_kwargs=",".join(f"{k}={v}" for k, v in sorted(cell.gen_kwargs.items())) or None,
+            metadata=dict(cell.metadata) or None, batch_size=cell.batch_size, device=device, random_seed=seed,
+            numpy_random_seed=seed, torch_random_seed=seed, fewshot_random_seed=seed, bootstrap_iters=0)
+    if counted is not None and isinstance(res, dict) and isinstance(res.get("config"), dict):
+        from icdpo_eval.models.compute import record, summarise
+
+        n = len((res.get("samples") or {}).get(cell.task) or [])
+        if n:  # the cell's counts shared by its documents (lm-eval's HFLM reports none per document)
+            rec = record(spent["delta"], spent["seconds"], n)
+            res["config"].setdefault("icdpo_eval", {}).setdefault("compute", {})[cell.task] = {
+                **summarise([rec] * n), "counted": "per cell (lm-eval's hf model), shared equally by its documents"}
+    return res
+
+
+@contextmanager
+def counting_hf(lm: Any, key: tuple | None) -> Iterator[dict[str, Any]]:
+    """Count an lm-eval ``HFLM``'s forward passes (the ``hf`` "Base" row over our shared weights) into the process's
+    meter, as the engine counts its own: a generation call with an empty cache is a prefill, one with a cache a
+    decode step, and each draws one token per row; a call without a cache (loglikelihood) scores. Yields
+    ``{"delta", "seconds"}``, filled when the block ends (reward-model calls of the metric left out; the seconds
+    from the first forward pass to the end of the last)."""
+    out: dict[str, Any] = {"delta": {}, "seconds": 0.0}
+    if key is None:
+        yield out
+        return
+    from icdpo_eval.engine.engine import model_label
+    from icdpo_eval.engine.loading import CACHE_ARG
+    from icdpo_eval.runtime import METER
+
+    label = model_label(key)
+
+    span: list[float] = []  # the first forward pass's start, the last one's end: the seconds spent generating
+
+    def done(*_: Any) -> None:
+        span[1:] = [time.perf_counter()]
+
+    def hook(_module: Any, args: tuple, kwargs: dict) -> None:
+        if not span:
+            span.append(time.perf_counter())
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None:
+            return
+        cache = kwargs.get(CACHE_ARG, kwargs.get("past_key_values"))
+        if cache is None:
+            METER.add(label, calls=1, score_tokens=ids.numel())
+            return
+        kind = "decode_tokens" if cache.get_seq_length() > 0 else "prefill_tokens"
+        METER.add(label, calls=1, generated_tokens=ids.shape[0], **{kind: ids.numel()})
+
+    snap = METER.snapshot()
+    handles = [lm.model.register_forward_pre_hook(hook, with_kwargs=True), lm.model.register_forward_hook(done)]
+    try:
+        yield out
+    finally:
+        for h in handles:
+            h.remove()
+        out["seconds"] = span[-1] - span[0] if len(span) == 2 else 0.0
+        out["delta"] = {m: c for m, c in METER.since(snap).items() if not m.startswith("rm:")}
 
 
 def execution_order(cells: list[Any], device: str | None) -> list[Any]:

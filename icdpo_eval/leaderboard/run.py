@@ -54,6 +54,7 @@ class CellResult:
     reused: bool = False
     lengths: dict[str, float] = field(default_factory=dict)  # doc id -> response length (tokens)
     candidates: dict[str, int] = field(default_factory=dict)  # documents whose candidates were reused / sampled
+    compute: dict[str, dict[str, float]] = field(default_factory=dict)  # doc id -> what it cost (doc_compute)
 
 
 def cell_done(cell: Cell, out: Path) -> bool:
@@ -72,8 +73,12 @@ def ensure_cell(cell: Cell, out: Path, runner: Callable[[Cell], dict[str, Any]] 
         if lengths is None:  # a cell stored before lengths were recorded: read them off its samples
             with open(cdir / f"samples_{cell.task}.jsonl", encoding="utf-8") as fh:
                 lengths = doc_lengths([json.loads(line) for line in fh if line.strip()])
+        comp = d.get("compute")
+        if comp is None:  # a cell stored before compute was recorded: read it off its samples (if they have it)
+            with open(cdir / f"samples_{cell.task}.jsonl", encoding="utf-8") as fh:
+                comp = doc_compute([json.loads(line) for line in fh if line.strip()], {})
         return CellResult(cell, d["value"], d["scores"], d["rm"], d["higher_is_better"], reused=True,
-                          lengths=lengths)
+                          lengths=lengths, compute=comp)
     t0 = time.time()
     res = (runner or run_cell)(cell)
     if res is None:  # a rank > 0 of a data-parallel run: rank 0 has the results
@@ -92,11 +97,36 @@ def ensure_cell(cell: Cell, out: Path, runner: Callable[[Cell], dict[str, Any]] 
         for s in samples:
             fh.write(json.dumps(s, default=_jsonable) + "\n")
     candidates = dict((res.get("config") or {}).get("candidates") or {})
+    comp = doc_compute(samples, ((res.get("config") or {}).get("icdpo_eval") or {}).get("compute", {}).get(cell.task))
     record = {"row": cell.row, "config": cell.config(), "value": value, "rm": rm, "higher_is_better": hib,
-              "scores": scores, "lengths": lengths, "candidates": candidates, "seconds": round(time.time() - t0, 1)}
+              "scores": scores, "lengths": lengths, "candidates": candidates, "compute": comp,
+              "seconds": round(time.time() - t0, 1)}
     # written last: a cell without it is unfinished and reruns
     atomic_write(marker, lambda fh: fh.write(json.dumps(record, indent=2, default=_jsonable)))
-    return CellResult(cell, value, scores, rm, hib, lengths=lengths, candidates=candidates)
+    return CellResult(cell, value, scores, rm, hib, lengths=lengths, candidates=candidates, compute=comp)
+
+
+COMPUTE_FIELDS = ("generated_tokens", "forward_tokens", "forward_calls", "seconds", "rm_calls")
+
+
+def doc_compute(samples: list[dict[str, Any]], summary: dict[str, Any] | None) -> dict[str, dict[str, float]]:
+    """doc id -> what producing its response cost at the row's settings (:func:`icdpo_eval.models.compute.cost`:
+    candidates served from the candidate store count at what drawing them cost), from each sample's record; a run
+    whose model records none per document (the ``hf`` row, counted for the whole cell) gives every document the
+    cell's per-document mean. Empty when neither is there."""
+    from icdpo_eval.models.compute import cost
+
+    out: dict[str, dict[str, float]] = {}
+    for s in samples:
+        rec = (s.get("icdpo_eval") or {}).get("compute")
+        if isinstance(rec, dict):
+            out[str(s["doc_id"])] = {f: cost(rec, f) or 0.0 for f in COMPUTE_FIELDS}
+            if rec.get("reused"):
+                out[str(s["doc_id"])]["reused_forward_tokens"] = float(rec["reused"].get("forward_tokens", 0))
+    if not out and summary and summary.get("per_document"):
+        mean = {f: float(summary["per_document"].get(f, 0.0)) for f in COMPUTE_FIELDS}
+        out = {str(s["doc_id"]): dict(mean) for s in samples}
+    return out
 
 
 def doc_lengths(samples: list[dict[str, Any]]) -> dict[str, float]:

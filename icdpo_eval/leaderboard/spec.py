@@ -29,6 +29,25 @@ class Row:
     name: str
     model: str
     model_args: dict[str, Any]
+    group: str | None = None  # a swept row: the spec row it came from (drawn as one curve)
+    sweep: tuple[str, Any] | None = None  # (option, value) of a swept row
+
+
+def _sweep(path: str | Path, name: str, raw: Any) -> tuple[str, list[Any]]:
+    """``sweep: {OPTION: [v1, v2, ...]}``: one option, a non-empty list of distinct values."""
+    if not isinstance(raw, dict) or len(raw) != 1:
+        raise SpecError(f"{path}: row {name!r}: `sweep:` must map ONE option to a list of values, e.g. "
+                        "sweep: {n: [1, 2, 4, 8, 16]}")
+    (option, values), = raw.items()
+    if not isinstance(values, list) or not values:
+        raise SpecError(f"{path}: row {name!r}: sweep {option}: give a non-empty list of values, got {values!r}")
+    if len({str(v) for v in values}) != len(values):
+        raise SpecError(f"{path}: row {name!r}: sweep {option}: a value repeats in {values!r}")
+    return str(option), values
+
+
+def sweep_name(name: str, option: str, value: Any) -> str:
+    return f"{name} ({option}={value})"
 
 
 @dataclass
@@ -162,6 +181,7 @@ SETTINGS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "columns": (lambda v: {k: str(x) for k, x in _mapping(v).items()}, "a mapping of column name to task(s)"),
 }
 KEYS = ("name", "tasks", "rows", "reference", "adapters", "vars", "model_defaults", *SETTINGS)
+ROW_KEYS = ("name", "model", "model_args", "sweep")
 
 
 def _default(f: Any) -> Any:
@@ -189,15 +209,28 @@ def load_spec(path: str | Path, overrides: dict[str, str] | None = None) -> Spec
     for i, r in enumerate(raw["rows"]):
         if not isinstance(r, dict) or "name" not in r or "model" not in r:
             raise SpecError(f"{path}: row {i + 1}: every row needs `name` and `model`, got {r!r}")
+        extra = sorted(str(k) for k in r if k not in ROW_KEYS)
+        if extra:
+            raise SpecError(f"{path}: row {r['name']!r}: unknown key(s) {', '.join(extra)}; a row has: "
+                            f"{', '.join(ROW_KEYS)}")
         name = str(r["name"])
-        if name in seen:
-            raise SpecError(f"{path}: duplicate row name {name!r}")
-        seen.add(name)
         try:
             args = {**parse_kv(defaults.get(str(r["model"]))), **parse_kv(r.get("model_args"))}
         except SpecError as e:
             raise SpecError(f"{path}: row {name!r}: model_args: {e}") from None
-        rows.append(Row(name, str(r["model"]), args))
+        if r.get("sweep") is None:
+            expanded = [Row(name, str(r["model"]), args)]
+        else:
+            option, values = _sweep(path, name, r["sweep"])
+            if option in parse_kv(r.get("model_args")):
+                raise SpecError(f"{path}: row {name!r}: {option} is both in model_args and swept; keep it in one")
+            expanded = [Row(sweep_name(name, option, v), str(r["model"]), {**args, option: v}, name, (option, v))
+                        for v in values]
+        for row in expanded:
+            if row.name in seen:
+                raise SpecError(f"{path}: duplicate row name {row.name!r}")
+            seen.add(row.name)
+            rows.append(row)
     adapters = _adapter_specs(path, raw.get("adapters"))
     for row in rows:
         for k, v in row.model_args.items():

@@ -26,7 +26,9 @@ from icdpo_eval.stats import TIE, bootstrap_ci, paired_wilcoxon
 
 CSV_FIELDS = ["row", "column", "task", "metric", "value", "ci_low", "ci_high", "n", "p_value", "reference",
               "higher_is_better", "rm", "model", "model_args", "limit", "seed", "gen_kwargs",
-              "length", "lc_value", "lc_low", "lc_high", "guided_by_metric_rm"]
+              "length", "lc_value", "lc_low", "lc_high", "guided_by_metric_rm",
+              "generated_tokens", "forward_tokens", "forward_calls", "seconds", "rm_calls", "reused_forward_tokens",
+              "group", "sweep_option", "sweep_value"]
 
 
 # ---------------------------------------------------------------------------------- statistics
@@ -47,6 +49,19 @@ class Entry:
     lc_low: float = math.nan
     lc_high: float = math.nan
     guided: bool = False  # an ARGS row guided by the RM that scores the table (spec.guided_by_metric_rm)
+    # per document, mean over the column's documents (run.doc_compute: reused candidates at what they cost)
+    compute: dict[str, float] | None = None
+
+
+def mean_compute(cells: list[CellResult]) -> dict[str, float] | None:
+    """Each compute field's mean over the documents of ``cells`` (None when a cell recorded none)."""
+    from icdpo_eval.leaderboard.run import COMPUTE_FIELDS
+
+    docs = [d for c in cells for d in c.compute.values()]
+    if not docs or any(not c.compute for c in cells):
+        return None
+    keys = (*COMPUTE_FIELDS, "reused_forward_tokens")
+    return {k: sum(d.get(k, 0.0) for d in docs) / len(docs) for k in keys}
 
 
 def columns_of(spec: Spec) -> list[tuple[str, list[str]]]:
@@ -116,7 +131,7 @@ def build_entries(spec: Spec, results: dict[tuple[str, str], CellResult]) -> lis
             entries.append(Entry(row.name, label, "+".join(tasks), value, lo, hi,
                                  sum(len(c.scores) for c in cells), p, rm, cells[0].higher_is_better,
                                  sum(lengths) / len(lengths) if lengths else math.nan, *lc,
-                                 guided_by_metric_rm(spec, row)))
+                                 guided_by_metric_rm(spec, row), mean_compute(cells)))
     return entries
 
 
@@ -166,6 +181,19 @@ def write_md(spec: Spec, entries: list[Entry], path: Path) -> None:
                 "ref" if row.name == spec.reference else
                 f"{_fmt(e.lc)} [{_fmt(e.lc_low)}, {_fmt(e.lc_high)}]" for e in (by[(row.name, c)] for c in cols))
                 + " |")
+    if any(e.compute for e in entries):
+        lines += ["", "Compute per document (mean over the column's documents: tokens drawn, forward-pass positions "
+                      "over every model the method runs, padding included, and seconds generating; candidates served "
+                      "from the candidate store count at what drawing them cost; docs/compute.md):", "",
+                  "| Method | " + " | ".join(f"{c}: generated | forward | s" for c in cols) + " |",
+                  "|---|" + "---:|---:|---:|" * len(cols)]
+        for row in spec.rows:
+            cells = []
+            for c in cols:
+                comp = by[(row.name, c)].compute
+                cells.append(" | ".join(["–"] * 3) if comp is None else
+                             f"{comp['generated_tokens']:.0f} | {comp['forward_tokens']:.0f} | {comp['seconds']:.2f}")
+            lines.append(f"| {label(row)} | " + " | ".join(cells) + " |")
     rms = sorted({e.rm for e in entries if e.rm})
     if any(e.guided for e in entries):
         lines += ["", GUIDED_NOTE]
@@ -191,11 +219,21 @@ def write_csv(spec: Spec, entries: list[Entry], path: Path) -> None:
                         "length": "" if math.isnan(e.length) else f"{e.length:.3f}",
                         **{k: "" if math.isnan(v) else f"{v:.6f}"
                            for k, v in (("lc_value", e.lc), ("lc_low", e.lc_low), ("lc_high", e.lc_high))},
-                        "guided_by_metric_rm": e.guided})
+                        "guided_by_metric_rm": e.guided,
+                        **{k: "" if e.compute is None else f"{e.compute[k]:.{3 if k == 'seconds' else 1}f}"
+                           for k in ("generated_tokens", "forward_tokens", "forward_calls", "seconds", "rm_calls",
+                                     "reused_forward_tokens")},
+                        "group": r.group or "", "sweep_option": r.sweep[0] if r.sweep else "",
+                        "sweep_value": r.sweep[1] if r.sweep else ""})
 
 
 def write_png(spec: Spec, entries: list[Entry], path: Any, fmt: str = "png") -> None:
-    """The chart (a file path, or a binary file object with ``fmt``: the report inlines it as ``svg``)."""
+    """The chart (a file path, or a binary file object with ``fmt``: the report inlines it as ``svg``): the bars with
+    their CIs on top, reward against length and reward against compute (forward tokens per document, log axis)
+    below, one point per row and column, a swept row's points joined as one curve (its SVG element's id is
+    ``curve-<group>``). Titles are wrapped to their panel and the layout is constrained, so nothing is cut."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -206,32 +244,75 @@ def write_png(spec: Spec, entries: list[Entry], path: Any, fmt: str = "png") -> 
     by = {(e.row, e.column): e for e in entries}
     n_rows = len(spec.rows)
     width = 0.8 / n_rows
-    fig, (ax, ax_len) = plt.subplots(1, 2, figsize=(max(6.0, 1.2 + len(cols) * n_rows * 0.45) + 5.0, 4.5),
-                                     gridspec_kw={"width_ratios": [max(2.0, len(cols) * n_rows * 0.45), 5.0]})
+    bars_w = max(9.0, 1.5 + len(cols) * n_rows * 0.45)
+    fig, axes = plt.subplot_mosaic([["bars", "bars"], ["len", "compute"]], figsize=(bars_w, 9.0),
+                                   layout="constrained", height_ratios=[1.0, 1.0])
+    ax, ax_len, ax_comp = axes["bars"], axes["len"], axes["compute"]
+
+    def title(a: Any, text: str, fig_w: float) -> None:
+        a.set_title("\n".join(textwrap.wrap(text, max(24, int(fig_w * 9)))), fontsize="medium")
+
     x = np.arange(len(cols))
     for i, row in enumerate(spec.rows):
         es = [by[(row.name, c)] for c in cols]
         vals = np.array([e.value for e in es])
         err = np.array([[e.value - e.ci_low if not math.isnan(e.ci_low) else 0.0 for e in es],
                         [e.ci_high - e.value if not math.isnan(e.ci_high) else 0.0 for e in es]])
-        ax.bar(x - 0.4 + width * (i + 0.5), vals, width, yerr=err, capsize=3, label=row.name)
+        ax.bar(x - 0.4 + width * (i + 0.5), vals, width, yerr=err, capsize=3, label=row.name, color=f"C{i % 10}")
     ax.axhline(0, color="black", linewidth=0.8)
     ax.set_xticks(x, cols)
     ylabel = f"{spec.metric} (x100)" if spec.metric == "rm_reward" else spec.metric
     ax.set_ylabel(ylabel)
-    ax.set_title(f"{spec.name}: mean with 95% bootstrap CI (n per cell: limit={spec.limit})")
-    ax.legend(fontsize="small", ncol=max(1, n_rows // 4))
-    # reward against mean response length: how much of a row's standing goes with length
+    title(ax, f"{spec.name}: mean with 95% bootstrap CI (n per cell: limit={spec.limit})", bars_w)
+    ax.legend(fontsize="small", ncol=max(1, n_rows // 12 + 1), loc="upper left", bbox_to_anchor=(1.005, 1.0))
     markers = "osD^v<>pP*X"
+    half = bars_w / 2
+    # reward against mean response length: how much of a row's standing goes with length
     for i, row in enumerate(spec.rows):
         es = [by[(row.name, c)] for c in cols]
         ax_len.scatter([e.length for e in es], [e.value for e in es], marker=markers[i % len(markers)],
                        label=row.name, color=f"C{i % 10}")
-    ax_len.set_xlabel("mean response length (tokens; *_pairs: chosen − rejected)")
+    ax_len.set_xlabel("mean length (tokens; *_pairs: chosen − rejected)")
     ax_len.set_ylabel(ylabel)
-    ax_len.set_title(f"{spec.metric} vs length (one point per row and column)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120, format=fmt)
+    title(ax_len, f"{spec.metric} vs length (one point per row and column)", half)
+    # reward against compute: a swept row is one curve through its values, every other row a point
+    drawn = False
+    groups: dict[str, list[Any]] = {}
+    for row in spec.rows:
+        groups.setdefault(row.group or row.name, []).append(row)
+    for gi, (group, rows) in enumerate(groups.items()):
+        for c in cols:
+            pts = [(by[(r.name, c)].compute["forward_tokens"], by[(r.name, c)].value, r) for r in rows
+                   if by[(r.name, c)].compute and by[(r.name, c)].compute["forward_tokens"] > 0]
+            if not pts:
+                continue
+            drawn = True
+            pts.sort(key=lambda t: t[0])
+            label = group + (f" ({c})" if len(cols) > 1 else "")
+            color, marker = f"C{gi % 10}", markers[gi % len(markers)]
+            if len(rows) > 1:
+                (line,) = ax_comp.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker, color=color,
+                                       label=label)
+                line.set_gid(f"curve-{group}" + (f"-{c}" if len(cols) > 1 else ""))
+                for fx, fy, r in pts:
+                    ax_comp.annotate(str(r.sweep[1]) if r.sweep else "", (fx, fy), textcoords="offset points",
+                                     xytext=(4, 4), fontsize="x-small", color=color)
+            else:
+                ax_comp.scatter([p[0] for p in pts], [p[1] for p in pts], marker=marker, color=color, label=label)
+    if drawn:
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        ax_comp.set_xscale("log")
+        ax_comp.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax_comp.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax_comp.xaxis.set_minor_formatter(NullFormatter())
+        ax_comp.legend(fontsize="x-small", loc="best")
+    else:
+        ax_comp.text(0.5, 0.5, "no compute recorded", ha="center", va="center", transform=ax_comp.transAxes)
+    ax_comp.set_xlabel("forward tokens per document (log)")
+    ax_comp.set_ylabel(ylabel)
+    title(ax_comp, f"{spec.metric} vs compute (a swept row is a curve, labelled by its values)", half)
+    fig.savefig(path, dpi=110, format=fmt)
     plt.close(fig)
 
 
@@ -245,3 +326,22 @@ def write_page(spec: Spec, entries: list[Entry], runs: list[Any], path: Path, ti
                            path, title)
 
 
+
+
+def without_seconds(path: Path) -> str:
+    """A table file's text without its wall-clock seconds (the CSV's ``seconds`` column, the last cell of each row of
+    the markdown's compute table): what two runs of the same spec must agree on byte for byte (every count included)
+    whatever the machine's load (one process vs many, the plain path vs the shared one)."""
+    import json
+    import re
+
+    if path.suffix == ".csv":
+        rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+        return json.dumps([{k: v for k, v in r.items() if k != "seconds"} for r in rows], ensure_ascii=False)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix != ".md" or "Compute per document" not in text:
+        return text
+    head, sep, rest = text.partition("Compute per document")
+    para, blank, tail = rest.partition("\n\n|")  # the heading's paragraph, then the table
+    body, end, after = tail.partition("\n\n")
+    return head + sep + para + blank + re.sub(r"\| [0-9.]+ \|$", "| s |", body, flags=re.M) + end + after

@@ -5,7 +5,11 @@ are sampled under (the prompt, the demos and their order, the template and its i
 the sampling settings (temperature, top-k, top-p, max / min new tokens, stop strings) and the code that samples (the
 engine's source, torch's and transformers' versions). Not on the scorer that picks among them: ICDPO with S, with Ŝ
 and the ICL scorer on the same retriever draw the same candidates, as do RM-BoN and the length-only rows, and a
-user's second ``lm_eval`` run with another scorer. :class:`CandidateStore` keeps every sampled :class:`Sample`
+user's second ``lm_eval`` run with another scorer. Nor, beyond its first N, on N: candidate j is drawn from its own
+generator (``row_generator(seed, j)``), so the first N of a draw of 16 are what a draw of N gives, and a sweep over
+N (``sweep: {n: [...]}`` in a leaderboard spec) draws each document once, at its largest N. A reused draw is counted
+in the process's meter at what drawing it cost (``reused_*``, :meth:`Engine.draw_cost`).
+:class:`CandidateStore` keeps every sampled :class:`Sample`
 (tokens, their log-probs, the EOS log-probs, the stop reason) under that key in one sqlite file
 (``<cache dir>/candidates.sqlite``), so a reused candidate's log π(y | d+, x) is the sampling pass's own and S / Ŝ
 score it exactly as if it had just been drawn. ``reuse_candidates=false`` (a model_arg) turns it off.
@@ -50,8 +54,8 @@ class CandidateStore(SqliteStore):
                          "CREATE TABLE IF NOT EXISTS candidates (key TEXT PRIMARY KEY, samples TEXT NOT NULL)")
 
     @staticmethod
-    def key(model_key: Any, context: str, n: int, seed: int, params: SamplingParams) -> str:
-        blob = json.dumps([str(model_key), context, n, seed, params.max_new_tokens, params.top_p, params.top_k,
+    def key(model_key: Any, context: str, seed: int, params: SamplingParams) -> str:
+        blob = json.dumps(["any n", str(model_key), context, seed, params.max_new_tokens, params.top_p, params.top_k,
                            params.temperature, params.do_sample, list(params.stop), params.min_new_tokens,
                            sampler_version()],
                           ensure_ascii=False)
@@ -73,11 +77,20 @@ class CandidateStore(SqliteStore):
     def sample(self, engine: Engine, contexts: Sequence[str], n: int, *, params: SamplingParams,
                seeds: Sequence[int], names: Sequence[str] | None = None,
                stats: dict[str, int] | None = None) -> list[list[Sample]]:
-        """``engine.sample(contexts, n, params=params, seeds=seeds)``, drawing only the contexts not stored."""
+        """``engine.sample(contexts, n, params=params, seeds=seeds)``, drawing only the contexts whose stored draw is
+        missing or has fewer than ``n`` candidates (the first ``n`` of a larger one are served)."""
         model = (engine.weights_key, engine.kernels.key())  # the kernels' choices can move the last bits
-        keys = [self.key(model, c, n, s, params) for c, s in zip(contexts, seeds, strict=True)]
-        out: list[list[Sample] | None] = [self.get(k) for k in keys]
-        todo = [i for i, got in enumerate(out) if got is None or len(got) != n]
+        keys = [self.key(model, c, s, params) for c, s in zip(contexts, seeds, strict=True)]
+        out: list[list[Sample] | None] = []
+        for c, k in zip(contexts, keys):
+            got = self.get(k)
+            if got is not None and len(got) >= n:
+                out.append(got[:n])
+                cost = engine.draw_cost(len(engine.encode_context(c)), got[:n])
+                engine.count(**{f"reused_{f}": v for f, v in cost.items()})
+            else:
+                out.append(None)
+        todo = [i for i, got in enumerate(out) if got is None]
         if stats is not None:
             stats["candidates_reused"] = stats.get("candidates_reused", 0) + len(contexts) - len(todo)
             stats["candidates_sampled"] = stats.get("candidates_sampled", 0) + len(todo)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
@@ -35,7 +36,7 @@ from icdpo_eval.method import instructions as instructions_mod
 from icdpo_eval.method.best_of_n import Choice, sample_and_select
 from icdpo_eval.method.prompts import TURN_MARKERS, Template, family_of, template_for
 from icdpo_eval.method.scorers import Candidate
-from icdpo_eval.models import details
+from icdpo_eval.models import compute, details
 from icdpo_eval.models.journal import Journal
 from icdpo_eval.models.parallel import DataParallel
 
@@ -338,7 +339,7 @@ class MethodLM(OptionsLM):
             done = journal.get(keys[i]) if journal else None
             if done is not None:
                 out[i] = done["response"]
-                details.note(task_of(req), req.doc_id, done)
+                details.note(task_of(req), req.doc_id, done, resumed=True)
             else:
                 by_task[(task_of(req), _freeze(dict(req.args[1] or {})))].append(i)
         for (task, frozen), idxs in by_task.items():  # every document checked before the first sample
@@ -354,12 +355,14 @@ class MethodLM(OptionsLM):
         for (task, frozen), idxs in by_task.items():
             for s in range(0, len(idxs), self.batch_size):
                 chunk = idxs[s:s + self.batch_size]
+                snap, t0 = runtime.METER.snapshot(), time.perf_counter()  # what this batch spends, every model
                 results = self._generate_batch(task, [requests[i] for i in chunk], dict(frozen))
+                spent = compute.record(runtime.METER.since(snap), time.perf_counter() - t0, len(chunk))
                 records = []
                 for i, res in zip(chunk, results, strict=True):
                     out[i] = res if isinstance(res, str) else res.text
                     records.append({"key": keys[i], "task": task, "doc_id": requests[i].doc_id, "response": out[i],
-                                    **({} if isinstance(res, str) else res.record())})
+                                    **({} if isinstance(res, str) else res.record()), "compute": spent})
                     details.note(task, requests[i].doc_id, records[-1])
                 if journal is not None:
                     journal.add(records)

@@ -28,9 +28,12 @@ def clear() -> None:
     _TEMPLATES.clear()
 
 
-def note(task: str | None, doc_id: int, record: dict[str, Any]) -> None:
-    """One document's record (the journal record less its bookkeeping keys)."""
-    _DOCS[(str(task), int(doc_id))] = {k: v for k, v in record.items() if k not in ("key", "task", "doc_id")}
+def note(task: str | None, doc_id: int, record: dict[str, Any], *, resumed: bool = False) -> None:
+    """One document's record (the journal record less its bookkeeping keys); ``resumed``: read from the journal."""
+    rec = {k: v for k, v in record.items() if k not in ("key", "task", "doc_id")}
+    if resumed:
+        rec["resumed"] = True
+    _DOCS[(str(task), int(doc_id))] = rec
 
 
 def note_template(task: str | None, template: Any) -> None:
@@ -65,3 +68,13 @@ def attach(results: Any) -> None:
                 smp[FIELD] = rec
     if templates and isinstance(results.get("config"), dict):
         results["config"].setdefault(FIELD, {})["templates"] = templates
+    spent: dict[str, list[dict[str, Any]]] = {}
+    resumed: dict[str, int] = {}
+    for (task, _), rec in sorted(docs.items()):
+        if isinstance(rec.get("compute"), dict):
+            spent.setdefault(task, []).append(rec["compute"])
+            resumed[task] = resumed.get(task, 0) + bool(rec.get("resumed"))
+    if spent and isinstance(results.get("config"), dict):
+        from icdpo_eval.models.compute import summarise
+
+        results["config"].setdefault(FIELD, {})["compute"] = {t: summarise(r, resumed[t]) for t, r in spent.items()}

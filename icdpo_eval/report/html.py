@@ -254,6 +254,10 @@ def page_data(runs: list[Run], table: list[dict[str, Any]], columns: list[str], 
                                     "index": det.get("index"), "terms": det.get("terms") or {}, "demos": ids}
                 if isinstance(det.get("internals"), dict):  # w2s's beams, ARGS's steps, URIAL's prefix
                     entry["internals"] = det["internals"]
+                if isinstance(det.get("compute"), dict):  # what this document cost (models/compute.py)
+                    entry["compute"] = {**{k: det["compute"].get(k) for k in
+                                           ("forward_tokens", "generated_tokens", "seconds", "reused")},
+                                        "resumed": bool(det.get("resumed"))}
             mine[did] = entry
     return _clean({"title": title, "generated": datetime.datetime.now(datetime.timezone.utc).isoformat(
         timespec="seconds"), "warning": CONTENT_WARNING, "notes": notes, "columns": columns, "table": table,
@@ -284,7 +288,9 @@ def table_of(entries: list[Any]) -> list[dict[str, Any]]:
     """The leaderboard's entries (:class:`icdpo_eval.leaderboard.tables.Entry`) as the page's table rows."""
     return [{"row": e.row, "column": e.column, "value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "n": e.n,
              "length": e.length, "lc": e.lc, "lc_low": e.lc_low, "lc_high": e.lc_high, "p": e.p_value, "rm": e.rm,
-             "guided": bool(getattr(e, "guided", False))}
+             "guided": bool(getattr(e, "guided", False)),
+             **{k: (getattr(e, "compute", None) or {}).get(k)
+                for k in ("forward_tokens", "generated_tokens", "seconds")}}
             for e in entries]
 
 
