@@ -176,7 +176,9 @@ def patch_evaluator(evaluator_module) -> None:
             raise
         a["model_args"] = preflight.resolve_foreign(a["model"], a.get("model_args"))
         preflight.before_run()
-        with runtime.run_gen_kwargs(preflight._as_dict(a.get("gen_kwargs")), metadata):
+        # a model lm-eval builds from its name is this run's alone: its weights may go before the scorer loads
+        with runtime.run_gen_kwargs(preflight._as_dict(a.get("gen_kwargs")), metadata), \
+                runtime.policy_run(release=isinstance(a["model"], str)):
             results = original(*bound.args, **bound.kwargs)
         preflight.after_run(results, info)
         return results

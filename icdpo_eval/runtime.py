@@ -261,3 +261,56 @@ def count_forwards(module: Any, label: str) -> Any:
         METER.add(label, calls=1, score_tokens=int(ids.numel()), padding_tokens=pad)
 
     return module.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+# Freeing the policy before the scorer loads (issue 33): during an lm-eval run whose model lm-eval itself built from
+# its name (nobody else holds it), the engines built in the run drop their weights when the run's reward model is
+# about to load (aggregation: every request is answered by then); weights in ``keep`` (a leaderboard's later cells
+# need them) stay.
+_POLICY: dict[str, Any] = {"release": False, "keep": None, "engines": None}
+
+
+@contextmanager
+def policy_run(release: bool) -> Iterator[None]:
+    """One lm-eval run: engines built inside are this run's; ``release``: they may be freed before scoring."""
+    import weakref
+
+    saved = dict(_POLICY)
+    _POLICY.update(release=release, engines=weakref.WeakSet())
+    try:
+        yield
+    finally:
+        _POLICY.update(release=saved["release"], engines=saved["engines"])
+
+
+@contextmanager
+def keep_weights(keys: set[tuple]) -> Iterator[None]:
+    """Within the block, a run frees only weights not in ``keys`` (what a leaderboard's remaining cells need)."""
+    saved = _POLICY["keep"]
+    _POLICY["keep"] = set(keys)
+    try:
+        yield
+    finally:
+        _POLICY["keep"] = saved
+
+
+def run_engine(engine: Any) -> None:
+    """An engine built during the current run (the engine registers itself)."""
+    if _POLICY["engines"] is not None:
+        _POLICY["engines"].add(engine)
+
+
+def release_policy() -> int:
+    """Free the current run's engines' weights if the run allows it (:func:`policy_run`), except those to keep; returns
+    how many engines let go of their weights."""
+    if not _POLICY["release"] or not _POLICY["engines"]:
+        return 0
+    keep = _POLICY["keep"] or set()
+    freed = [e for e in list(_POLICY["engines"])
+             if getattr(e, "model", None) is not None and e.weights_key not in keep]
+    for engine in freed:
+        engine.release()
+    if freed:
+        freed[0].free_unused(keep)  # the process's weight cache, and the CUDA cache
+        log.info("freed the weights of %d engine(s) before the scorer loads", len(freed))
+    return len(freed)

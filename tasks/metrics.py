@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,23 +74,49 @@ def score_items(items: Sequence[dict[str, Any]], name: str | None = None) -> str
     from icdpo_eval.tasks.settings import settings_of
 
     cfg = settings_of(items[0]) if items else settings_of({})
-    judge = get_judge(name or cfg.rm, cfg.rm_dtype, cfg.rm_batch_size)
-    todo = [it for it in items if it.get("reward") is None or it.get("rm") != judge.resolved_name]
+    rm = name or cfg.rm
+    todo = [it for it in items if it.get("reward") is None or it.get("rm_setting") != rm]
+    cache, ident, keys, hits = None, "", [], {}
+    if todo and cfg.rm_cache:  # scores already on disk, by (RM, prompt, response): the RM need not even load
+        from icdpo_eval.judges.reward_model import rm_identity, score_cache
+
+        cache, ident = score_cache(), rm_identity(rm, cfg.rm_dtype)
+        keys = [cache.key(ident, it["prompt"], it["response"]) for it in todo]
+        hits = cache.get(keys)
+        for it, k in zip(todo, keys):
+            if k in hits:
+                it["rm"], it["reward"] = hits[k]
+                it["rm_setting"] = rm
+                SCORED[(it["prompt"], it["response"])] = hits[k]
+        if hits:  # one line on stderr (lm-eval's CLI shows only its own loggers)
+            print(f"rm_reward ({rm}): {len(hits)} of {len(todo)} scores cached; the task setting rm_cache=false "
+                  "recomputes them", file=sys.stderr)
+        CACHED.append((len(hits), len(todo)))
+    fresh = [(it, k) for it, k in zip(todo, keys or [None] * len(todo)) if k not in hits]
     # one canonical order, so the same documents get the same batches (and bitwise the same rewards) however a
     # data-parallel run gathered them
-    todo.sort(key=lambda it: (it["prompt"], it["response"]))
-    if todo:
-        rewards = judge.score([it["prompt"] for it in todo], [it["response"] for it in todo])
-        for it, r in zip(todo, rewards, strict=True):
-            it["reward"], it["rm"] = float(r), judge.resolved_name
+    fresh.sort(key=lambda p: (p[0]["prompt"], p[0]["response"]))
+    if fresh:
+        from icdpo_eval.runtime import release_policy
+
+        release_policy()  # the run's requests are answered: its policy goes before the reward model loads
+        judge = get_judge(rm, cfg.rm_dtype, cfg.rm_batch_size)
+        rewards = judge.score([it["prompt"] for it, _ in fresh], [it["response"] for it, _ in fresh])
+        for (it, _), r in zip(fresh, rewards, strict=True):
+            it["reward"], it["rm"], it["rm_setting"] = float(r), judge.resolved_name, rm
             SCORED[(it["prompt"], it["response"])] = (judge.resolved_name, float(r))
-    return judge.resolved_name
+        if cache is not None:
+            cache.put([(k, judge.resolved_name, float(r)) for (_, k), r in zip(fresh, rewards, strict=True)])
+    names = sorted({str(it["rm"]) for it in items if it.get("rm")})
+    return names[0] if len(names) == 1 else ";".join(names)
 
 
 # (prompt, response) -> (rm, reward) of this run's aggregations (the evaluator hook clears it per run): under
 # data parallel lm-eval gathers the samples and the metric items as separate copies, so rank 0 fills the
 # samples of the other ranks from here
 SCORED: dict[tuple[str, str], tuple[str, float]] = {}
+# (served from the score cache, looked up) per aggregation of this process (the log line; tests read it)
+CACHED: list[tuple[int, int]] = []
 
 
 def fill_samples(results: Any) -> None:

@@ -93,11 +93,12 @@ def test_timeout_is_retried_and_described(serve: Callable[..., FakeOpenAIServer]
     assert describe(err.value, 0.3) == "timeout after 0.3 s"
 
 
-def test_imports_only_the_settings_and_errors_of_the_package() -> None:
+def test_imports_only_the_settings_errors_and_meter_of_the_package() -> None:
     import icdpo_eval.api_client as mod
 
     tree = ast.parse(Path(mod.__file__).read_text())
     names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     names += [f"{n.module}.{a.name}" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names]
     assert sorted(m for m in names if m.split(".")[0] == "icdpo_eval") == ["icdpo_eval.config.settings",
-                                                                          "icdpo_eval.errors.UserError"]
+                                                                          "icdpo_eval.errors.UserError",
+                                                                          "icdpo_eval.runtime.METER"]

@@ -111,11 +111,14 @@ ROWS = ("  - {name: Base, model: hf, model_args: {pretrained: \"embedded:base\",
 
 def test_a_leaderboard_loads_and_samples_nothing_twice(tmp_path, monkeypatch):
     from icdpo_eval.engine import WEIGHTS
+    from icdpo_eval.judges import reward_model
     from icdpo_eval.judges.reward_model import release_judges
     from icdpo_eval.method import candidates
 
     fresh = CandidateStore(tmp_path / "candidates.sqlite")  # no candidate of an earlier test or run
     monkeypatch.setattr(candidates, "default_store", lambda: fresh)
+    scores = reward_model.ScoreCache(tmp_path / "rm_scores.sqlite")  # nor a stored reward: the RM must load
+    monkeypatch.setattr(reward_model, "score_cache", lambda: scores)
     WEIGHTS.retain(set())  # nor weights or reward models an earlier test of this process loaded
     release_judges()
     spec = lb.load_spec(_spec(tmp_path, ROWS))

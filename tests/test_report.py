@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import re
@@ -184,6 +185,14 @@ def test_the_leaderboard_page_in_headless_chromium(browser, mini_page, request):
     assert rows == md_rows  # every row of leaderboard.md, in its order
     assert driver.find_element(By.ID, "content-warning").text == html.CONTENT_WARNING
     assert driver.find_elements(By.CSS_SELECTOR, ".chart svg")
+    assert not clipped_text(driver), clipped_text(driver)  # every title, label and legend inside the chart
+    # the compute columns: each row's forward tokens per document, as leaderboard.csv has them
+    with open(out / "leaderboard.csv", newline="") as fh:
+        want_fwd = {r["row"]: r["forward_tokens"] for r in csv.DictReader(fh)}
+    shown = {tr.get_attribute("data-row"): tr.find_element(By.CSS_SELECTOR, 'td[data-field="forward_tokens"]').text
+             for tr in driver.find_elements(By.CSS_SELECTOR, "#leaderboard tbody tr")}
+    assert {r: float(v) for r, v in shown.items() if v != "–"} == \
+        pytest.approx({r: float(v) for r, v in want_fwd.items() if v}, abs=0.51)
     # sorting by the first column's value: descending, by the numbers in the cells
     driver.find_elements(By.CSS_SELECTOR, "#leaderboard thead th.sortable")[0].click()
     values = [float(tr.find_elements(By.CSS_SELECTOR, "td")[1].text.split(" [")[0])
@@ -254,6 +263,43 @@ def test_the_leaderboard_page_in_headless_chromium(browser, mini_page, request):
     assert driver.execute_script("return window.__pwned === undefined")
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
+
+
+def clipped_text(driver) -> list[str]:
+    """The chart's text elements (matplotlib's ``text_*`` groups) whose box leaves the chart's SVG."""
+    return driver.execute_script("""
+        const svg = document.querySelector('.chart svg'); const box = svg.getBoundingClientRect(); const out = [];
+        for (const g of svg.querySelectorAll('g[id^="text_"]')) {
+          const r = g.getBoundingClientRect();
+          if (r.width === 0 && r.height === 0) continue;
+          if (r.left < box.left - 1 || r.right > box.right + 1 || r.top < box.top - 1 || r.bottom > box.bottom + 1)
+            out.push(g.id + ' ' + JSON.stringify([r.left, r.right, r.top, r.bottom]));
+        }
+        return out;""")
+
+
+def test_the_compute_panel_draws_one_curve_per_swept_method(browser, tmp_path, twins_dir, monkeypatch):
+    """A spec with two swept rows and one plain row: the page's chart has one curve per swept method (its SVG
+    element ``curve-<row>``), nothing of it cut at the page's width, and the compute columns in the table."""
+    from selenium.webdriver.common.by import By
+
+    monkeypatch.setenv("ICDPO_EMBEDDED_DIR", str(twins_dir))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("name: a spec whose title is long enough to reach the chart's left edge when it is not wrapped\n"
+                    "tasks: [hh_harmless_mini]\nlimit: 1\nseed: 1234\ngen_kwargs: {max_gen_toks: 4}\n"
+                    "metadata: {rm: proxy}\nrows:\n"
+                    "  - {name: Longest, model: length_bon, model_args: {pick: longest}, sweep: {n: [1, 2]}}\n"
+                    "  - {name: ICDPO, model: icdpo, sweep: {n: [1, 2]}}\n"
+                    "  - {name: Single, model: icdpo, model_args: {scorer: icl, select: single}}\n")
+    out = tmp_path / "lb"
+    lb.run_leaderboard(lb.load_spec(spec), out)
+    driver = browser
+    driver.get((out / "index.html").resolve().as_uri())
+    curves = sorted(e.get_attribute("id") for e in driver.find_elements(By.CSS_SELECTOR, '.chart svg g[id^="curve-"]'))
+    assert curves == ["curve-ICDPO", "curve-Longest"]
+    assert not clipped_text(driver), clipped_text(driver)
+    header = driver.find_element(By.CSS_SELECTOR, "#leaderboard thead").text
+    assert "forward tok / doc" in header and "generated / doc" in header
 
 
 def test_hostile_text_shows_as_text_in_the_browser(tmp_path, browser):

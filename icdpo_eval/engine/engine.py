@@ -42,7 +42,7 @@ import torch
 from icdpo_eval.engine.kernels import DecodeKernels
 from icdpo_eval.engine.loading import CACHE_ARG, WEIGHTS, FastTokenizer, cache_of, load_weights, weights_key
 from icdpo_eval.engine.sampling import SamplingParams, row_generator, stable_seed, top_p_choice
-from icdpo_eval.runtime import METER, resolve_device, resolve_dtype, tokenizer
+from icdpo_eval.runtime import METER, resolve_device, resolve_dtype, run_engine, tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -163,6 +163,8 @@ class Engine:
         # forward calls and positions fed (padding included), prefix prefills: what the model spent (also in METER)
         self.counts: Counter[str] = Counter()
         self.label = model_label(self.weights_key)
+        self.dtype = str(model.dtype)
+        run_engine(self)  # the current lm-eval run's (freed before its scorer loads, where the run allows it)
         self._init_tokens(tokenizer, max_length or getattr(model.config, "max_position_embeddings", None))
         eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
@@ -215,6 +217,18 @@ class Engine:
         return cls(model, tok, device=dev, max_rows=max_rows, max_length=max_length, weights_key=key,
                    kernels=kernels)
 
+    def release(self) -> None:
+        """Let go of the weights (the run's scorer loads next; :func:`icdpo_eval.runtime.release_policy`): what the
+        results record of them (dtype, the kernels' choices) is kept; a later model call is an error."""
+        if self.model is not None:
+            self.kernels_record = self.kernels.record()
+        self.model, self.kernels = None, None
+
+    @staticmethod
+    def free_unused(keep: set[tuple]) -> None:
+        """Drop every loaded weight set not in ``keep`` from the process's cache (and empty the CUDA cache)."""
+        WEIGHTS.retain(keep)
+
     def generation_defaults(self) -> tuple[float, int]:
         """(temperature, top_k) the model's own ``generation_config`` asks for, with transformers' defaults
         (1.0, 50) where it sets none: what HF ``generate`` samples with unless told otherwise."""
@@ -249,6 +263,9 @@ class Engine:
         per row) runs the trunk and the vocabulary projection in the kernels :attr:`kernels` chose for that many
         rows; anything else is the model's forward. ``kind`` (prefill | decode | score) and ``padding`` (positions
         of ``ids`` that are padding) are what the call is counted as."""
+        if self.model is None:
+            raise RuntimeError(f"engine {self.label}: its weights were released after the run's requests (a model "
+                               "call after scoring began)")
         self.counts["forward_calls"] += 1
         self.counts["forward_tokens"] += ids.numel()
         METER.add(self.label, calls=1, **{f"{kind}_tokens": ids.numel()}, padding_tokens=padding)

@@ -222,6 +222,104 @@ class RewardModelJudge:
         return out
 
 
+def rm_identity(name: str, dtype: str | None = "float32", max_length: int = 1024) -> str:
+    """What a reward model's scores depend on, known WITHOUT loading it (the score cache's key): the resolved name and,
+    for the proxy, the embedded encoder it is fitted on; for a hub model its cached snapshot; for a local folder its
+    files' sizes and times; the dtype, the input length limit, torch's and transformers' versions and the scoring
+    code (this module, the proxy's, OpenAssistant's class)."""
+    import hashlib
+    import json
+
+    import torch
+    import transformers
+
+    from icdpo_eval.data.embedded import identity
+
+    resolved = resolve_rm_name(name)
+    what: dict[str, Any] = {"rm": resolved, "dtype": canonical_dtype(dtype), "max_length": int(max_length),
+                            "torch": torch.__version__, "transformers": transformers.__version__}
+    if resolved == "proxy":  # its fit: the encoder (a twin's weights under ICDPO_EMBEDDED_DIR) and its training rows
+        what["fit"] = _proxy_fit(identity("sbert"))
+    elif Path(os.path.expanduser(resolved)).is_dir():
+        folder = Path(os.path.expanduser(resolved))
+        what["files"] = sorted((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in folder.iterdir()
+                               if f.is_file())
+    else:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            got = try_to_load_from_cache(resolved, "config.json")
+            what["snapshot"] = Path(got).parent.name if isinstance(got, str) else None
+        except Exception:  # noqa: BLE001 - no cache: keyed by the name alone
+            what["snapshot"] = None
+    from icdpo_eval.judges import oasst_rm, proxy_rm
+
+    code = hashlib.sha256()
+    for mod in (proxy_rm, oasst_rm):
+        code.update(Path(mod.__file__).read_bytes())
+    code.update(Path(__file__).read_bytes())
+    what["code"] = code.hexdigest()[:16]
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+_PROXY_FITS: dict[str | None, str] = {}
+
+
+def _proxy_fit(encoder: str | None) -> str:
+    """The digest the proxy RM's name carries (its encoder and training rows), without loading the encoder."""
+    if encoder not in _PROXY_FITS:
+        from icdpo_eval.data.datasets import load_pairs
+        from icdpo_eval.judges.proxy_rm import _training_hash
+
+        _PROXY_FITS[encoder] = _training_hash(load_pairs("hh-rlhf-mini", None, "pool"))
+    return _PROXY_FITS[encoder]
+
+
+class ScoreCache:
+    """Reward-model scores on disk by (RM identity, prompt, response) (``<cache dir>/rm_scores.sqlite``), so a rescore
+    pays only what is new and a rerun nothing (the task setting ``rm_cache=false`` turns it off)."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        from icdpo_eval.config import settings
+        from icdpo_eval.runtime import SqliteStore
+
+        self.store = SqliteStore(Path(path) if path else settings.cache_dir() / "rm_scores.sqlite",
+                                 "CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, rm TEXT, reward REAL)")
+
+    @staticmethod
+    def key(identity: str, prompt: str, response: str) -> str:
+        import hashlib
+        import json
+
+        return hashlib.sha256(json.dumps([identity, prompt, response], ensure_ascii=False).encode()).hexdigest()
+
+    def get(self, keys: Sequence[str]) -> dict[str, tuple[str, float]]:
+        out: dict[str, tuple[str, float]] = {}
+        for s in range(0, len(keys), 500):
+            chunk = list(keys[s:s + 500])
+            rows = self.store.query(f"SELECT key, rm, reward FROM scores WHERE key IN ({','.join('?' * len(chunk))})",
+                                    tuple(chunk))
+            out.update({k: (rm, float(r)) for k, rm, r in rows})
+        return out
+
+    def put(self, items: Sequence[tuple[str, str, float]]) -> None:
+        for key, rm, reward in items:
+            self.store.query("INSERT OR REPLACE INTO scores VALUES (?, ?, ?)", (key, rm, float(reward)))
+
+
+_SCORE_CACHES: dict[str, ScoreCache] = {}
+
+
+def score_cache() -> ScoreCache:
+    """The process-wide score cache under the cache dir (one connection per path)."""
+    from icdpo_eval.config import settings
+
+    path = str(settings.cache_dir() / "rm_scores.sqlite")
+    if path not in _SCORE_CACHES:
+        _SCORE_CACHES[path] = ScoreCache(path)
+    return _SCORE_CACHES[path]
+
+
 _JUDGES: dict[tuple[str, str, int, str | None], RewardModelJudge] = {}
 JUDGE_LOADS: list[str] = []  # every real load of a reward model, by name (the leaderboard's run log)
 

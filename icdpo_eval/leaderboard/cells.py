@@ -130,7 +130,10 @@ def run_cell(cell: Any, *, isolate: bool = False, shared_hf: bool = True) -> dic
     """Run one cell through lm-eval in this process: lm-eval's results dict with samples (None on ranks > 0)."""
     import icdpo_eval
     from icdpo_eval.config.options import MODELS
+    from icdpo_eval.leaderboard.spec import OUTPUTS
 
+    if cell.model == OUTPUTS:
+        return score_outputs(cell)
     device = cell.device
     if device == "auto":
         import torch
@@ -164,6 +167,32 @@ def run_cell(cell: Any, *, isolate: bool = False, shared_hf: bool = True) -> dic
             res["config"].setdefault("icdpo_eval", {}).setdefault("compute", {})[cell.task] = {
                 **summarise([rec] * n), "counted": "per cell (lm-eval's hf model), shared equally by its documents"}
     return res
+
+
+def score_outputs(cell: Any) -> dict[str, Any]:
+    """A spec's ``outputs:`` row on one task: its saved responses matched to the task's documents (every document of
+    the spec's limit, unless the row allows partial), scored through lm-eval by the table's RM and judge
+    (:mod:`icdpo_eval.outputs.score`); nothing generates."""
+    from icdpo_eval.outputs.formats import read
+    from icdpo_eval.outputs.matching import match, task_docs
+    from icdpo_eval.outputs.score import score_matched
+
+    args = cell.model_args
+    rows = read(args["outputs"])
+    if args.get("generator") is not None:
+        rows = [r for r in rows if r.generator == args["generator"]]
+    docs = task_docs(cell.task, cell.metadata)
+    limit = int(cell.limit) if isinstance(cell.limit, int) else None
+    if isinstance(cell.limit, float):  # a fraction of the task, as lm-eval reads it
+        limit = max(1, int(cell.limit * len(docs)))
+    matched = match(rows, cell.task, docs, limit=limit, allow_partial=bool(args.get("allow_partial")))
+    if len(matched) != 1:
+        from icdpo_eval.outputs.formats import OutputsError
+
+        raise OutputsError(f"row {cell.row}: {args['outputs']} holds several generators ({', '.join(matched)}); "
+                           "name one with `generator:`")
+    (one,) = matched.values()
+    return score_matched(one, cell.task, docs, limit=limit, metadata=cell.metadata, source=[args["outputs"]])
 
 
 @contextmanager
@@ -242,6 +271,7 @@ class CellRunner:
     def run(self, done: Callable[[Any], bool]) -> dict[tuple[str, str], Any]:
         from icdpo_eval.engine import WEIGHTS
         from icdpo_eval.judges.reward_model import JUDGE_LOADS, release_judges
+        from icdpo_eval.runtime import keep_weights
 
         order = self.cells if self.isolate else execution_order(self.cells, self.device)
         keys = [set(weight_keys(c, self.device)) for c in order]
@@ -259,7 +289,9 @@ class CellRunner:
                 WEIGHTS.retain(set().union(*keys[i:]))
             before, judges_before = len(WEIGHTS.loads), len(JUDGE_LOADS)
             t0 = time.time()
-            res = self.ensure(cell, run=True, runner=lambda c: run_cell(c, isolate=self.isolate))
+            later = set() if self.isolate else set().union(*keys[i + 1:])  # kept when the scorer loads
+            with keep_weights(later):
+                res = self.ensure(cell, run=True, runner=lambda c: run_cell(c, isolate=self.isolate))
             log = CellLog(round(time.time() - t0, 1), [_short(k) for k in WEIGHTS.loads[before:]]
                           + [f"RM {Path(n).name or n}" for n in JUDGE_LOADS[judges_before:]])
             if res is not None:

@@ -46,6 +46,30 @@ def _sweep(path: str | Path, name: str, raw: Any) -> tuple[str, list[Any]]:
     return str(option), values
 
 
+def _outputs_row(path: str | Path, r: dict[str, Any], seen: set[str]) -> Row:
+    """``{name, outputs: PATH[, generator: G][, allow_partial: true]}``: saved responses (any format ``icdpo-eval
+    score`` reads), scored by the table's RM and judge like a generated row. PATH is relative to the spec's folder
+    unless absolute."""
+    name = str(r.get("name") or "")
+    if not name:
+        raise SpecError(f"{path}: an `outputs:` row needs a `name`")
+    extra = sorted(str(k) for k in r if k in ("model_args", "sweep") or (k == "model" and r[k] != OUTPUTS))
+    if extra:
+        raise SpecError(f"{path}: row {name!r}: an `outputs:` row is scored, not generated: drop {', '.join(extra)}")
+    if name in seen:
+        raise SpecError(f"{path}: duplicate row name {name!r}")
+    seen.add(name)
+    target = Path(str(r["outputs"])).expanduser()
+    if not target.is_absolute():
+        target = Path(path).resolve().parent / target
+    args: dict[str, Any] = {"outputs": str(target)}
+    if r.get("generator") is not None:
+        args["generator"] = str(r["generator"])
+    if r.get("allow_partial"):
+        args["allow_partial"] = True
+    return Row(name, OUTPUTS, args)
+
+
 def sweep_name(name: str, option: str, value: Any) -> str:
     return f"{name} ({option}={value})"
 
@@ -84,14 +108,26 @@ class Cell:
     def config(self) -> dict[str, Any]:
         from icdpo_eval import __version__
 
-        return {"model": self.model, "model_args": self.model_args, "task": self.task, "limit": self.limit,
-                "seed": self.seed, "gen_kwargs": self.gen_kwargs, "metadata": self.metadata,
-                "batch_size": self.batch_size, "device": self.device, "metric": self.metric,
-                "icdpo_eval": __version__}
+        out = {"model": self.model, "model_args": self.model_args, "task": self.task, "limit": self.limit,
+               "seed": self.seed, "gen_kwargs": self.gen_kwargs, "metadata": self.metadata,
+               "batch_size": self.batch_size, "device": self.device, "metric": self.metric,
+               "icdpo_eval": __version__}
+        if self.model == OUTPUTS:  # saved responses: a changed file is another cell
+            out["outputs_sha256"] = content_digest(Path(str(self.model_args["outputs"])))
+        return out
 
     def key(self) -> str:
         blob = json.dumps(self.config(), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def content_digest(path: Path) -> str:
+    """sha256 of a file's bytes, or of every file under a folder (relative path and bytes)."""
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if f.is_file())
+    for f in files:
+        h.update(str(f.relative_to(path) if f != path else f.name).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
 
 
 def parse_kv(text: str | dict[str, Any] | None) -> dict[str, Any]:
@@ -181,7 +217,8 @@ SETTINGS: dict[str, tuple[Callable[[Any], Any], str]] = {
     "columns": (lambda v: {k: str(x) for k, x in _mapping(v).items()}, "a mapping of column name to task(s)"),
 }
 KEYS = ("name", "tasks", "rows", "reference", "adapters", "vars", "model_defaults", *SETTINGS)
-ROW_KEYS = ("name", "model", "model_args", "sweep")
+ROW_KEYS = ("name", "model", "model_args", "sweep", "outputs", "generator", "allow_partial")
+OUTPUTS = "outputs"  # the model name of a row of saved responses (``outputs: PATH``), scored, not generated
 
 
 def _default(f: Any) -> Any:
@@ -207,8 +244,12 @@ def load_spec(path: str | Path, overrides: dict[str, str] | None = None) -> Spec
         raise SpecError(f"{path}: `rows:` must be a list of {{name, model, model_args}}")
     rows, seen = [], set()
     for i, r in enumerate(raw["rows"]):
+        if isinstance(r, dict) and "outputs" in r:
+            rows.append(_outputs_row(path, r, seen))
+            continue
         if not isinstance(r, dict) or "name" not in r or "model" not in r:
-            raise SpecError(f"{path}: row {i + 1}: every row needs `name` and `model`, got {r!r}")
+            raise SpecError(f"{path}: row {i + 1}: every row needs `name` and `model` (or `outputs: PATH`, saved "
+                            f"responses), got {r!r}")
         extra = sorted(str(k) for k in r if k not in ROW_KEYS)
         if extra:
             raise SpecError(f"{path}: row {r['name']!r}: unknown key(s) {', '.join(extra)}; a row has: "
@@ -264,6 +305,32 @@ def validate_spec(spec: Spec, path: str | Path = "spec") -> None:
     from icdpo_eval.config import options, preflight
 
     for row in spec.rows:
+        if row.model == OUTPUTS:  # read now: a missing file or a bad row fails before any cell runs
+            from icdpo_eval.outputs.formats import read
+
+            try:
+                got = read(row.model_args["outputs"])
+            except UserError as e:
+                raise SpecError(f"{path}: row {row.name!r}: {e}") from None
+            generators = sorted({g.generator for g in got})
+            want = row.model_args.get("generator")
+            if want is None and len(generators) > 1:
+                raise SpecError(f"{path}: row {row.name!r}: {row.model_args['outputs']} holds several generators "
+                                f"({', '.join(generators)}); name one with `generator:`")
+            if want is not None and want not in generators:
+                raise SpecError(f"{path}: row {row.name!r}: no generator {want!r} in {row.model_args['outputs']} "
+                                f"({', '.join(generators)})")
+            from icdpo_eval.outputs.matching import match, task_docs
+
+            for task in spec.tasks:  # every document of the limit answered (or allow_partial), before any cell
+                limit = spec.limit if isinstance(spec.limit, int) else None
+                try:
+                    match([g for g in got if want is None or g.generator == want], task,
+                          task_docs(task, spec.metadata), limit=limit,
+                          allow_partial=bool(row.model_args.get("allow_partial")))
+                except UserError as e:
+                    raise SpecError(f"{path}: row {row.name!r}: {e}") from None
+            continue
         try:
             get_model(row.model)
         except (ValueError, KeyError):
@@ -286,8 +353,8 @@ def validate_spec(spec: Spec, path: str | Path = "spec") -> None:
     except UserError as e:
         raise SpecError(f"{path}: {e}") from None
     for row in spec.rows:
-        if any(str(v).startswith(TRAINED_PREFIX) for v in row.model_args.values()):
-            continue  # its adapter is trained before the row runs; the row checks itself then
+        if row.model == OUTPUTS or any(str(v).startswith(TRAINED_PREFIX) for v in row.model_args.values()):
+            continue  # saved outputs; or its adapter is trained before the row runs (the row checks itself then)
         try:
             preflight.check_run(row.model, row.model_args, spec.tasks, spec.metadata, spec.gen_kwargs, spec.limit)
         except UserError as e:

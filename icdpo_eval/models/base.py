@@ -268,6 +268,9 @@ class MethodLM(OptionsLM):
         if engine is not None and getattr(engine, "model", None) is not None:
             info["dtype"] = str(engine.model.dtype)
             info["decode_kernels_used"] = engine.kernels.record()
+        elif getattr(engine, "kernels_record", None) is not None:  # released before the scorer loaded
+            info["dtype"] = engine.dtype
+            info["decode_kernels_used"] = engine.kernels_record
         if "instructions" in self.OPTIONS:
             info.update(self.instructions.info)
         if self.sampling_used:
