@@ -244,13 +244,14 @@ def write_png(spec: Spec, entries: list[Entry], path: Any, fmt: str = "png") -> 
     by = {(e.row, e.column): e for e in entries}
     n_rows = len(spec.rows)
     width = 0.8 / n_rows
-    bars_w = max(9.0, 1.5 + len(cols) * n_rows * 0.45)
-    fig, axes = plt.subplot_mosaic([["bars", "bars"], ["len", "compute"]], figsize=(bars_w, 9.0),
-                                   layout="constrained", height_ratios=[1.0, 1.0])
+    bars_w = max(10.0, 1.5 + len(cols) * n_rows * 0.45)
+    legend_rows = math.ceil(n_rows / 4)
+    fig, axes = plt.subplot_mosaic([["bars", "bars"], ["len", "compute"]],
+                                   figsize=(bars_w, 9.0 + 0.22 * legend_rows), layout="constrained")
     ax, ax_len, ax_comp = axes["bars"], axes["len"], axes["compute"]
 
     def title(a: Any, text: str, fig_w: float) -> None:
-        a.set_title("\n".join(textwrap.wrap(text, max(24, int(fig_w * 9)))), fontsize="medium")
+        a.set_title("\n".join(textwrap.wrap(text, max(24, int(fig_w * 7)))), fontsize="medium")
 
     x = np.arange(len(cols))
     for i, row in enumerate(spec.rows):
@@ -264,7 +265,8 @@ def write_png(spec: Spec, entries: list[Entry], path: Any, fmt: str = "png") -> 
     ylabel = f"{spec.metric} (x100)" if spec.metric == "rm_reward" else spec.metric
     ax.set_ylabel(ylabel)
     title(ax, f"{spec.name}: mean with 95% bootstrap CI (n per cell: limit={spec.limit})", bars_w)
-    ax.legend(fontsize="small", ncol=max(1, n_rows // 12 + 1), loc="upper left", bbox_to_anchor=(1.005, 1.0))
+    # the rows' legend under every panel, across the figure's width (constrained layout keeps it inside)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncol=min(4, n_rows), fontsize="small")
     markers = "osD^v<>pP*X"
     half = bars_w / 2
     # reward against mean response length: how much of a row's standing goes with length
@@ -272,9 +274,9 @@ def write_png(spec: Spec, entries: list[Entry], path: Any, fmt: str = "png") -> 
         es = [by[(row.name, c)] for c in cols]
         ax_len.scatter([e.length for e in es], [e.value for e in es], marker=markers[i % len(markers)],
                        label=row.name, color=f"C{i % 10}")
-    ax_len.set_xlabel("mean length (tokens; *_pairs: chosen − rejected)")
+    ax_len.set_xlabel("mean length (tokens)")
     ax_len.set_ylabel(ylabel)
-    title(ax_len, f"{spec.metric} vs length (one point per row and column)", half)
+    title(ax_len, f"{spec.metric} vs length (one point per row and column; *_pairs: chosen − rejected)", half)
     # reward against compute: a swept row is one curve through its values, every other row a point
     drawn = False
     groups: dict[str, list[Any]] = {}
