@@ -60,6 +60,10 @@ def test_scoring_a_run_s_samples_gives_the_run_s_rewards_and_loads_no_policy(run
     score = results["config"]["icdpo_eval"]["score"]
     assert score["policy_loaded"] is False and score["counts"]["matched"] == 2 and score["counts"]["unmatched"] == 0
     assert name.startswith("icdpo") and "2 responses scored" in res.out
+    # the folder is lm-eval's: the gate and the report read it as they read a run's
+    cli("compare", str(tmp_path / "s"), str(tmp_path / "s")).ok()
+    cli("report", str(tmp_path / "s"), "--out", str(tmp_path / "page.html")).ok()
+    assert "icdpo" in (tmp_path / "page.html").read_text()
 
 
 def test_every_format_is_read_and_matched(run_out, tmp_path):
