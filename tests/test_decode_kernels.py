@@ -101,6 +101,26 @@ def test_off_is_the_model_s_own_forward_and_every_choice_is_named(monkeypatch, t
         K.DecodeKernels(model, torch.device("cpu"), "fast")
 
 
+@needs_onednn
+def test_onednn_is_one_fixed_kernel_measured_nowhere(monkeypatch, tmp_path):
+    """decode_kernels=onednn: oneDNN's kernel for every row count, no timing probe and no choice file read or written
+    (so two machines of one kind compute the same bits: what the CI baseline runs with); its key names no machine."""
+    monkeypatch.setenv("ICDPO_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(K, "best_of", lambda *a, **k: (_ for _ in ()).throw(AssertionError("a probe ran")))
+    model = _tiny_model()
+    fixed = K.DecodeKernels.for_model(model, torch.device("cpu"), "onednn")
+    assert fixed.active and fixed.key() == "onednn"
+    for rows in (1, 3, 12):
+        with fixed.decode(rows):
+            pass
+        logits = fixed.head(torch.randn(rows, 1, 64))
+        assert logits.shape == (rows, 1, 300)
+    assert set(fixed.linears.choice.values()) == {"onednn"} and set(fixed.head.choice.values()) == {"onednn"}
+    assert not list(tmp_path.rglob("*.json"))  # nothing saved, nothing to read back
+    monkeypatch.setattr(K, "machine", lambda: "another CPU|2|2|torch")
+    assert fixed.key() == "onednn"
+
+
 @pytest.mark.parametrize("trunk,head", [("linear", "linear"), ("onednn", "onednn"), ("onednn", "wh_blocks")])
 def test_sampled_logprobs_equal_a_plain_forward_under_each_kernel(base_engine, monkeypatch, trunk, head):
     eng = base_engine

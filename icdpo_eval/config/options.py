@@ -263,8 +263,9 @@ MAX_LENGTH = Option("max_length", "int", None, "context + new tokens limit, chec
                     shown="model's max_position_embeddings")
 DECODE_KERNELS = Option("decode_kernels", "choice", "auto", "the decode step's kernels: auto = on the CPU in fp32, the "
                         "exact layout / kernel measured fastest on this machine per row count (saved, reused; recorded "
-                        "in the results); off = transformers' own forward (may differ in the last float bits)",
-                        choices=("auto", "off"))
+                        "in the results); onednn = oneDNN's kernel always, nothing measured (the same last bits on "
+                        "every machine of one kind: regression baselines); off = transformers' own forward (may "
+                        "differ in the last float bits)", choices=("auto", "off", "onednn"))
 COMMON = (PRETRAINED, REVISION, TRUST_REMOTE_CODE, DTYPE, DEVICE, BATCH_SIZE, MAX_BATCH_SIZE, SEED, RESUME,
           MAX_LENGTH, DECODE_KERNELS)
 COMMON_AUTO_1 = tuple(BATCH_SIZE_AUTO_1 if o is BATCH_SIZE else o for o in COMMON)

@@ -1,5 +1,7 @@
 """The decode step's kernels: which exact kernel computes the trunk's linear layers and the vocabulary projection
-for a given number of rows, chosen by measurement on this machine (``auto``) or left to transformers (``off``).
+for a given number of rows, chosen by measurement on this machine (``auto``), fixed to oneDNN's kernel with no
+measurement (``onednn``: the same bits on every machine of one kind, whatever a timing probe would pick), or left to
+transformers (``off``).
 
 Every choice computes the same products (no approximation), but they may differ in the last float bits; so a
 choice, once measured, is saved per machine (CPU model, cores, threads, torch) and reused, and :meth:`DecodeKernels.key`
@@ -20,7 +22,7 @@ import torch
 
 from icdpo_eval.engine.loading import forward_params
 
-MODES = ("auto", "off")
+MODES = ("auto", "off", "onednn")
 REPEATS = 3  # every probe: the best of this many timed calls, after one warm-up
 
 
@@ -116,14 +118,15 @@ class TrunkLinears:
 
     KINDS = {"linear": torch.nn.functional.linear, "onednn": _onednn_linear}
 
-    def __init__(self, modules: list[torch.nn.Linear]) -> None:
+    def __init__(self, modules: list[torch.nn.Linear], fixed: str | None = None) -> None:
         self.modules = modules
+        self.fixed = fixed  # one kernel for every row count, never measured (decode_kernels=onednn)
         self.ident = "|".join(f"{tuple(m.weight.shape)}" for m in modules) + f"|{','.join(self.KINDS)}"
-        self.choice: dict[int, str] = _load_choices("trunk_linears", self.ident)
+        self.choice: dict[int, str] = {} if fixed else _load_choices("trunk_linears", self.ident)
         self.timings: dict[int, dict[str, float]] = {}
 
     @classmethod
-    def of(cls, trunk: Any) -> TrunkLinears | None:
+    def of(cls, trunk: Any, fixed: str | None = None) -> TrunkLinears | None:
         """The trunk's :class:`TrunkLinears`, or None where there is no choice to make (not fp32 on the CPU, no
         oneDNN, no plain linear layer)."""
         if trunk is None:
@@ -131,7 +134,7 @@ class TrunkLinears:
         mods = [m for m in trunk.modules() if type(m) is torch.nn.Linear]
         if not mods or not all(_onednn_usable(m.weight) for m in mods):
             return None
-        return cls(mods)
+        return cls(mods, fixed)
 
     def _choose(self, rows: int) -> str:
         xs = {m.in_features: torch.randn(rows, 1, m.in_features) for m in self.modules}
@@ -145,6 +148,8 @@ class TrunkLinears:
 
     def decode(self, rows: int) -> contextlib.AbstractContextManager:
         """Within: the trunk's linear layers run the kernel chosen for ``rows`` rows (measured the first time)."""
+        if self.fixed:
+            self.choice[rows] = self.fixed
         if rows not in self.choice:
             with torch.inference_mode():
                 self.choice[rows] = self._choose(rows)
@@ -170,19 +175,21 @@ class LMHead:
 
     BLOCK = 8192
 
-    def __init__(self, weight: torch.Tensor, softcap: float | None, probe: bool) -> None:
+    def __init__(self, weight: torch.Tensor, softcap: float | None, probe: bool, fixed: str | None = None) -> None:
         self.weight = weight
         self.softcap = softcap
-        self.probe = probe
         self.layouts = {"linear": self._linear, "wh": self._wh, "linear_blocks": self._linear_blocks,
                         "wh_blocks": self._wh_blocks}
         if _onednn_usable(weight):
             self.layouts["onednn"] = self._onednn
-        self.choice: dict[int, str] = self._saved() if probe else {}
+        # a fixed layout (decode_kernels=onednn; the plain linear where oneDNN does not apply): never measured
+        self.fixed = (fixed if fixed in self.layouts else "linear") if fixed else None
+        self.probe = probe and not self.fixed
+        self.choice: dict[int, str] = self._saved() if self.probe else {}
         self.timings: dict[int, dict[str, float]] = {}
 
     @classmethod
-    def split(cls, model: Any, device: torch.device) -> tuple[Any, LMHead | None]:
+    def split(cls, model: Any, device: torch.device, fixed: str | None = None) -> tuple[Any, LMHead | None]:
         """(trunk, head) when the model is a decoder trunk + a bias-free linear head (most causal LMs), else
         (None, None): the engine then calls the whole model."""
         prefix = getattr(model, "base_model_prefix", "model")
@@ -194,7 +201,7 @@ class LMHead:
         if "logits_to_keep" not in forward_params(type(model).forward):  # an unusual head path: the model's own
             return None, None
         softcap = getattr(model.config, "final_logit_softcapping", None)
-        return trunk, cls(head.weight, softcap, probe=device.type == "cpu")
+        return trunk, cls(head.weight, softcap, probe=device.type == "cpu", fixed=fixed)
 
     # the layouts -------------------------------------------------------------------------------------------
     def _linear(self, h: torch.Tensor) -> torch.Tensor:
@@ -242,7 +249,9 @@ class LMHead:
         only, so never under autograd (the ``out=`` layouts could not be)."""
         h = hidden[:, -1, :]
         rows = h.shape[0]
-        if self.probe and rows not in self.choice:
+        if self.fixed:
+            self.choice[rows] = self.fixed
+        elif self.probe and rows not in self.choice:
             self.choice[rows] = self._choose(h)
             self._save()
         logits = self.layouts[self.choice.get(rows, "linear")](h)
@@ -255,7 +264,9 @@ class DecodeKernels:
     """The engine's decode-step strategy over one model. ``auto`` (the default): on the CPU in fp32, the vocabulary
     projection of a decode step runs in the layout :class:`LMHead` measured fastest for the row count, and the
     trunk's linear layers in the kernel :class:`TrunkLinears` measured fastest; elsewhere (CUDA, other dtypes,
-    models without a plain linear head) there is nothing to choose. ``off``: the model's own forward everywhere
+    models without a plain linear head) there is nothing to choose. ``onednn``: the same two places always in oneDNN's
+    kernel, measured nowhere (a timing probe can pick differently on two machines of one kind, which moves the last
+    float bits: what a regression gate must not depend on). ``off``: the model's own forward everywhere
     (transformers' kernels; the reference the others are tested against). Engines over the same loaded model share
     one strategy per mode (the measurements are per model and machine)."""
 
@@ -263,8 +274,9 @@ class DecodeKernels:
         if mode not in MODES:
             raise ValueError(f"decode_kernels={mode!r}: expected one of {', '.join(MODES)}")
         self.mode = mode
-        self.trunk, self.head = LMHead.split(model, device) if mode == "auto" else (None, None)
-        self.linears = TrunkLinears.of(self.trunk) if device.type == "cpu" else None
+        fixed = "onednn" if mode == "onednn" else None
+        self.trunk, self.head = LMHead.split(model, device, fixed) if mode != "off" else (None, None)
+        self.linears = TrunkLinears.of(self.trunk, fixed) if device.type == "cpu" else None
 
     @classmethod
     def for_model(cls, model: Any, device: torch.device, mode: str = "auto") -> DecodeKernels:
@@ -282,7 +294,7 @@ class DecodeKernels:
     def key(self) -> str:
         """What the choices depend on, for the results, the journal key and the candidate store's key: ``off``, or
         ``auto`` and the machine whose saved choices it uses (``auto`` alone where there is nothing to choose)."""
-        if not self.active:
+        if not self.active or self.mode == "onednn":
             return self.mode
         return f"auto@{_digest(machine())}"
 
