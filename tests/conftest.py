@@ -67,6 +67,16 @@ def _own_journal(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("ICDPO_JOURNAL_DIR", str(tmp_path_factory.mktemp("journal")))
 
 
+@pytest.fixture(autouse=True)
+def _own_score_caches(tmp_path_factory, monkeypatch):
+    """Every test gets its own reward-model score cache and judge verdict cache: a score stored by one test (a fake
+    judge's under a real RM's name, say) is never served to another, nor to a later run on this host, and nothing
+    is written to the user's cache. A test that checks a rerun pays nothing reruns inside itself."""
+    root = tmp_path_factory.mktemp("scores")
+    monkeypatch.setenv("ICDPO_RM_CACHE", str(root / "rm_scores.sqlite"))
+    monkeypatch.setenv("ICDPO_JUDGE_CACHE", str(root / "verdicts.sqlite"))
+
+
 def in_ci() -> bool:
     """The ``CI`` environment variable is set (GitHub Actions, GitLab, ... set ``CI=true``)."""
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")

@@ -456,7 +456,7 @@ TASK_SETTINGS = Options(
            choices=("float32", "bfloat16", "float16"), synonyms=DTYPE.synonyms),
     Option("rm_batch_size", "int", 8, "(prompt, response) pairs per reward-model batch", lo=1, results=False),
     Option("rm_cache", "bool", True, "reuse reward-model scores stored on disk by (RM, prompt, response) "
-           "(<cache dir>/rm_scores.sqlite): a rescore pays only what is new", results=False),
+           "(<cache dir>/rm_scores.sqlite, or $ICDPO_RM_CACHE): a rescore pays only what is new", results=False),
     Option("judge_model", "str", "gpt-4", "model name of the OpenAI-compatible pairwise judge (winrate tasks)",
            check=_nonempty("judge_model")),
     Option("judge_protocol", "choice", "both", "both: every pair judged in both orders; paper: one order per pair "

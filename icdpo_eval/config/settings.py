@@ -40,6 +40,8 @@ VARIABLES: tuple[Variable, ...] = (
              "<cache dir>/journal"),
     Variable("ICDPO_JUDGE_CACHE", "path", "the judge's verdict cache (a folder, or a .sqlite/.db file)",
              "<cache dir>/judge/verdicts.sqlite"),
+    Variable("ICDPO_RM_CACHE", "path", "the reward-model score cache (a folder, or a .sqlite/.db file)",
+             "<cache dir>/rm_scores.sqlite"),
     Variable("ICDPO_EMBEDDED_DIR", "path", "a folder whose base/, teacher/ and sbert/ the names embedded:base / "
              "teacher / sbert resolve to instead of the models converted from the PyPI packages: the tiny twins "
              "that `icdpo-eval models twins DIR` builds (what the tests run on), or any models of your own",
@@ -111,6 +113,14 @@ def judge_cache_path() -> Path:
         p = Path(env).expanduser()
         return p if p.suffix in (".sqlite", ".db") else p / "verdicts.sqlite"
     return cache_dir() / "judge" / "verdicts.sqlite"
+
+
+def rm_cache_path() -> Path:
+    env = _get("ICDPO_RM_CACHE")
+    if env:
+        p = Path(env).expanduser()
+        return p if p.suffix in (".sqlite", ".db") else p / "rm_scores.sqlite"
+    return cache_dir() / "rm_scores.sqlite"
 
 
 def embedded_dir() -> Path | None:

@@ -276,14 +276,15 @@ def _proxy_fit(encoder: str | None) -> str:
 
 
 class ScoreCache:
-    """Reward-model scores on disk by (RM identity, prompt, response) (``<cache dir>/rm_scores.sqlite``), so a rescore
+    """Reward-model scores on disk by (RM identity, prompt, response) (``<cache dir>/rm_scores.sqlite``, or
+    ``$ICDPO_RM_CACHE``), so a rescore
     pays only what is new and a rerun nothing (the task setting ``rm_cache=false`` turns it off)."""
 
     def __init__(self, path: str | Path | None = None) -> None:
         from icdpo_eval.config import settings
         from icdpo_eval.runtime import SqliteStore
 
-        self.store = SqliteStore(Path(path) if path else settings.cache_dir() / "rm_scores.sqlite",
+        self.store = SqliteStore(Path(path) if path else settings.rm_cache_path(),
                                  "CREATE TABLE IF NOT EXISTS scores (key TEXT PRIMARY KEY, rm TEXT, reward REAL)")
 
     @staticmethod
@@ -311,10 +312,10 @@ _SCORE_CACHES: dict[str, ScoreCache] = {}
 
 
 def score_cache() -> ScoreCache:
-    """The process-wide score cache under the cache dir (one connection per path)."""
+    """The process-wide score cache (``$ICDPO_RM_CACHE``, default under the cache dir; one connection per path)."""
     from icdpo_eval.config import settings
 
-    path = str(settings.cache_dir() / "rm_scores.sqlite")
+    path = str(settings.rm_cache_path())
     if path not in _SCORE_CACHES:
         _SCORE_CACHES[path] = ScoreCache(path)
     return _SCORE_CACHES[path]
