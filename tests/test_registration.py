@@ -273,3 +273,35 @@ def test_a_user_error_is_one_line_under_python_m_and_accelerate(launcher, tmp_pa
     else:
         # accelerate echoes its child's stderr and reports the child's status with a traceback of its own
         assert set(lines) == {lines[0]} and "returned non-zero exit status 2" in err, err[-2000:]
+
+
+def test_the_editable_wheel_gets_the_pth_with_its_record_line(tmp_path):
+    """setup.py adds the ``.pth`` to the editable wheel setuptools wrote (``pip install -e .``, the README's install;
+    CI's install runs it end to end): the file at the wheel's root, one RECORD line whose hash and size are the
+    file's, every other entry unchanged; adding it again replaces the line instead of repeating it."""
+    import base64
+    import hashlib
+    import importlib.util
+    import zipfile
+
+    spec = importlib.util.spec_from_file_location("icdpo_setup", Path(__file__).resolve().parents[1] / "setup.py")
+    setup_py = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup_py)  # not as __main__: setup() does not run
+    wheel = tmp_path / "x-0.1-0.editable-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("__editable__.x-0.1.pth", "/src\n")
+        z.writestr("x-0.1.dist-info/METADATA", "Name: x\n")
+        z.writestr("x-0.1.dist-info/RECORD", "__editable__.x-0.1.pth,sha256=abc,5\nx-0.1.dist-info/METADATA,"
+                                             "sha256=def,8\nx-0.1.dist-info/RECORD,,\n")
+    for _ in range(2):
+        setup_py.add_to_wheel(wheel, setup_py.PTH_NAME, setup_py.PTH_LINE)
+    with zipfile.ZipFile(wheel) as z:
+        assert z.read(setup_py.PTH_NAME).decode() == setup_py.PTH_LINE
+        assert z.read("__editable__.x-0.1.pth") == b"/src\n"
+        assert sorted(z.namelist()) == sorted(["__editable__.x-0.1.pth", "x-0.1.dist-info/METADATA",
+                                               "x-0.1.dist-info/RECORD", setup_py.PTH_NAME])
+        record = z.read("x-0.1.dist-info/RECORD").decode().splitlines()
+    data = setup_py.PTH_LINE.encode()
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+    assert record == ["__editable__.x-0.1.pth,sha256=abc,5", "x-0.1.dist-info/METADATA,sha256=def,8",
+                      f"{setup_py.PTH_NAME},sha256={digest},{len(data)}", "x-0.1.dist-info/RECORD,,"]
