@@ -13,7 +13,6 @@ setuptools' public command interface only:
 import base64
 import hashlib
 import os
-import time
 import zipfile
 from pathlib import Path
 
@@ -50,17 +49,17 @@ def add_to_wheel(wheel: Path, name: str, text: str) -> None:
                 continue
             dst.writestr(info, src.read(info))
         dst.writestr(name, data)
-        lines = [line for line in src.read(records[0]).decode().splitlines() if not line.startswith(f"{name},")]
-        rows = [line for line in lines if line and not line.startswith(f"{records[0]},")]
+        rows = [line for line in src.read(records[0]).decode().splitlines()
+                if line and not line.startswith((f"{name},", f"{records[0]},"))]
         dst.writestr(records[0], "\n".join([*rows, f"{name},sha256={digest},{len(data)}", f"{records[0]},,"]) + "\n")
     os.replace(tmp, wheel)
 
 
 class editable_wheel_with_pth(editable_wheel):
     def run(self) -> None:
-        start = time.time()
+        before = {w: w.stat().st_mtime_ns for w in Path(self.dist_dir).glob("*.whl")}
         super().run()
-        written = [w for w in Path(self.dist_dir).glob("*.whl") if w.stat().st_mtime >= start - 1]
+        written = [w for w in Path(self.dist_dir).glob("*.whl") if before.get(w) != w.stat().st_mtime_ns]
         if len(written) != 1:
             raise RuntimeError(f"expected the one editable wheel setuptools wrote in {self.dist_dir}, found "
                                f"{[w.name for w in written]}")
