@@ -158,30 +158,17 @@ def patch_evaluator(evaluator_module) -> None:
 
     @functools.wraps(original)
     def simple_evaluate(*args, **kwargs):
-        from icdpo_eval import runtime
         from icdpo_eval.config import preflight
         from icdpo_eval.errors import UserError
 
         bound = signature.bind(*args, **kwargs)
         bound.apply_defaults()
-        a = bound.arguments
-        metadata = dict(getattr(a.get("task_manager"), "metadata", None) or {})
-        metadata.update(a.get("metadata") or {})
         try:
-            info = preflight.check_run(a["model"], a.get("model_args"), a["tasks"], metadata, a.get("gen_kwargs"),
-                                       a.get("limit"))
+            return preflight.run_checked(original, bound.arguments)
         except UserError as exc:
             if _lm_eval_module_is_the_program():  # `python -m lm_eval`: the same one line as `lm_eval`
                 _exit_one_line(exc)
             raise
-        a["model_args"] = preflight.resolve_foreign(a["model"], a.get("model_args"))
-        preflight.before_run()
-        # a model lm-eval builds from its name is this run's alone: its weights may go before the scorer loads
-        with runtime.run_gen_kwargs(preflight._as_dict(a.get("gen_kwargs")), metadata), \
-                runtime.policy_run(release=isinstance(a["model"], str)):
-            results = original(*bound.args, **bound.kwargs)
-        preflight.after_run(results, info)
-        return results
 
     simple_evaluate._icdpo_eval_wrapped = True  # type: ignore[attr-defined]
     evaluator_module.simple_evaluate = simple_evaluate
@@ -390,3 +377,9 @@ def install() -> None:
         if name in sys.modules:
             after(sys.modules[name])
     sys.meta_path.insert(0, _Finder())
+
+
+def uninstall() -> None:
+    """Take the finder out of ``sys.meta_path``: lm-eval modules imported afterwards are lm-eval's alone (those
+    already imported keep what :func:`install` did). ``icdpo-eval``'s own program does this first."""
+    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _Finder)]

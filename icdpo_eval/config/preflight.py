@@ -193,6 +193,28 @@ def before_run() -> None:
     metrics.SCORED.clear()
 
 
+def run_checked(simple_evaluate: Any, arguments: dict[str, Any]) -> Any:
+    """One lm-eval run with our checks around it: ``simple_evaluate(**arguments)`` (lm-eval's, unwrapped) after
+    :func:`check_run` (nothing loads before it passes), with embedded names resolved for a foreign model, the
+    user's explicit ``gen_kwargs`` known to our models, and :func:`after_run`'s record, rewards and details in the
+    results. The one path of :func:`icdpo_eval.harness.evaluate` (``icdpo-eval run``, the package API) and of the
+    stock ``lm_eval`` CLI's hook."""
+    from icdpo_eval import runtime
+
+    a = dict(arguments)
+    metadata = dict(getattr(a.get("task_manager"), "metadata", None) or {})
+    metadata.update(a.get("metadata") or {})
+    info = check_run(a["model"], a.get("model_args"), a["tasks"], metadata, a.get("gen_kwargs"), a.get("limit"))
+    a["model_args"] = resolve_foreign(a["model"], a.get("model_args"))
+    before_run()
+    # a model lm-eval builds from its name is this run's alone: its weights may go before the scorer loads
+    with runtime.run_gen_kwargs(_as_dict(a.get("gen_kwargs")), metadata), \
+            runtime.policy_run(release=isinstance(a["model"], str)):
+        results = simple_evaluate(**a)
+    after_run(results, info)
+    return results
+
+
 def after_run(results: Any, info: dict[str, Any]) -> None:
     """The run's record in its results, the rewards in every sample (under data parallel rank 0 scored the other
     ranks' documents: their samples get those rewards), and what each document's method saw and computed."""
