@@ -10,19 +10,16 @@ from typing import Any
 __version__ = "0.1.0"
 
 
-def evaluate(model: str = "icdpo", tasks: str | list[str] = "hh_harmless_mini",
+def evaluate(model: Any = "icdpo", tasks: str | list[str] = "hh_harmless_mini",
              model_args: str | dict[str, Any] | None = None, **kwargs: Any) -> dict:
-    """Thin layer over :func:`lm_eval.simple_evaluate` with our models and tasks registered.
+    """:func:`lm_eval.simple_evaluate` with our models registered and our task folder included, through lm-eval's
+    public API (:func:`icdpo_eval.harness.evaluate`; nothing patched); the keyword arguments are
+    ``simple_evaluate``'s (and ``include_path``).
 
     >>> results = evaluate("icdpo", "hh_harmless_mini", "scorer=s_hat", limit=2,   # doctest: +SKIP
     ...                    metadata={"rm": "proxy"})
     >>> results["results"]["hh_harmless_mini"]["rm_reward,none"]                  # doctest: +SKIP
     """
-    from icdpo_eval._lm_eval_hook import install
+    from icdpo_eval import harness
 
-    install()
-    import lm_eval
-
-    task_list = tasks.split(",") if isinstance(tasks, str) else list(tasks)
-    # no task_manager: simple_evaluate builds one with the task metadata (model_args + ``metadata=``), as the CLI
-    return lm_eval.simple_evaluate(model=model, model_args=model_args or "", tasks=task_list, **kwargs)
+    return harness.evaluate(model, tasks, model_args, **kwargs)

@@ -1,6 +1,6 @@
 """``icdpo-eval``: the command line around lm-eval.
 
-    icdpo-eval run --model icdpo --tasks hh_harmless_mini --limit 2   # = lm_eval run ..., hook ensured
+    icdpo-eval run --model icdpo --tasks hh_harmless_mini --limit 2   # lm_eval run's flags, lm-eval's public API
     icdpo-eval bench --json                                          # engine benchmark (benchmarks/engine.py)
     icdpo-eval models [path base|teacher|sbert]                      # embedded default models (embedded:base, ...)
     icdpo-eval models twins DIR                                      # their tiny random twins (ICDPO_EMBEDDED_DIR=DIR)
@@ -44,14 +44,9 @@ SUBCOMMANDS = {
 
 
 def _run(argv: list[str]) -> int:
-    from icdpo_eval._lm_eval_hook import install
+    from icdpo_eval import harness
 
-    install()
-    from lm_eval.__main__ import cli_evaluate
-
-    sys.argv = ["lm_eval", "run", *argv]
-    cli_evaluate()
-    return 0
+    return harness.run_command(argv)
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -103,12 +98,21 @@ def _bench(argv: list[str]) -> int:
     return 0
 
 
+def console() -> int:
+    """The ``icdpo-eval`` program: its runs reach lm-eval through :mod:`icdpo_eval.harness` only, so the stock-CLI
+    hook that the ``.pth`` file installed at interpreter start is taken out before lm-eval is imported."""
+    from icdpo_eval import _lm_eval_hook
+
+    _lm_eval_hook.uninstall()
+    return main()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     command = argv[0] if argv and not argv[0].startswith("-") else "icdpo-eval"
-    if debug or command == "run":  # lm-eval's own CLI reports its errors itself
+    if debug:
         return _main(argv)
     try:
         return _main(argv)
@@ -133,7 +137,8 @@ def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="icdpo-eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="run lm-eval (same flags as `lm_eval run`) with icdpo-eval registered")
+    sub.add_parser("run", help="lm-eval's run (the flags of `lm_eval run`, see run --help) with icdpo-eval's models "
+                   "and tasks registered through lm-eval's public API")
     sub.add_parser("bench", help="engine benchmark: naive pipeline vs ours vs one ICL sample (see bench --help)")
     m = sub.add_parser("models", help="list the embedded default models, print one's local path, or build their tiny "
                        "twins")
@@ -161,4 +166,4 @@ def _main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console())

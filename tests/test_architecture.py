@@ -92,16 +92,18 @@ LAYERS = {
     "tasks": {"tasks", "judges", "data"} | FOUNDATION,
     "preflight": {"preflight", "_lm_eval_hook"} | LOWER | FOUNDATION,
     "_lm_eval_hook": {"_lm_eval_hook", "preflight"} | FOUNDATION,
+    "harness": {"harness", "preflight"} | FOUNDATION,
     "gates": {"gates", "errors", "stats"},
     "report": {"report", "leaderboard", "models.details", "errors"},
     "prepare": {"prepare", "preflight", "icdpo_eval"} | LOWER | FOUNDATION,  # icdpo_eval: __version__
     "diagnostics": {"diagnostics", "preflight"} | LOWER | FOUNDATION,
-    "leaderboard": {"leaderboard", "gates", "report", "outputs", "preflight", "_lm_eval_hook", "icdpo_eval"} | LOWER
+    "leaderboard": {"leaderboard", "gates", "report", "outputs", "preflight", "harness", "icdpo_eval"} | LOWER
     | FOUNDATION,
-    "outputs": {"outputs", "preflight", "_lm_eval_hook", "icdpo_eval"} | LOWER | FOUNDATION,
+    "outputs": {"outputs", "preflight", "harness", "icdpo_eval"} | LOWER | FOUNDATION,
 }
 # the package root: its doors and a few cross-cutting helpers, nothing else
-ROOT_MODULES = {"icdpo_eval", "icdpo_eval.cli", "icdpo_eval._lm_eval_hook", "icdpo_eval.errors", "icdpo_eval.runtime",
+ROOT_MODULES = {"icdpo_eval", "icdpo_eval.cli", "icdpo_eval._lm_eval_hook", "icdpo_eval.harness", "icdpo_eval.errors",
+                "icdpo_eval.runtime",
                 "icdpo_eval.stats", "icdpo_eval.api_client"}
 # rooms only the CLI (and the report's page command, for the leaderboard) may import
 TOOLS = {"leaderboard": {"cli", "leaderboard", "report"}, "gates": {"cli", "gates", "leaderboard"},
@@ -183,3 +185,21 @@ def test_the_checker_sees_imports():
     assert "icdpo_eval.method.scorers" in g["icdpo_eval.baselines.dpo"]
     assert "icdpo_eval.config.options" in g["icdpo_eval.models.icdpo"]
     assert layer_of("icdpo_eval.config.options") == "options" and layer_of("icdpo_eval.engine.engine") == "engine"
+
+
+def test_only_the_hook_reaches_lm_eval_internals_or_installs_itself():
+    """lm-eval through its public doors: no module but the stock-CLI hook imports a private lm-eval module (a path
+    part that starts with ``_``) or calls the hook's ``install`` (icdpo_eval/harness.py is the door every run of
+    ours takes)."""
+    bad = []
+    for name, path in modules().items():
+        if name == "icdpo_eval._lm_eval_hook":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            bad += [f"{name} imports {m}" for m in mods
+                    if m.startswith("lm_eval") and any(p.startswith("_") for p in m.split(".")[1:])]
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "install":
+                bad.append(f"{name} calls install()")
+    assert not bad, "\n".join(bad)

@@ -296,13 +296,12 @@ def validate_spec(spec: Spec, path: str | Path = "spec") -> None:
     """Check every row and task against lm-eval and every cell the way a run checks itself, before any cell runs:
     model names, model_args (their declarations, :mod:`icdpo_eval.config.options`), tasks, task settings and what
     aggregation will use (:func:`icdpo_eval.config.preflight.check_run`)."""
-    from icdpo_eval._lm_eval_hook import install
-
-    install()
     from lm_eval.api.registry import get_model
-    from lm_eval.tasks import TaskManager
 
+    from icdpo_eval import harness
     from icdpo_eval.config import options, preflight
+
+    harness.register_models()
 
     for row in spec.rows:
         if row.model == OUTPUTS:  # read now: a missing file or a bad row fails before any cell runs
@@ -343,8 +342,8 @@ def validate_spec(spec: Spec, path: str | Path = "spec") -> None:
                 decl.parse(args)
             except UserError as e:
                 raise SpecError(f"{path}: row {row.name!r}: {e}") from None
-    known = set(TaskManager().all_tasks)
-    unknown = [t for t in spec.tasks if t not in known]
+    tm = harness.task_manager(spec.tasks, metadata=spec.metadata)
+    unknown = [t for t in spec.tasks if not tm.match_tasks([t])]
     if unknown:
         raise SpecError(f"{path}: unknown task(s) {', '.join(unknown)}; `lm_eval ls tasks` lists them (ours: "
                         f"{', '.join(sorted(preflight.our_tasks()))})")

@@ -34,13 +34,12 @@ class Matched:
 
 def task_docs(task: str, metadata: dict[str, Any] | None) -> list[dict[str, Any]]:
     """The task's evaluation documents in lm-eval's order (doc id = index), loaded with the run's task settings."""
-    from icdpo_eval._lm_eval_hook import install
+    from icdpo_eval import harness
 
-    install()
-    from lm_eval.tasks import TaskManager, get_task_dict
-
-    tasks = get_task_dict([task], TaskManager(metadata=dict(metadata or {})))
-    obj = tasks[task]
+    tm = harness.task_manager([task], metadata=metadata)
+    if not tm.match_tasks([task]):
+        raise OutputsError(f"--task {task}: unknown task; `lm_eval ls tasks` lists them")
+    obj = tm.load([task])["tasks"][task]
     if getattr(obj, "OUTPUT_TYPE", None) != "generate_until":
         raise OutputsError(f"--task {task}: not a generation task; saved responses are scored by a generation task "
                            "(hh_harmless, hh_helpful, synthetic_gpt, their _winrate twins, hh_harmless_mini, ...)")
