@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,12 +28,22 @@ def pytest_addoption(parser):
 
 
 @pytest.fixture(scope="session")
-def twins_dir(tmp_path_factory) -> Path:
+def twins_dir(tmp_path_factory) -> Iterator[Path]:
     """Tiny random twins of the embedded models (real configs, tokenizers and chat template; 2 layers, hidden 64),
-    built once per session (:mod:`icdpo_eval.data.twins`, a few seconds)."""
+    built once per session (:mod:`icdpo_eval.data.twins`, a few seconds). ``embedded:*`` names resolve to them from
+    here on, for the whole session: a module- or session-scoped fixture is set up before the per-test
+    :func:`_embedded_models`, and would otherwise load the real models (seen: ``embedded:base`` in a module fixture
+    resolved to the converted 270M model)."""
     from icdpo_eval.data import twins
 
-    return twins.build_all(tmp_path_factory.mktemp("twins"))
+    path = twins.build_all(tmp_path_factory.mktemp("twins"))
+    before = os.environ.get("ICDPO_EMBEDDED_DIR")
+    os.environ["ICDPO_EMBEDDED_DIR"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("ICDPO_EMBEDDED_DIR", None)
+    else:
+        os.environ["ICDPO_EMBEDDED_DIR"] = before
 
 
 @pytest.fixture

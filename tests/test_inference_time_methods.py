@@ -7,6 +7,8 @@ not the base model's: the guide scores text. Random weights exercise these equal
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from _inproc import lm_eval
 from _trained_adapters import trained
@@ -28,6 +30,12 @@ X2 = ("\n\nHuman: What is a good first programming language?\n\nAssistant: It de
 @pytest.fixture(scope="module")
 def base(twins_dir) -> Engine:
     return Engine.load(names.resolve("embedded:base"), device="cpu", dtype="float32")
+
+
+def test_module_fixtures_run_on_the_twins(base, twins_dir):
+    """A module-scoped fixture is set up before the per-test autouse fixtures: ``embedded:base`` must still resolve to
+    the tiny twin, not the real model (seen: it loaded the converted 270M model)."""
+    assert Path(base.weights_key[0]) == twins_dir / "base"
 
 
 @pytest.fixture(scope="module")
@@ -139,16 +147,19 @@ def test_urial_under_the_cached_prefix_equals_plain_generation_and_prefills_it_o
 
 
 def test_repetition_penalty_is_transformers_own(base):
+    """Greedy paths under HF's repetition penalty equal ``generate``'s. URIAL's 1.3 leaves a random twin's greedy path
+    unchanged (it never repeats a token), so 0.5 (same formula, favouring seen tokens) makes the check bite."""
     import torch
 
     ids = base.encode_context(HH.zero_shot(X))
-    params = SamplingParams(max_new_tokens=10, do_sample=False, repetition_penalty=1.3)
-    (s,), = base.sample_ids([ids], 1, params, [0])
-    with torch.inference_mode():
-        out = base.model.generate(torch.tensor([ids]), max_new_tokens=10, do_sample=False, repetition_penalty=1.3,
-                                  min_new_tokens=10)
     plain = base.sample_ids([ids], 1, SamplingParams(max_new_tokens=10, do_sample=False), [0])[0][0]
-    assert s.token_ids == out[0, len(ids):len(ids) + len(s.token_ids)].tolist()
+    for penalty in (1.3, 0.5):
+        params = SamplingParams(max_new_tokens=10, do_sample=False, repetition_penalty=penalty)
+        (s,), = base.sample_ids([ids], 1, params, [0])
+        with torch.inference_mode():
+            out = base.model.generate(torch.tensor([ids]), max_new_tokens=10, do_sample=False,
+                                      repetition_penalty=penalty, min_new_tokens=10)
+        assert s.token_ids == out[0, len(ids):len(ids) + len(s.token_ids)].tolist(), penalty
     assert s.token_ids != plain.token_ids  # the penalty changed the greedy path
 
 
