@@ -25,6 +25,10 @@ score them" over this one class. What it guarantees:
   process's :data:`icdpo_eval.runtime.METER` under the engine's :attr:`Engine.label` (one place, for every method);
 * :class:`Session` keeps ONE growing sequence's cache for blockwise methods (RM-Aug): sample N blocks from
   it, score blocks over it, continue with the chosen one, never re-encoding the prefix.
+
+Loading the weights, tokenizing and the plain forward pass the cached log-probs are tested against live in
+:class:`~icdpo_eval.engine.loading.LoadedLM` (the base class); what a draw returns, and how it draws, in
+:mod:`.sampling`; the decode step's kernels in :mod:`.kernels`.
 """
 
 from __future__ import annotations
@@ -33,45 +37,16 @@ import copy
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
 
 from icdpo_eval.engine.kernels import DecodeKernels
-from icdpo_eval.engine.loading import CACHE_ARG, WEIGHTS, FastTokenizer, cache_of, load_weights, weights_key
-from icdpo_eval.engine.sampling import SamplingParams, row_generator, stable_seed, top_p_choice
-from icdpo_eval.runtime import METER, resolve_device, resolve_dtype, run_engine, tokenizer
+from icdpo_eval.engine.loading import CACHE_ARG, LoadedLM, cache_of, merge_left_padded, model_label
+from icdpo_eval.engine.sampling import Sample, SamplingParams, row_generator, stable_seed, top_p_choice
+from icdpo_eval.runtime import METER, run_engine
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Sample:
-    """One sampled continuation: raw tokens, their log-probs under the sampling context, raw text.
-
-    ``eos_logprobs[i]`` is log p(EOS | context, token_ids[:i]) (the engine's scoring EOS token), for every
-    step the sampler computed a distribution at: ``len(token_ids) + 1`` entries when the row ended with
-    EOS, ``len(token_ids)`` otherwise."""
-
-    token_ids: list[int]
-    token_logprobs: list[float]
-    text: str
-    stop_reason: str = "length"  # "eos" | "stop" | "length"
-    eos_logprobs: list[float] = field(default_factory=list)
-
-    def logprob_of_prefix(self, ids: Sequence[int], *, eos: bool = False) -> float | None:
-        """log p(ids | context), plus log p(EOS | context, ids) with ``eos``, when ``ids`` is a prefix of the
-        sampled tokens and the sampler computed the needed distributions (free reuse); else None."""
-        n = len(ids)
-        if n > len(self.token_ids) or list(ids) != self.token_ids[:n]:
-            return None
-        if not eos:
-            return None if n == 0 else float(sum(self.token_logprobs[:n]))
-        if n >= len(self.eos_logprobs):
-            return None
-        return float(sum(self.token_logprobs[:n]) + self.eos_logprobs[n])
 
 
 class Prefix(NamedTuple):
@@ -111,44 +86,7 @@ class Rows(NamedTuple):
 Choose = Callable[[torch.Tensor, list[int], list[list[int]], list[torch.Generator]], torch.Tensor]
 
 
-def _merge_left_padded(caches: list, width: int):
-    """One batch cache from single-row caches of contexts of different lengths, as a left-padded prefill
-    of ``width`` tokens would hold it (the padding slots are zeros; the attention mask hides them).
-    Only for full and sliding-window dynamic layers; returns None for any other cache layout."""
-    from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
-
-    first = caches[0]
-    layers = [getattr(c, "layers", None) for c in caches]
-    if any(ls is None or len(ls) != len(layers[0]) for ls in layers):
-        return None
-    if any(type(layer) not in (DynamicLayer, DynamicSlidingWindowLayer) for layer in layers[0]):
-        return None
-    for i, layer in enumerate(first.layers):
-        rows_k = [ls[i].keys for ls in layers]
-        rows_v = [ls[i].values for ls in layers]
-        size = max(k.shape[-2] for k in rows_k)
-
-        def pad(t: torch.Tensor, size: int = size) -> torch.Tensor:
-            return torch.nn.functional.pad(t, (0, 0, size - t.shape[-2], 0))
-
-        layer.keys = torch.cat([pad(k) for k in rows_k])
-        layer.values = torch.cat([pad(v) for v in rows_v])
-        if isinstance(layer, DynamicSlidingWindowLayer):
-            layer.cumulative_length = width
-    return first
-
-
-
-def model_label(key: tuple) -> str:
-    """A model's name in the counts: its hub name, or its folder's name (+ its adapter's folder name)."""
-    name = str(key[0]).rstrip("/")
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        name = Path(name).name
-    adapter = key[5] if len(key) > 5 else None
-    return name + (f"+{Path(str(adapter)).name}" if adapter else "")
-
-
-class Engine:
+class Engine(LoadedLM):
     """Prefix-cached sampler/scorer over one causal LM (see module docstring)."""
 
     def __init__(self, model, tokenizer, *, device: torch.device, max_rows: int = 24,
@@ -168,88 +106,6 @@ class Engine:
         self._init_tokens(tokenizer, max_length or getattr(model.config, "max_position_embeddings", None))
         eos = getattr(model.generation_config, "eos_token_id", None) or tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-
-    @classmethod
-    def tokenizer_only(cls, pretrained: str, *, revision: str | None = None, trust_remote_code: bool = False,
-                       max_length: int | None = None, fast: bool = False) -> Engine:
-        """An engine with the model's tokenizer and length limit but no weights: it tokenizes and builds
-        contexts (``show-prompt``, the checks a run makes before it loads anything) but cannot run the model.
-        ``fast``: count with the ``tokenizers`` library straight from ``tokenizer.json`` when the folder has one
-        (seconds faster than transformers' loader; for checks that allow a margin)."""
-        from transformers import AutoConfig
-
-        tok = (FastTokenizer.load(pretrained) if fast else None) or tokenizer(pretrained, revision,
-                                                                                trust_remote_code)
-        config = AutoConfig.from_pretrained(pretrained, revision=revision, trust_remote_code=trust_remote_code)
-        self = cls.__new__(cls)
-        self.model, self.device, self.max_rows, self.weights_key = None, torch.device("cpu"), 0, (pretrained,)
-        self.kernels, self.counts, self.label = None, Counter(), model_label(self.weights_key)
-        self._init_tokens(tok, max_length or getattr(config, "max_position_embeddings", None)
-                          or getattr(getattr(config, "text_config", None), "max_position_embeddings", None))
-        self.eos_ids = {tok.eos_token_id} if tok.eos_token_id is not None else set()
-        return self
-
-    def _init_tokens(self, tokenizer, max_length: int | None) -> None:
-        self.tok = tokenizer
-        self.max_length = max_length or 4096
-        self.pad_id = tokenizer.pad_token_id
-        if self.pad_id is None:
-            self.pad_id = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
-        # the token a scored continuation ends with (the released scorer appends tokenizer.eos_token_id)
-        self.score_eos_id: int | None = tokenizer.eos_token_id
-        self.add_bos = bool(getattr(tokenizer, "bos_token_id", None) is not None and
-                            tokenizer("a", add_special_tokens=True).input_ids[:1] == [tokenizer.bos_token_id])
-
-    @classmethod
-    def load(cls, pretrained: str, *, device: str | None = None, dtype: str | None = "auto",
-             revision: str | None = None, trust_remote_code: bool = False, adapter: str | None = None,
-             merge_adapter: bool = False, max_rows: int = 24, max_length: int | None = None,
-             kernels: str = "auto") -> Engine:
-        """An engine over ``pretrained`` (+ the peft ``adapter``, its LoRA deltas folded into the weights with
-        ``merge_adapter``). Weights are loaded once per process and shared (:data:`WEIGHTS`); each engine keeps its
-        own ``max_rows`` / ``max_length``; ``kernels``: the decode step's strategy (:class:`DecodeKernels`)."""
-        key = weights_key(pretrained, device=device, dtype=dtype, revision=revision,
-                          trust_remote_code=trust_remote_code, adapter=adapter, merge_adapter=merge_adapter)
-        dev = resolve_device(device)
-        dt = resolve_dtype(dtype, dev)
-        model, tok = WEIGHTS.get(key, lambda: load_weights(pretrained, dt, dev, revision, trust_remote_code,
-                                                           adapter, merge_adapter))
-        return cls(model, tok, device=dev, max_rows=max_rows, max_length=max_length, weights_key=key,
-                   kernels=kernels)
-
-    def release(self) -> None:
-        """Let go of the weights (the run's scorer loads next; :func:`icdpo_eval.runtime.release_policy`): what the
-        results record of them (dtype, the kernels' choices) is kept; a later model call is an error."""
-        if self.model is not None:
-            self.kernels_record = self.kernels.record()
-        self.model, self.kernels = None, None
-
-    @staticmethod
-    def free_unused(keep: set[tuple]) -> None:
-        """Drop every loaded weight set not in ``keep`` from the process's cache (and empty the CUDA cache)."""
-        WEIGHTS.retain(keep)
-
-    def generation_defaults(self) -> tuple[float, int]:
-        """(temperature, top_k) the model's own ``generation_config`` asks for, with transformers' defaults
-        (1.0, 50) where it sets none: what HF ``generate`` samples with unless told otherwise."""
-        from transformers import GenerationConfig
-
-        gc = getattr(self.model, "generation_config", None)
-        defaults = getattr(GenerationConfig, "_get_default_generation_params", lambda: {})()
-        temp = getattr(gc, "temperature", None)
-        top_k = getattr(gc, "top_k", None)
-        return (float(temp if temp is not None else defaults.get("temperature", 1.0)),
-                int(top_k if top_k is not None else defaults.get("top_k", 50)))
-
-    # ----------------------------------------------------------------- tokenization
-    def encode_context(self, text: str) -> list[int]:
-        return self.tok(text, add_special_tokens=True).input_ids
-
-    def encode_continuation(self, text: str) -> list[int]:
-        return self.tok(text, add_special_tokens=False).input_ids
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.tok.decode(list(ids), skip_special_tokens=True)
 
     # ----------------------------------------------------------------- model calls
     def count(self, **n: int) -> None:
@@ -317,13 +173,13 @@ class Engine:
         lengths = torch.tensor(full, device=self.device)
         if prefix is not None:
             parts = [self._extend(prefix, c) for c in contexts]
-            merged = parts[0][1] if len(parts) == 1 else _merge_left_padded([p[1] for p in parts], width)
+            merged = parts[0][1] if len(parts) == 1 else merge_left_padded([p[1] for p in parts], width)
             if merged is not None:
                 return Rows(torch.cat([p[0] for p in parts]), merged, mask, lengths)
             contexts = [prefix.ids + c for c in contexts]  # a cache layout we cannot merge: encode in full
         elif len(contexts) > 1 and len(set(full)) > 1:
             parts = [self._prefill_padded([c]) for c in contexts]
-            merged = _merge_left_padded([p[1] for p in parts], width)
+            merged = merge_left_padded([p[1] for p in parts], width)
             if merged is not None:
                 return Rows(torch.cat([p[0] for p in parts]), merged, mask, lengths)
         logits, cache = self._prefill_padded(contexts)
@@ -564,20 +420,6 @@ class Engine:
         """A :class:`Session` over ``context`` (text, encoded like :meth:`encode_context`, or token ids)."""
         ids = self.encode_context(context) if isinstance(context, str) else list(context)
         return Session(self, ids, seed=seed)
-
-    # ----------------------------------------------------------------- reference
-    @torch.inference_mode()
-    def logprob_full_forward(self, context: str, continuation: str) -> float:
-        """Plain, uncached full forward pass of context + continuation (the reference for tests)."""
-        c = self.encode_context(context)
-        y = self.encode_continuation(continuation)
-        if not y:
-            return 0.0
-        ids = torch.tensor([c + y], device=self.device)
-        # the whole sequence, no cache; vocabulary logits only at the len(y)+1 final positions
-        logits = self.model(input_ids=ids, logits_to_keep=len(y) + 1).logits[0, :-1].float()
-        return float(torch.log_softmax(logits, -1).gather(-1, torch.tensor(y, device=self.device)[:, None]).sum())
-
 
 class Session:
     """One growing token sequence and its KV cache (blockwise decoding, e.g. RM-Aug).

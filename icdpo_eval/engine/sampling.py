@@ -1,4 +1,5 @@
-"""Sampling policy of the engine: the parameters of a draw, per-row seeding, and exact top-k / top-p.
+"""Sampling policy of the engine: the parameters of a draw, per-row seeding, exact top-k / top-p, and what a draw
+returns (:class:`Sample`).
 
 Pure functions over logits; no model here. Imported by :mod:`.engine` (the decode loop).
 """
@@ -6,7 +7,8 @@ Pure functions over logits; no model here. Imported by :mod:`.engine` (the decod
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 
@@ -79,3 +81,30 @@ def _nucleus_pick(vals: torch.Tensor, idx: torch.Tensor, top_p: float, u: torch.
     # never land past the last kept token (float edge at the very end of the CDF)
     pos = torch.minimum(pos, keep.long().sum(-1, keepdim=True) - 1)
     return idx.gather(-1, pos).squeeze(-1)
+
+
+@dataclass
+class Sample:
+    """One sampled continuation: raw tokens, their log-probs under the sampling context, raw text.
+
+    ``eos_logprobs[i]`` is log p(EOS | context, token_ids[:i]) (the engine's scoring EOS token), for every
+    step the sampler computed a distribution at: ``len(token_ids) + 1`` entries when the row ended with
+    EOS, ``len(token_ids)`` otherwise."""
+
+    token_ids: list[int]
+    token_logprobs: list[float]
+    text: str
+    stop_reason: str = "length"  # "eos" | "stop" | "length"
+    eos_logprobs: list[float] = field(default_factory=list)
+
+    def logprob_of_prefix(self, ids: Sequence[int], *, eos: bool = False) -> float | None:
+        """log p(ids | context), plus log p(EOS | context, ids) with ``eos``, when ``ids`` is a prefix of the
+        sampled tokens and the sampler computed the needed distributions (free reuse); else None."""
+        n = len(ids)
+        if n > len(self.token_ids) or list(ids) != self.token_ids[:n]:
+            return None
+        if not eos:
+            return None if n == 0 else float(sum(self.token_logprobs[:n]))
+        if n >= len(self.eos_logprobs):
+            return None
+        return float(sum(self.token_logprobs[:n]) + self.eos_logprobs[n])

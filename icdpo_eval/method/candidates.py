@@ -31,15 +31,17 @@ from icdpo_eval.runtime import SqliteStore
 
 @functools.cache
 def sampler_version() -> str:
-    """The code and libraries a draw depends on: the engine's source, torch and transformers."""
+    """The code and libraries a draw depends on: the engine's source (the decode loop, the sampling policy, the cache
+    shims it prefills with), torch and transformers."""
     import torch
     import transformers
 
     import icdpo_eval.engine.engine as eng
+    import icdpo_eval.engine.loading as ld
     import icdpo_eval.engine.sampling as smp
 
     h = hashlib.sha256()
-    for mod in (eng, smp):
+    for mod in (eng, smp, ld):
         h.update(Path(mod.__file__).read_bytes())
     h.update(f"{torch.__version__}|{transformers.__version__}".encode())
     return h.hexdigest()[:16]
