@@ -87,6 +87,35 @@ def test_top_p_falls_back_to_full_sort_when_topk_mass_is_small():
     assert picks[0] != picks[1]
 
 
+def test_load_keeps_what_it_was_asked_for(twins_dir, tmp_path):
+    """``Engine.load``'s engine carries its limits and the weights key of exactly what it loaded, adapter included: the
+    candidate store and the weight cache key by it, so two adapters on one base must never share a key (seen red:
+    an edit that dropped ``weights_key=`` / ``max_rows=`` / ``max_length=`` served the SFT row the DPO row's
+    candidates)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from icdpo_eval.engine import Engine, weights_key
+
+    base = str(twins_dir / "base")
+    adapters = []
+    for i in range(2):
+        torch.manual_seed(i)
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(base),
+                               LoraConfig(r=2, target_modules=["q_proj"], init_lora_weights=False))
+        model.save_pretrained(tmp_path / f"lora{i}")
+        adapters.append(str(tmp_path / f"lora{i}"))
+    engines = [Engine.load(base, device="cpu", dtype="float32", adapter=a, merge_adapter=True, max_rows=7,
+                           max_length=333) for a in adapters]
+    for a, eng in zip(adapters, engines):
+        assert eng.weights_key == weights_key(base, device="cpu", dtype="float32", adapter=a, merge_adapter=True)
+        assert (eng.max_rows, eng.max_length) == (7, 333)
+    assert engines[0].weights_key != engines[1].weights_key
+    ids = engines[0].encode_context(DIALOGUES[0])
+    logits = [eng.model(input_ids=torch.tensor([ids])).logits[0, -1] for eng in engines]
+    assert not torch.allclose(logits[0], logits[1])  # two different models behind the two keys
+
+
 def test_cached_batched_logprobs_equal_full_forward(base_engine):
     eng = base_engine
     contexts = [DIALOGUES[0], build_context(DIALOGUES[1], [(DIALOGUES[0], "Use a starter.")]), DIALOGUES[2]]

@@ -259,7 +259,8 @@ class LoadedLM:
         dt = resolve_dtype(dtype, dev)
         model, tok = WEIGHTS.get(key, lambda: load_weights(pretrained, dt, dev, revision, trust_remote_code,
                                                            adapter, merge_adapter))
-        return cls(model, tok, device=dev,  # type: ignore[call-arg]  # Engine's __init__ max_rows=max_rows, max_length=max_length, weights_key=key,
+        # Engine's __init__ (this class has none of its own)
+        return cls(model, tok, device=dev, max_rows=max_rows, max_length=max_length, weights_key=key,  # type: ignore[call-arg]
                    kernels=kernels)
 
     def release(self) -> None:
