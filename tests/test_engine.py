@@ -89,9 +89,9 @@ def test_top_p_falls_back_to_full_sort_when_topk_mass_is_small():
 
 def test_load_keeps_what_it_was_asked_for(twins_dir, tmp_path):
     """``Engine.load``'s engine carries its limits and the weights key of exactly what it loaded, adapter included: the
-    candidate store and the weight cache key by it, so two adapters on one base must never share a key (seen red:
-    an edit that dropped ``weights_key=`` / ``max_rows=`` / ``max_length=`` served the SFT row the DPO row's
-    candidates)."""
+    candidate store and the weight cache key by it, so two adapters on one base, or one folder retrained, must never
+    share a key (seen red: an edit that dropped ``weights_key=`` / ``max_rows=`` / ``max_length=`` served the SFT
+    row the DPO row's candidates)."""
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -114,6 +114,13 @@ def test_load_keeps_what_it_was_asked_for(twins_dir, tmp_path):
     ids = engines[0].encode_context(DIALOGUES[0])
     logits = [eng.model(input_ids=torch.tensor([ids])).logits[0, -1] for eng in engines]
     assert not torch.allclose(logits[0], logits[1])  # two different models behind the two keys
+    # retrained in place (the same folder, other weights): another key, so no stored candidate of the old one is served
+    import shutil
+
+    before = weights_key(base, device="cpu", dtype="float32", adapter=adapters[0], merge_adapter=True)
+    shutil.copy(tmp_path / "lora1" / "adapter_model.safetensors", tmp_path / "lora0" / "adapter_model.safetensors")
+    after = weights_key(base, device="cpu", dtype="float32", adapter=adapters[0], merge_adapter=True)
+    assert after != before and after[-1] == engines[1].weights_key[-1]  # the content's fingerprint, not the path's
 
 
 def test_cached_batched_logprobs_equal_full_forward(base_engine):

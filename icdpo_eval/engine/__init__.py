@@ -5,9 +5,9 @@ and dtype resolution) and :mod:`icdpo_eval.errors`."""
 
 from icdpo_eval.engine.engine import Choose, Engine, Prefix, Sample, Session
 from icdpo_eval.engine.kernels import DecodeKernels
-from icdpo_eval.engine.loading import WEIGHTS, load_weights, weights_key
+from icdpo_eval.engine.loading import WEIGHTS, adapter_fingerprint, load_weights, model_label, weights_key
 from icdpo_eval.engine.sampling import SamplingParams, row_generator, stable_seed, top_p_choice
 
 __all__ = ["WEIGHTS", "Choose", "DecodeKernels", "Engine", "Prefix",
-           "Sample", "SamplingParams", "Session", "load_weights",
+           "Sample", "SamplingParams", "Session", "adapter_fingerprint", "load_weights", "model_label",
            "row_generator", "stable_seed", "top_p_choice", "weights_key"]

@@ -134,11 +134,40 @@ class FastTokenizer:
 
 def weights_key(pretrained: str, *, device: str | None = None, dtype: Any = "auto", revision: str | None = None,
                 trust_remote_code: bool = False, adapter: str | None = None, merge_adapter: bool = False) -> tuple:
-    """What determines a model's loaded weights (the :data:`WEIGHTS` key): name or folder, dtype, device, revision,
-    remote code, adapter and whether it is merged."""
+    """What determines a model's loaded weights (the :data:`WEIGHTS` key, and the model in the candidate store's key):
+    name or folder, dtype, device, revision, remote code, adapter, whether it is merged, and the adapter's content
+    (:func:`adapter_fingerprint`: an adapter retrained in the same folder is another model)."""
     dev = resolve_device(device)
     return (str(pretrained), str(resolve_dtype(dtype, dev)), str(dev), revision, bool(trust_remote_code), adapter,
-            bool(merge_adapter))
+            bool(merge_adapter), adapter_fingerprint(adapter) if adapter else None)
+
+
+_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def adapter_fingerprint(adapter: str) -> str | None:
+    """sha256 (16 hex digits) of a local adapter folder's config and weight files, memoised by their sizes and
+    modification times (hashed again only when one changes); None for a name that is no local folder (a hub id:
+    its revision is what pins it)."""
+    import hashlib
+    from pathlib import Path
+
+    folder = Path(adapter)
+    if not folder.is_dir():
+        return None
+    files = sorted(f for f in folder.iterdir() if f.is_file() and (f.name == "adapter_config.json" or
+                                                                   f.name.startswith("adapter_model.")))
+    stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    key = (str(folder.resolve()), stamp)
+    if key not in _FINGERPRINTS:
+        h = hashlib.sha256()
+        for f in files:
+            h.update(f.name.encode() + b"\0")
+            with f.open("rb") as fh:
+                for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                    h.update(block)
+        _FINGERPRINTS[key] = h.hexdigest()[:16]
+    return _FINGERPRINTS[key]
 
 
 def load_weights(pretrained: str, dt: torch.dtype, dev: torch.device, revision: str | None, trust_remote_code: bool,

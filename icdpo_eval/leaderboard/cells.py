@@ -108,11 +108,6 @@ class CellLog:
         return f"cell {cell.row} / {cell.task}: {self.seconds:.1f} s, loaded {loaded}{cand}"
 
 
-def _short(key: tuple) -> str:
-    name = Path(str(key[0])).name or str(key[0])
-    return name + (f"+{Path(str(key[5])).name}" if key[5] else "")
-
-
 def hf_lm(cell: Any, key: tuple) -> Any:
     """An lm-eval ``HFLM`` over the shared weights of ``key`` (the ``hf`` "Base" row)."""
     from lm_eval.models.huggingface import HFLM
@@ -206,7 +201,7 @@ def counting_hf(lm: Any, key: tuple | None) -> Iterator[dict[str, Any]]:
     if key is None:
         yield out
         return
-    from icdpo_eval.engine.engine import model_label
+    from icdpo_eval.engine import model_label
     from icdpo_eval.engine.loading import CACHE_ARG
     from icdpo_eval.runtime import METER
 
@@ -269,7 +264,7 @@ class CellRunner:
         self.logs: dict[tuple[str, str], CellLog] = {}
 
     def run(self, done: Callable[[Any], bool]) -> dict[tuple[str, str], Any]:
-        from icdpo_eval.engine import WEIGHTS
+        from icdpo_eval.engine import WEIGHTS, model_label
         from icdpo_eval.judges.reward_model import JUDGE_LOADS, release_judges
         from icdpo_eval.runtime import keep_weights
 
@@ -292,7 +287,7 @@ class CellRunner:
             later = set() if self.isolate else set().union(*keys[i + 1:])  # kept when the scorer loads
             with keep_weights(later):
                 res = self.ensure(cell, run=True, runner=lambda c: run_cell(c, isolate=self.isolate))
-            log = CellLog(round(time.time() - t0, 1), [_short(k) for k in WEIGHTS.loads[before:]]
+            log = CellLog(round(time.time() - t0, 1), [model_label(k) for k in WEIGHTS.loads[before:]]
                           + [f"RM {Path(n).name or n}" for n in JUDGE_LOADS[judges_before:]])
             if res is not None:
                 log.candidates = dict(getattr(res, "candidates", {}) or {})
