@@ -213,12 +213,12 @@ def run_command(argv: Sequence[str]) -> int:
     if cfg.output_path:
         cfg.hf_hub_log_args["output_path"] = cfg.output_path
     tracker = EvaluationTracker(**cfg.hf_hub_log_args)
-    tm = task_manager(cfg.tasks, cfg.include_path, cfg.metadata)
-    cfg.include_path = _include(cfg.include_path)
     if any(str(t).endswith(".yaml") or Path(str(t)).is_dir() for t in _split(cfg.tasks)):
+        cfg.include_path = _include(cfg.include_path)
         tm = cfg.process_tasks(cfg.metadata)  # task files and folders: lm-eval's own resolution
         tasks: list[Any] = list(cfg.tasks)
     else:
+        tm = task_manager(cfg.tasks, cfg.include_path, cfg.metadata)
         tasks = _split(cfg.tasks)
     logging.getLogger(__name__).info("Selected tasks: %s", tasks)
     seed = cfg.seed or [None] * 4

@@ -103,7 +103,6 @@ class FastTokenizer:
     @classmethod
     def _load(cls, pretrained: str) -> FastTokenizer | None:
         import json
-        from pathlib import Path
 
         folder = Path(pretrained)
         if not (folder / "tokenizer.json").is_file():
@@ -150,14 +149,13 @@ def adapter_fingerprint(adapter: str) -> str | None:
     modification times (hashed again only when one changes); None for a name that is no local folder (a hub id:
     its revision is what pins it)."""
     import hashlib
-    from pathlib import Path
 
     folder = Path(adapter)
     if not folder.is_dir():
         return None
     files = sorted(f for f in folder.iterdir() if f.is_file() and (f.name == "adapter_config.json" or
                                                                    f.name.startswith("adapter_model.")))
-    stamp = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    stamp = tuple((f.name, st.st_size, st.st_mtime_ns) for f in files for st in [f.stat()])
     key = (str(folder.resolve()), stamp)
     if key not in _FINGERPRINTS:
         h = hashlib.sha256()
